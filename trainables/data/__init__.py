@@ -1,0 +1,185 @@
+"""Graph datasets for the CGCNN trainable: the built-in EMT adsorption set or a user's CIF folder.
+
+``load_dataset`` is the one entry point. Featurised neighbour graphs are cached on disk (in
+``cache_dir``, default ``$HPO_SUITE_CACHE`` or ``~/.cache/hpo-suite``) under a name that hashes
+every parameter they depend on, so a second call, in this process or in another Ray actor, only
+reads a file. The Gaussian expansion of edge lengths is done at load time, vectorised, which
+keeps the cache small and lets ``gaussian_step`` change without rebuilding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+from torch_geometric.data import Data
+
+
+class DataError(ValueError):
+    """Bad user data; the message is one line naming the file (and line) at fault."""
+
+
+# The loaders raise DataError, so they are imported once it exists.
+from trainables.data import adsorption, cif_folder  # noqa: E402
+from trainables.data.graphs import (  # noqa: E402
+    GraphArrays,
+    build_graphs,
+    default_atom_feature_table,
+    gaussian_centers,
+)
+
+SPLIT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
+
+
+@dataclass
+class GraphDataset:
+    """Featurised structures with targets, baseline groups and a fixed train/val/test split.
+
+    Attributes:
+        graphs: one ``Data`` per structure with ``x`` [N, node_feature_dim], ``edge_index`` [2, E]
+            (neighbour -> centre), ``edge_attr`` [E, edge_feature_dim] and ``y`` [1].
+        groups: baseline group key per graph: "metal|adsorbate" (built-in) or "all" (user data).
+        splits: "train" / "val" / "test" -> indices into ``graphs``, disjoint.
+        source: "builtin:<parameters>" or the data folder's path.
+        node_feature_dim: atom feature length.
+        edge_feature_dim: number of Gaussians.
+        metadata: per-graph details (built-in: metal, dopant, adsorbate, facet, site; user: id).
+        from_cache: True when the graphs were read from the disk cache rather than computed.
+    """
+
+    graphs: list[Data]
+    groups: list[str]
+    splits: dict[str, np.ndarray]
+    source: str
+    node_feature_dim: int
+    edge_feature_dim: int
+    metadata: list[dict] = field(default_factory=list)
+    from_cache: bool = False
+
+    def subset(self, split: str) -> list[Data]:
+        """The graphs of ``split`` ("train", "val" or "test")."""
+        return [self.graphs[i] for i in self.splits[split]]
+
+
+def default_cache_dir() -> Path:
+    """``$HPO_SUITE_CACHE`` if set, else ``~/.cache/hpo-suite``."""
+    return Path(os.environ.get("HPO_SUITE_CACHE") or Path.home() / ".cache" / "hpo-suite")
+
+
+def split_indices(num_graphs: int, seed: int) -> dict[str, np.ndarray]:
+    """Seeded 70/15/15 split; validation and test get at least one structure each."""
+    n_val = max(1, round(SPLIT_FRACTIONS["val"] * num_graphs))
+    n_test = max(1, round(SPLIT_FRACTIONS["test"] * num_graphs))
+    if num_graphs - n_val - n_test < 1:
+        raise ValueError(f"{num_graphs} structures cannot be split into train/val/test")
+    order = np.random.default_rng([seed, 7]).permutation(num_graphs)
+    return {
+        "train": np.sort(order[n_val + n_test :]),
+        "val": np.sort(order[:n_val]),
+        "test": np.sort(order[n_val : n_val + n_test]),
+    }
+
+
+def _load_or_build(path: Path, build: Callable[[], tuple[GraphArrays, list[dict]]]) -> tuple:
+    """Read the cached arrays at ``path``, or build and store them; returns (arrays, metadata, from_cache).
+
+    Several Ray actors may ask at once: the lock lets one build while the others wait and then
+    read its file, and writing to a temporary name then renaming means nobody reads half a file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if path.is_file():
+            try:
+                arrays, metadata = GraphArrays.load(path)
+                return arrays, metadata, True
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+                pass  # unreadable (e.g. written by an older version): rebuild below
+        arrays, metadata = build()
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        arrays.save(temporary, metadata)
+        os.replace(temporary, path)
+        return arrays, metadata, False
+
+
+def _parameter_hash(parameters: dict) -> str:
+    return hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_dataset(
+    data: str | None = None,
+    *,
+    num_structures: int = 2000,
+    seed: int = 0,
+    radius: float = 8.0,
+    max_neighbors: int = 12,
+    gaussian_step: float = 0.2,
+    cache_dir: str | None = None,
+    progress: bool = True,
+) -> GraphDataset:
+    """Load the built-in EMT adsorption dataset (``data=None``) or a CGCNN-style CIF folder.
+
+    ``num_structures`` applies to the built-in set only; ``seed`` seeds its generator and, for
+    both sources, the split. ``radius``, ``max_neighbors`` and ``gaussian_step`` are the
+    featurisation parameters (CGCNN defaults).
+
+    Raises:
+        DataError: for problems in a user's data folder.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    graph_parameters = {"radius": float(radius), "max_neighbors": int(max_neighbors)}
+    if data is None:
+        parameters = {"num_structures": int(num_structures), "seed": int(seed), **graph_parameters}
+        key = _parameter_hash({"generator_version": adsorption.GENERATOR_VERSION, **parameters})
+        path = cache / f"emt-adsorption-n{num_structures}-seed{seed}-{key}.npz"
+        arrays, metadata, from_cache = _load_or_build(
+            path, lambda: adsorption.generate(num_structures, seed, radius, max_neighbors, progress)
+        )
+        table = default_atom_feature_table()
+        groups = [f"{m['metal']}|{m['adsorbate']}" for m in metadata]
+        described = {**parameters, "gaussian_step": gaussian_step}
+        source = "builtin:" + ",".join(f"{name}={value}" for name, value in described.items())
+    else:
+        rows = cif_folder.read_id_prop(data)
+        key = _parameter_hash({"folder": cif_folder.fingerprint(data, rows), **graph_parameters})
+        path = cache / f"cif-{Path(data).resolve().name}-{key}.npz"
+        arrays, metadata, from_cache = _load_or_build(
+            path, lambda: cif_folder.featurise(data, rows, radius, max_neighbors, progress)
+        )
+        table = cif_folder.atom_feature_table(data)
+        cif_folder.check_elements(data, rows, arrays, table)
+        groups = ["all"] * len(arrays)
+        source = str(data)
+    return GraphDataset(
+        graphs=build_graphs(arrays, table, radius, gaussian_step),
+        groups=groups,
+        splits=split_indices(len(arrays), seed),
+        source=source,
+        node_feature_dim=int(table.shape[1]),
+        edge_feature_dim=len(gaussian_centers(radius, gaussian_step)),
+        metadata=metadata,
+        from_cache=from_cache,
+    )
+
+
+def baseline_mae(dataset: GraphDataset, split: str = "val") -> float:
+    """MAE on ``split`` of predicting each group's mean TRAIN target (unseen group: global train mean)."""
+    targets = np.array([float(g.y[0]) for g in dataset.graphs])
+    train = dataset.splits["train"]
+    sums: dict[str, list[float]] = {}
+    for i in train:
+        sums.setdefault(dataset.groups[i], []).append(targets[i])
+    group_means = {group: float(np.mean(values)) for group, values in sums.items()}
+    global_mean = float(np.mean(targets[train]))
+    indices = dataset.splits[split]
+    predictions = np.array([group_means.get(dataset.groups[i], global_mean) for i in indices])
+    return float(np.mean(np.abs(predictions - targets[indices])))
+
+
+__all__ = ["DataError", "GraphDataset", "baseline_mae", "default_cache_dir", "load_dataset", "split_indices"]
