@@ -1,0 +1,170 @@
+# Shared settings for submit.sbatch, start-head.sh and start-worker.sh (sourced, not run).
+#
+# Everything here is derived from Slurm's environment and a few optional HPO_* variables;
+# nothing counts nodes, CPUs or GPUs by hand.
+#
+#   HPO_REPO               the suite's checkout (default: the folder above this file)
+#   HPO_VENV               virtual environment to use (default: $VIRTUAL_ENV, else $HPO_REPO/.venv)
+#   HPO_SLURM_LOG_ROOT     where per-job folders go (default: $SLURM_SUBMIT_DIR/slurm-logs);
+#                          must be on a file system every node of the job sees
+#   HPO_RAY_TMPDIR         node-local folder for Ray's sockets and session files (default: /tmp)
+#   HPO_RAY_PORT_BASE      first port of the per-job port blocks (default 20000)
+#   HPO_RAY_PORT_BLOCK     ports per job (default 500)
+#   HPO_RAY_PORT_SLOTS     number of blocks; job J uses block J mod SLOTS (default 25, so the
+#                          ports stay in 20000-32499, below Linux's ephemeral range)
+#   HPO_RAY_HEAD_IP        address the head binds to (default: this node's routable IPv4)
+#   HPO_RAY_START_ARGS     extra arguments for every `ray start` (e.g. --object-store-memory=...)
+
+hpo_die() {
+    echo "ERROR [$(date +%H:%M:%S) ${SLURMD_NODENAME:-$(hostname)}] $*" >&2
+    exit 1
+}
+
+hpo_log() {
+    echo "[$(date +%H:%M:%S) ${SLURMD_NODENAME:-$(hostname)}] $*"
+}
+
+hpo_require_job() {
+    [[ -n "${SLURM_JOB_ID:-}" ]] || hpo_die "SLURM_JOB_ID is not set: run this inside a Slurm job (sbatch slurm/submit.sbatch ...)"
+}
+
+# Python and ray of the chosen virtual environment.
+hpo_find_python() {
+    local venv="${HPO_VENV:-${VIRTUAL_ENV:-${HPO_REPO}/.venv}}"
+    HPO_PYTHON="$venv/bin/python"
+    HPO_RAY="$venv/bin/ray"
+    [[ -x "$HPO_PYTHON" && -x "$HPO_RAY" ]] \
+        || hpo_die "no python/ray in '$venv' (set HPO_VENV to the virtual environment with the suite installed)"
+    export PATH="$venv/bin:$PATH"
+}
+
+# Ports of this job: one block per job (job id mod slots), so that two jobs sharing a node
+# do not collide. Inside the block: GCS, Ray client server, dashboard, dashboard agents, then
+# two disjoint worker-port ranges, one for the head node and one for worker nodes (so even a
+# head and a worker of the same job on one host do not collide). Ports Ray picks itself when
+# given 0 (node manager, object manager, metrics, agent gRPC, runtime env agent) are left to
+# the kernel: those can never collide.
+hpo_ports() {
+    local base="${HPO_RAY_PORT_BASE:-20000}" block="${HPO_RAY_PORT_BLOCK:-500}" slots="${HPO_RAY_PORT_SLOTS:-25}"
+    (( block >= 60 )) || hpo_die "HPO_RAY_PORT_BLOCK must be at least 60 (got $block)"
+    local first=$(( base + (SLURM_JOB_ID % slots) * block ))
+    local half=$(( (block - 10) / 2 ))
+    HPO_GCS_PORT=$first
+    HPO_CLIENT_PORT=$(( first + 1 ))
+    HPO_DASHBOARD_PORT=$(( first + 2 ))
+    HPO_HEAD_AGENT_PORT=$(( first + 3 ))
+    HPO_WORKER_AGENT_PORT=$(( first + 4 ))
+    HPO_HEAD_MIN_WORKER_PORT=$(( first + 10 ))
+    HPO_HEAD_MAX_WORKER_PORT=$(( first + 10 + half - 1 ))
+    HPO_NODE_MIN_WORKER_PORT=$(( first + 10 + half ))
+    HPO_NODE_MAX_WORKER_PORT=$(( first + block - 1 ))
+}
+
+# A routable IPv4 address of this node: the source address of the default route.
+hpo_node_ip() {
+    "$HPO_PYTHON" - <<'EOF'
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    s.connect(("10.255.255.255", 1))  # no packet is sent; this only asks for the route
+    ip = s.getsockname()[0]
+except OSError:
+    ip = socket.gethostbyname(socket.gethostname())
+print(ip)
+EOF
+}
+
+# CPUs and GPUs Slurm gave this task on this node.
+hpo_node_resources() {
+    HPO_NUM_CPUS="${SLURM_CPUS_PER_TASK:-${SLURM_CPUS_ON_NODE:-1}}"
+    if [[ -n "${SLURM_GPUS_ON_NODE:-}" ]]; then
+        HPO_NUM_GPUS="$SLURM_GPUS_ON_NODE"
+    elif [[ -n "${CUDA_VISIBLE_DEVICES:-}" && "${CUDA_VISIBLE_DEVICES}" != "NoDevFiles" ]]; then
+        HPO_NUM_GPUS=$(awk -F, '{print NF}' <<<"$CUDA_VISIBLE_DEVICES")
+    else
+        HPO_NUM_GPUS=0
+    fi
+}
+
+# Node-local Ray temp dir of this job on this Slurm node. Its name carries the job id and
+# the Slurm node name: wait_for_ray.py reads it back from the GCS to tell which Slurm node a
+# Ray node is, and the cleanup knows exactly which folder to remove.
+hpo_ray_tmpdir() {
+    echo "${HPO_RAY_TMPDIR:-/tmp}/hpo-ray-${SLURM_JOB_ID}-${SLURMD_NODENAME:-$(hostname -s)}"
+}
+
+# PIDs of all descendants of $1 (children first found, deepest last).
+hpo_descendants() {
+    local parent="$1" child
+    for child in $(ps -o pid= --ppid "$parent" 2>/dev/null); do
+        echo "$child"
+        hpo_descendants "$child"
+    done
+}
+
+# PIDs of processes whose environment holds HPO_RAY_TAG=$1 (catches any that escaped the tree).
+hpo_tagged_pids() {
+    local f
+    grep -lzxF "HPO_RAY_TAG=$1" /proc/[0-9]*/environ 2>/dev/null | while read -r f; do
+        f="${f#/proc/}"; echo "${f%/environ}"
+    done
+}
+
+# Run `ray start ... --block` in the background, wait for it, and on exit or on a signal
+# stop exactly the processes it started (never `ray stop`, which would also stop other
+# jobs' Ray on a shared node), keep Ray's logs in the job folder and remove the temp dir.
+# SIGUSR1 is how submit.sbatch asks for a stop: srun forwards it to the step's processes,
+# whereas a SIGTERM sent to srun makes Slurm kill the step outright, before this cleanup.
+hpo_run_ray_node() {
+    local role="$1"; shift
+    local tag="${SLURM_JOB_ID}:${role}:${SLURMD_NODENAME:-$(hostname -s)}"
+    HPO_RAY_NODE_TMP="$(hpo_ray_tmpdir)"
+    HPO_RAY_NODE_ROLE="$role"
+    HPO_RAY_NODE_TAG="$tag"
+    mkdir -p "$HPO_RAY_NODE_TMP"
+    trap hpo_stop_ray_node EXIT
+    trap 'hpo_log "$HPO_RAY_NODE_ROLE: stop requested"; exit 143' TERM INT HUP USR1
+    hpo_log "$role: ray start $* ${HPO_RAY_START_ARGS:-}"
+    # shellcheck disable=SC2086  # HPO_RAY_START_ARGS is a user-supplied argument list
+    HPO_RAY_TAG="$tag" "$HPO_RAY" start "$@" ${HPO_RAY_START_ARGS:-} \
+        --temp-dir="$HPO_RAY_NODE_TMP" --disable-usage-stats --block &
+    HPO_RAY_START_PID=$!
+    local rc=0
+    wait "$HPO_RAY_START_PID" || rc=$?
+    hpo_log "$role: ray start exited with status $rc"
+    exit "$rc"
+}
+
+hpo_stop_ray_node() {
+    local rc=$? pids ray_start i
+    trap - EXIT TERM INT HUP USR1
+    set +e  # best effort from here on: a failed kill or copy must not cut the cleanup short
+    ray_start="$(hpo_tagged_pids "$HPO_RAY_NODE_TAG" | while read -r p; do
+        [[ "$(ps -o args= -p "$p" 2>/dev/null)" == *" start "*--block* ]] && echo "$p"; done)"
+    pids="$( { [[ -n "${HPO_RAY_START_PID:-}" ]] && hpo_descendants "$HPO_RAY_START_PID"
+               hpo_tagged_pids "$HPO_RAY_NODE_TAG"; } | sort -un)"
+    if [[ -n "$pids" ]]; then
+        hpo_log "$HPO_RAY_NODE_ROLE: stopping $(wc -w <<<"$pids") Ray processes"
+        # `ray start --block` would drain the node for up to 30 s on SIGTERM: nothing is
+        # left to drain here, so kill it and stop its children directly.
+        # shellcheck disable=SC2086
+        [[ -n "$ray_start" ]] && kill -KILL $ray_start 2>/dev/null
+        [[ -n "${HPO_RAY_START_PID:-}" ]] && wait "$HPO_RAY_START_PID" 2>/dev/null  # no "Killed" notice
+        # shellcheck disable=SC2086
+        kill -TERM $pids 2>/dev/null || true
+        for i in $(seq 1 $(( 2 * ${HPO_RAY_STOP_GRACE:-5} ))); do
+            pids="$(for p in $pids; do kill -0 "$p" 2>/dev/null && echo "$p"; done; hpo_tagged_pids "$HPO_RAY_NODE_TAG")"
+            [[ -z "$pids" ]] && break
+            sleep 0.5
+        done
+        # shellcheck disable=SC2086
+        [[ -n "$pids" ]] && { hpo_log "$HPO_RAY_NODE_ROLE: killing" $pids; kill -KILL $pids 2>/dev/null || true; }
+    fi
+    if [[ -n "${HPO_JOB_DIR:-}" && -d "$HPO_RAY_NODE_TMP/session_latest/logs" ]]; then
+        local dest="$HPO_JOB_DIR/ray-logs/${HPO_RAY_NODE_ROLE}-${SLURMD_NODENAME:-$(hostname -s)}"
+        mkdir -p "$dest" && cp -rL "$HPO_RAY_NODE_TMP/session_latest/logs/." "$dest/" 2>/dev/null || true
+    fi
+    rm -rf "$HPO_RAY_NODE_TMP"
+    hpo_log "$HPO_RAY_NODE_ROLE: stopped"
+    exit "$rc"
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Start a Ray worker node of this Slurm job on the current node and block until stopped.
+#
+# submit.sbatch runs it with `srun` on every node but the first, once the head answers.
+# It needs the same environment as start-head.sh plus HPO_RAY_ADDRESS (the head's
+# IP:port). CPUs and GPUs come from Slurm; on SIGTERM it stops exactly the Ray processes
+# it started.
+set -euo pipefail
+HPO_REPO="${HPO_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+# shellcheck source=slurm/ray-common.sh
+source "$HPO_REPO/slurm/ray-common.sh"
+
+hpo_require_job
+hpo_find_python
+hpo_ports
+hpo_node_resources
+[[ "${RAY_AUTH_MODE:-}" == token && -s "${RAY_AUTH_TOKEN_PATH:-}" ]] \
+    || hpo_die "start-worker.sh: token authentication is not set up (RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH=<0600 token file> are required)"
+[[ -n "${HPO_RAY_ADDRESS:-}" ]] || hpo_die "start-worker.sh: HPO_RAY_ADDRESS (the head's IP:port) is not set"
+
+hpo_log "worker: $HPO_NUM_CPUS CPUs, $HPO_NUM_GPUS GPUs, joining $HPO_RAY_ADDRESS"
+hpo_run_ray_node worker \
+    --address="$HPO_RAY_ADDRESS" \
+    --dashboard-agent-listen-port="$HPO_WORKER_AGENT_PORT" \
+    --min-worker-port="$HPO_NODE_MIN_WORKER_PORT" --max-worker-port="$HPO_NODE_MAX_WORKER_PORT" \
+    --num-cpus="$HPO_NUM_CPUS" --num-gpus="$HPO_NUM_GPUS"

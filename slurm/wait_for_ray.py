@@ -1,0 +1,150 @@
+"""Readiness checks for the Ray cluster of a Slurm job (used by submit.sbatch).
+
+    python slurm/wait_for_ray.py head  --address IP:PORT --timeout S --step NODE:PID:LOG
+    python slurm/wait_for_ray.py nodes --address IP:PORT --timeout S --job-id ID \
+        [--gpus-per-node G] --step NODE:PID:LOG [--step ...]
+
+Each ``--step`` names a Slurm node, the pid of the srun step that starts Ray there, and that
+step's log. ``head`` returns once the head's GCS answers an authenticated request; ``nodes``
+once every named node has a live Ray node (with its GPUs). Both fail fast, naming what is
+missing, when the srun step that should bring it up has exited, and fail at the timeout
+otherwise. Exit status 0 when ready, 1 otherwise; messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+
+def _alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie, waiting to be reaped, counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return f"    ({path} is missing)"
+    return "\n".join("    " + line for line in text)
+
+
+def _fail(message: str) -> int:
+    print(f"ERROR: {message}", file=sys.stderr, flush=True)
+    return 1
+
+
+def _port_open(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def wait_head(args: argparse.Namespace) -> int:
+    from ray._raylet import GcsClient
+    from ray.exceptions import AuthenticationError
+
+    deadline = time.monotonic() + args.timeout
+    (node, pid, log), = args.step
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return _fail(f"the Ray head on {node} exited before its GCS answered at {args.address}. "
+                         f"Last lines of {log}:\n{_tail(log)}")
+        if _port_open(args.address):
+            try:
+                GcsClient(address=args.address).check_alive([], timeout=5)
+                print(f"Ray head is up at {args.address}", flush=True)
+                return 0
+            except AuthenticationError as e:
+                return _fail(f"the Ray head at {args.address} rejected this job's token: {e}")
+            except Exception:  # still starting: try again
+                pass
+        time.sleep(0.5)
+    return _fail(f"the Ray head on {node} did not answer at {args.address} within {args.timeout:.0f}s. "
+                 f"Last lines of {log}:\n{_tail(log)}")
+
+
+def _joined(address: str, job_id: str) -> dict[str, float]:
+    """Slurm node name -> GPUs, for each live Ray node started by this job."""
+    from ray._raylet import GcsClient
+
+    prefix = f"hpo-ray-{job_id}-"
+    joined = {}
+    for info in GcsClient(address=address).get_all_node_info(timeout=5).values():
+        name = os.path.basename(info.temp_dir.rstrip("/"))
+        if info.state == 0 and name.startswith(prefix):  # 0 = ALIVE
+            joined[name[len(prefix):]] = float(info.resources_total.get("GPU", 0))
+    return joined
+
+
+def wait_nodes(args: argparse.Namespace) -> int:
+    deadline = time.monotonic() + args.timeout
+    joined: dict[str, float] = {}
+
+    def report(nodes) -> str:
+        parts = []
+        for node, pid, log in nodes:
+            if node not in joined:
+                why = "its srun step exited" if not _alive(pid) else "it has not joined yet"
+                parts.append(f"node {node} did not come up ({why}); last lines of {log}:\n{_tail(log)}")
+            elif joined[node] < args.gpus_per_node:
+                parts.append(f"node {node} joined with {joined[node]:g} GPUs, expected {args.gpus_per_node:g}")
+        return "\n".join(parts)
+
+    while True:
+        try:
+            joined = _joined(args.address, args.job_id)
+        except Exception as e:  # the GCS went away: the head's step check below says why
+            print(f"(could not list Ray nodes: {e})", file=sys.stderr)
+        if all(node in joined and joined[node] >= args.gpus_per_node for node, _, _ in args.step):
+            gpus = sum(joined[node] for node, _, _ in args.step)
+            print(f"All {len(args.step)} Ray nodes joined ({', '.join(n for n, _, _ in args.step)}; "
+                  f"{gpus:g} GPUs)", flush=True)
+            return 0
+        dead = [s for s in args.step if not _alive(s[1])]
+        if dead:
+            return _fail(f"Ray srun step(s) of job {args.job_id} exited before the cluster was complete.\n"
+                         f"{report(dead)}")
+        if time.monotonic() > deadline:
+            return _fail(f"Ray nodes of job {args.job_id} did not all join within {args.timeout:.0f}s.\n"
+                         f"{report(args.step)}")
+        time.sleep(1)
+
+
+def _step(text: str) -> tuple[str, int, Path]:
+    node, pid, log = text.split(":", 2)
+    return node, int(pid), Path(log)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    for name in ("head", "nodes"):
+        p = sub.add_parser(name)
+        p.add_argument("--address", required=True, help="the head's GCS address, IP:PORT")
+        p.add_argument("--timeout", type=float, required=True, help="seconds to wait at most")
+        p.add_argument("--step", type=_step, action="append", required=True,
+                       help="NODE:PID:LOG of an srun step that starts Ray on NODE (repeatable)")
+    nodes = sub.choices["nodes"]
+    nodes.add_argument("--job-id", required=True)
+    nodes.add_argument("--gpus-per-node", type=float, default=0)
+    args = parser.parse_args(argv)
+    if args.what == "head" and len(args.step) != 1:
+        parser.error("head takes exactly one --step")
+    return wait_head(args) if args.what == "head" else wait_nodes(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
