@@ -137,7 +137,10 @@ hpo_run_ray_node() {
 
 hpo_stop_ray_node() {
     local rc=$? pids ray_start i
-    trap - EXIT TERM INT HUP USR1
+    # A second stop request (scancel's SIGTERM and submit.sbatch's SIGUSR1 may both come)
+    # must not cut the cleanup short; Slurm's SIGKILL after KillWait is the backstop.
+    trap - EXIT
+    trap '' TERM INT HUP USR1
     set +e  # best effort from here on: a failed kill or copy must not cut the cleanup short
     ray_start="$(hpo_tagged_pids "$HPO_RAY_NODE_TAG" | while read -r p; do
         [[ "$(ps -o args= -p "$p" 2>/dev/null)" == *" start "*--block* ]] && echo "$p"; done)"

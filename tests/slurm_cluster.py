@@ -79,10 +79,11 @@ class SlurmCluster:
         # reads AuthInfo=socket=... from slurm.conf, which is all the Slurm commands need.
         return env
 
-    def run(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+    def run(self, *args: str, check: bool = True, timeout: float = 30, **kwargs) -> subprocess.CompletedProcess:
+        """Run a Slurm command against this cluster (``kwargs`` go to subprocess.run)."""
         return subprocess.run(
             [_exe(args[0]), *args[1:]], env=self.env, check=check, timeout=timeout,
-            capture_output=True, text=True, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, stdin=subprocess.DEVNULL, **kwargs,
         )
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -222,6 +223,7 @@ class SlurmCluster:
 
 if __name__ == "__main__":
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/hpo-slurm")
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     cluster = SlurmCluster(root).start()
     print(f"export SLURM_CONF={cluster.conf}", flush=True)
     try:

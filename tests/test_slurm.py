@@ -1,0 +1,254 @@
+"""slurm/submit.sbatch on a real Slurm: two slurmd "nodes" on this machine, no mocks.
+
+The fixture (tests/slurm_cluster.py) starts munged, slurmctld and two slurmd with a private
+configuration; ``slurm/install-test-slurm.sh`` installs the Debian packages (``.ci/run`` calls
+it). Without them, or without root, these tests skip. Each Ray node gets one CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from slurm_cluster import SlurmCluster, missing_slurm_binaries  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_ASHA = REPO / "experiments" / "run_asha.py"
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+_missing = missing_slurm_binaries()
+if _missing:
+    pytestmark.append(pytest.mark.skip(
+        reason=f"Slurm is not installed ({', '.join(_missing)} missing): run slurm/install-test-slurm.sh"))
+elif os.geteuid() != 0:
+    pytestmark.append(pytest.mark.skip(reason="the throw-away Slurm cluster needs root (slurmd runs as root)"))
+
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
+            "DEADLINE", "PREEMPTED"}
+
+# A driver that needs nothing but Ray: it runs one task pinned to each node, then sleeps.
+STAND_IN_DRIVER = textwrap.dedent("""
+    import argparse, sys, time
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    p = argparse.ArgumentParser()
+    p.add_argument("--address", required=True)
+    p.add_argument("--sleep", type=float, default=0)
+    a = p.parse_args()
+    ray.init(address=a.address)
+
+    @ray.remote(num_cpus=1)
+    def where():
+        return ray.get_runtime_context().get_node_id()
+
+    nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+    ids = ray.get([where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote()
+                   for n in nodes])
+    print("NODE IDS", sorted(set(ids)), flush=True)
+    time.sleep(a.sleep)
+""")
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> str:
+    return os.environ.get("HPO_SUITE_CACHE") or str(tmp_path_factory.mktemp("hpo-cache"))
+
+
+class Job:
+    """One submission of slurm/submit.sbatch and where its files go."""
+
+    def __init__(self, slurm: SlurmCluster, root: Path, command: list[str], cache: str, **env: str):
+        self.slurm, self.root = slurm, root
+        self.logs = root / "slurm-logs"
+        environment = {
+            "HPO_VENV": sys.prefix,  # the environment running the tests
+            "HPO_SLURM_LOG_ROOT": str(self.logs),
+            "HPO_SUITE_CACHE": cache,
+            # Two Ray nodes share this machine: keep each one's object store small.
+            "HPO_RAY_START_ARGS": "--object-store-memory=150000000",
+            **env,
+        }
+        export = "ALL," + ",".join(f"{k}={v}" for k, v in environment.items())
+        res = slurm.run("sbatch", "--parsable", "--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=1",
+                        "--time=10", f"--output={root}/job-%j.out", f"--export={export}",
+                        "slurm/submit.sbatch", *command, cwd=REPO)
+        self.id = res.stdout.strip().split(";")[0]
+        self.dir = self.logs / self.id
+        self.out = root / f"job-{self.id}.out"
+
+    def info(self) -> dict[str, str]:
+        res = self.slurm.run("scontrol", "show", "job", "-o", self.id, check=False)
+        return dict(re.findall(r"(\w+)=(\S*)", res.stdout))
+
+    def wait(self, timeout: float) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = self.info()
+            if info.get("JobState") in TERMINAL:
+                return info
+            time.sleep(1)
+        self.slurm.run("scancel", self.id, check=False)
+        pytest.fail(f"job {self.id} did not finish within {timeout:.0f}s\n{self.report()}")
+
+    def report(self) -> str:
+        parts = [f"--- {self.out}", self.out.read_text(errors="replace") if self.out.exists() else "(none)"]
+        for log in sorted(self.dir.glob("*.log")):
+            parts += [f"--- {log}", "\n".join(log.read_text(errors="replace").splitlines()[-30:])]
+        return "\n".join(parts) + "\n" + self.slurm.logs()
+
+    def wait_for_file(self, path: Path, timeout: float, pattern: str = "") -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if path.exists() and pattern in (text := path.read_text(errors="replace")):
+                return text
+            if self.info().get("JobState") in TERMINAL:
+                break
+            time.sleep(0.5)
+        pytest.fail(f"{path} did not show {pattern!r} within {timeout:.0f}s\n{self.report()}")
+
+    def leftovers(self, timeout: float = 20) -> list[str]:
+        """Processes still running for this job (srun, Ray), after up to ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = _job_processes(self.id)
+            if not found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)
+
+
+def _job_processes(job_id: str) -> list[str]:
+    """Processes started by job ``job_id``: Slurm puts SLURM_JOB_ID in all of their environments
+    (Ray's processes inherit it), and Ray's temp dir of the job is named after it."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state == "Z":
+            continue
+        if f"SLURM_JOB_ID={job_id}".encode() in environ or f"/hpo-ray-{job_id}-" in cmdline:
+            found.append(f"{proc.name}: {cmdline[:160]}")
+    return found
+
+
+def _gcs_check(address: str, env_changes: dict[str, str | None], home: Path) -> subprocess.CompletedProcess:
+    """Ask the GCS at ``address`` for its node list from a fresh client process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    env["HOME"] = str(home)  # no ~/.ray/auth_token to fall back on
+    for key, value in env_changes.items():
+        if value is not None:
+            env[key] = value
+    code = ("import sys; from ray._raylet import GcsClient; "
+            "c = GcsClient(address=sys.argv[1]); print(len(c.get_all_node_info(timeout=10)), 'nodes')")
+    return subprocess.run([sys.executable, "-c", code, address], env=env, capture_output=True, text=True,
+                          timeout=90, stdin=subprocess.DEVNULL)
+
+
+def _trial_node_ids(experiment: Path) -> set[str]:
+    ids = set()
+    for result in experiment.rglob("result.json"):
+        for line in result.read_text().splitlines():
+            if line.strip() and (node := json.loads(line).get("node_id")):
+                ids.add(node)
+    return ids
+
+
+@pytest.mark.skipif(not RUN_ASHA.exists(), reason="experiments/run_asha.py does not exist yet")
+def test_asha_experiment_runs_across_two_slurm_nodes(slurm, tmp_path, cache_dir):
+    storage = tmp_path / "results"
+    job = Job(slurm, tmp_path, [
+        "experiments/run_asha.py", "--smoke-test", "--num-samples", "4", "--cpus-per-trial", "1",
+        "--storage-path", str(storage), "--name", "slurm_smoke",
+    ], cache_dir)
+
+    # While the cluster is up: the job's token works, a wrong one or none is refused.
+    address = job.wait_for_file(job.dir / "ray-address", 60, ":").strip()
+    job.wait_for_file(job.out, 90, "Ray head is up")
+    token = (job.dir / "ray-auth-token").read_text().strip()
+    home = tmp_path / "home"
+    home.mkdir()
+    good = _gcs_check(address, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}, home)
+    assert good.returncode == 0, f"the job's own token was refused:\n{good.stderr[-2000:]}\n{job.report()}"
+    for changes in ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 64}, {}):
+        bad = _gcs_check(address, changes, home)
+        assert bad.returncode != 0, f"a client with {changes or 'no token'} was let in: {bad.stdout}"
+        assert "InvalidAuthToken" in bad.stderr or "Authentication" in bad.stderr, bad.stderr[-2000:]
+
+    info = job.wait(240)
+    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", f"{info}\n{job.report()}"
+
+    experiment = storage / "slurm_smoke"
+    assert (experiment / "summary.json").exists(), job.report()
+    node_ids = _trial_node_ids(experiment)
+    assert len(node_ids) == 2, f"trials ran on Ray nodes {node_ids}, expected both nodes\n{job.report()}"
+
+    for name in ("head.log", "worker-hpo-n2.log", "driver.log"):
+        assert (job.dir / name).exists(), name
+    assert (job.dir / "ray-auth-token").stat().st_mode & 0o777 == 0o600
+    assert token not in job.out.read_text() and token not in json.dumps(info)
+    assert job.leftovers() == []
+    assert not list(Path("/tmp").glob(f"hpo-ray-{job.id}-*")), "Ray temp dirs of the job were left behind"
+
+
+def test_stand_in_driver_sees_both_nodes_and_scancel_cleans_up(slurm, tmp_path, cache_dir):
+    driver = tmp_path / "stand_in_driver.py"
+    driver.write_text(STAND_IN_DRIVER)
+    job = Job(slurm, tmp_path, [str(driver), "--sleep", "300"], cache_dir)
+
+    log = job.wait_for_file(job.dir / "driver.log", 120, "NODE IDS")
+    ids = re.search(r"NODE IDS \[(.*)\]", log).group(1).split(",")
+    assert len(ids) == 2, log
+    assert job.info()["JobState"] == "RUNNING"
+
+    slurm.run("scancel", job.id)
+    info = job.wait(60)
+    assert info["JobState"] == "CANCELLED", info
+    assert job.leftovers() == [], job.report()
+    assert not list(Path("/tmp").glob(f"hpo-ray-{job.id}-*"))
+
+
+def test_failing_head_ends_the_job_quickly_with_a_clear_message(slurm, tmp_path, cache_dir):
+    # Someone else holds the port this job's GCS would use: HPO_RAY_PORT_SLOTS=1 makes the
+    # job's port block start exactly at HPO_RAY_PORT_BASE.
+    blocker = socket.socket()
+    blocker.bind(("0.0.0.0", 0))
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    try:
+        start = time.monotonic()
+        job = Job(slurm, tmp_path, ["experiments/run_asha.py", "--smoke-test"], cache_dir,
+                  HPO_RAY_PORT_BASE=str(port), HPO_RAY_PORT_SLOTS="1")
+        info = job.wait(90)
+        elapsed = time.monotonic() - start
+    finally:
+        blocker.close()
+    assert info["JobState"] == "FAILED", f"{info}\n{job.report()}"
+    assert elapsed < 60, f"the job took {elapsed:.0f}s to fail"
+    out = job.out.read_text()
+    assert f"port {port}" in out and "already in use" in out, job.report()
+    assert "did not come up" in out, out
+    assert job.leftovers() == []
