@@ -14,6 +14,7 @@
 #                          ports stay in 20000-32499, below Linux's ephemeral range)
 #   HPO_RAY_HEAD_IP        address the head binds to (default: this node's routable IPv4)
 #   HPO_RAY_START_ARGS     extra arguments for every `ray start` (e.g. --object-store-memory=...)
+#   HPO_RAY_HEAD_START_ARGS / HPO_RAY_WORKER_START_ARGS   extra arguments for the head / workers only
 
 hpo_die() {
     echo "ERROR [$(date +%H:%M:%S) ${SLURMD_NODENAME:-$(hostname)}] $*" >&2
@@ -28,13 +29,14 @@ hpo_require_job() {
     [[ -n "${SLURM_JOB_ID:-}" ]] || hpo_die "SLURM_JOB_ID is not set: run this inside a Slurm job (sbatch slurm/submit.sbatch ...)"
 }
 
-# Python and ray of the chosen virtual environment.
+# Python of the chosen virtual environment; `ray` is run through it (python -m), so a moved
+# venv whose bin/ray shebang points elsewhere still works.
 hpo_find_python() {
     local venv="${HPO_VENV:-${VIRTUAL_ENV:-${HPO_REPO}/.venv}}"
     HPO_PYTHON="$venv/bin/python"
-    HPO_RAY="$venv/bin/ray"
-    [[ -x "$HPO_PYTHON" && -x "$HPO_RAY" ]] \
-        || hpo_die "no python/ray in '$venv' (set HPO_VENV to the virtual environment with the suite installed)"
+    [[ -x "$HPO_PYTHON" ]] && "$HPO_PYTHON" -c "import ray" 2>/dev/null \
+        || hpo_die "no python with ray in '$venv' (set HPO_VENV to the virtual environment with the suite installed)"
+    HPO_RAY=("$HPO_PYTHON" -m ray.scripts.scripts)
     export PATH="$venv/bin:$PATH"
 }
 
@@ -68,8 +70,11 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 try:
     s.connect(("10.255.255.255", 1))  # no packet is sent; this only asks for the route
     ip = s.getsockname()[0]
-except OSError:
-    ip = socket.gethostbyname(socket.gethostname())
+except OSError:  # no default route: what the host name resolves to
+    try:
+        ip = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        ip = "127.0.0.1"
 print(ip)
 EOF
 }
@@ -124,9 +129,11 @@ hpo_run_ray_node() {
     mkdir -p "$HPO_RAY_NODE_TMP"
     trap hpo_stop_ray_node EXIT
     trap 'hpo_log "$HPO_RAY_NODE_ROLE: stop requested"; exit 143' TERM INT HUP USR1
-    hpo_log "$role: ray start $* ${HPO_RAY_START_ARGS:-}"
-    # shellcheck disable=SC2086  # HPO_RAY_START_ARGS is a user-supplied argument list
-    HPO_RAY_TAG="$tag" "$HPO_RAY" start "$@" ${HPO_RAY_START_ARGS:-} \
+    local extra="${HPO_RAY_START_ARGS:-}"
+    if [[ "$role" == head ]]; then extra+=" ${HPO_RAY_HEAD_START_ARGS:-}"; else extra+=" ${HPO_RAY_WORKER_START_ARGS:-}"; fi
+    hpo_log "$role: ray start $* $extra"
+    # shellcheck disable=SC2086  # the extra arguments are a user-supplied argument list
+    HPO_RAY_TAG="$tag" "${HPO_RAY[@]}" start "$@" $extra \
         --temp-dir="$HPO_RAY_NODE_TMP" --disable-usage-stats --block &
     HPO_RAY_START_PID=$!
     local rc=0

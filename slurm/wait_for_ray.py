@@ -17,6 +17,7 @@ import argparse
 import os
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -53,24 +54,38 @@ def _port_open(address: str) -> bool:
 
 
 def wait_head(args: argparse.Namespace) -> int:
-    from ray._raylet import GcsClient
-    from ray.exceptions import AuthenticationError
-
     deadline = time.monotonic() + args.timeout
     (node, pid, log), = args.step
+    probe: dict[str, object] = {}
+
+    def ask_gcs() -> None:
+        # GcsClient() blocks for up to ~40 s when something else listens on the port, so it
+        # runs in a thread while the loop below keeps watching the head's srun step.
+        from ray._raylet import GcsClient
+        from ray.exceptions import AuthenticationError
+
+        try:
+            GcsClient(address=args.address).check_alive([], timeout=5)
+            probe["ok"] = True
+        except AuthenticationError as e:
+            probe["auth"] = e
+        except Exception as e:  # still starting: the loop tries again
+            probe["error"] = e
+
+    thread = None
     while time.monotonic() < deadline:
         if not _alive(pid):
             return _fail(f"the Ray head on {node} exited before its GCS answered at {args.address}. "
                          f"Last lines of {log}:\n{_tail(log)}")
-        if _port_open(args.address):
-            try:
-                GcsClient(address=args.address).check_alive([], timeout=5)
-                print(f"Ray head is up at {args.address}", flush=True)
-                return 0
-            except AuthenticationError as e:
-                return _fail(f"the Ray head at {args.address} rejected this job's token: {e}")
-            except Exception:  # still starting: try again
-                pass
+        if probe.get("ok"):
+            print(f"Ray head is up at {args.address}", flush=True)
+            return 0
+        if "auth" in probe:
+            return _fail(f"the Ray head at {args.address} rejected this job's token: {probe['auth']}")
+        if (thread is None or not thread.is_alive()) and _port_open(args.address):
+            probe.pop("error", None)
+            thread = threading.Thread(target=ask_gcs, daemon=True)
+            thread.start()
         time.sleep(0.5)
     return _fail(f"the Ray head on {node} did not answer at {args.address} within {args.timeout:.0f}s. "
                  f"Last lines of {log}:\n{_tail(log)}")
@@ -100,7 +115,8 @@ def wait_nodes(args: argparse.Namespace) -> int:
                 why = "its srun step exited" if not _alive(pid) else "it has not joined yet"
                 parts.append(f"node {node} did not come up ({why}); last lines of {log}:\n{_tail(log)}")
             elif joined[node] < args.gpus_per_node:
-                parts.append(f"node {node} joined with {joined[node]:g} GPUs, expected {args.gpus_per_node:g}")
+                parts.append(f"node {node} joined with {joined[node]:g} GPUs, "
+                             f"expected {args.gpus_per_node:g}")
         return "\n".join(parts)
 
     while True:
@@ -147,4 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # do not wait for a GCS probe thread that may still be blocked

@@ -14,6 +14,7 @@ The packages come from Debian (``slurm/install-test-slurm.sh``). Usable from pyt
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -79,7 +80,8 @@ class SlurmCluster:
         # reads AuthInfo=socket=... from slurm.conf, which is all the Slurm commands need.
         return env
 
-    def run(self, *args: str, check: bool = True, timeout: float = 30, **kwargs) -> subprocess.CompletedProcess:
+    def run(self, *args: str, check: bool = True, timeout: float = 30,
+            **kwargs) -> subprocess.CompletedProcess:
         """Run a Slurm command against this cluster (``kwargs`` go to subprocess.run)."""
         return subprocess.run(
             [_exe(args[0]), *args[1:]], env=self.env, check=check, timeout=timeout,
@@ -157,12 +159,15 @@ class SlurmCluster:
 
     def _write_conf(self) -> None:
         ctld_port, *node_ports = _free_ports(1 + len(self.nodes))
-        host = socket.gethostname()
+        host = socket.gethostname().split(".")[0]
         (self.root / "state").mkdir(exist_ok=True)
         (self.root / "spool").mkdir(exist_ok=True)
         r = self.root
         lines = [
             "ClusterName=hpotest",
+            # Job ids differ from run to run, so nothing of an earlier (crashed) run can be
+            # mistaken for this run's jobs.
+            f"FirstJobId={random.randint(1000, 9_000_000)}",
             f"SlurmctldHost={host}(127.0.0.1)",
             f"SlurmctldPort={ctld_port}",
             "SlurmUser=root",
@@ -196,7 +201,7 @@ class SlurmCluster:
             "SlurmdDebug=info",
             f"PlugStackConfig={r / 'plugstack.conf'}",
         ]
-        for node, port in zip(self.nodes, node_ports):
+        for node, port in zip(self.nodes, node_ports, strict=True):
             lines.append(f"NodeName={node} NodeAddr=127.0.0.1 NodeHostname={host} Port={port} "
                          f"CPUs={self.cpus_per_node} RealMemory=2000 State=UNKNOWN")
         lines.append(f"PartitionName={self.partition} Nodes={','.join(self.nodes)} Default=YES "

@@ -32,7 +32,8 @@ if _missing:
     pytestmark.append(pytest.mark.skip(
         reason=f"Slurm is not installed ({', '.join(_missing)} missing): run slurm/install-test-slurm.sh"))
 elif os.geteuid() != 0:
-    pytestmark.append(pytest.mark.skip(reason="the throw-away Slurm cluster needs root (slurmd runs as root)"))
+    pytestmark.append(pytest.mark.skip(
+        reason="the throw-away Slurm cluster needs root (slurmd runs as root)"))
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
             "DEADLINE", "PREEMPTED"}
@@ -180,9 +181,15 @@ def _trial_node_ids(experiment: Path) -> set[str]:
 @pytest.mark.skipif(not RUN_ASHA.exists(), reason="experiments/run_asha.py does not exist yet")
 def test_asha_experiment_runs_across_two_slurm_nodes(slurm, tmp_path, cache_dir):
     storage = tmp_path / "results"
+    # Each Ray node has one CPU, so two trials at a time means one per node. But smoke-test
+    # epochs take ~0.1 s while an actor needs several seconds to start, and with reused actors
+    # Tune hands the next trial to the first actor whenever it is free before the second
+    # node's actor is up (it then stops that actor): the first trial has to outlast that
+    # start-up. The first trial is the small model that ASHA never stops, so more epochs
+    # lengthen it and cost little elsewhere.
     job = Job(slurm, tmp_path, [
-        "experiments/run_asha.py", "--smoke-test", "--num-samples", "4", "--cpus-per-trial", "1",
-        "--storage-path", str(storage), "--name", "slurm_smoke",
+        "experiments/run_asha.py", "--smoke-test", "--num-samples", "4", "--max-epochs", "120",
+        "--cpus-per-trial", "1", "--storage-path", str(storage), "--name", "slurm_smoke",
     ], cache_dir)
 
     # While the cluster is up: the job's token works, a wrong one or none is refused.
@@ -251,4 +258,18 @@ def test_failing_head_ends_the_job_quickly_with_a_clear_message(slurm, tmp_path,
     out = job.out.read_text()
     assert f"port {port}" in out and "already in use" in out, job.report()
     assert "did not come up" in out, out
+    assert job.leftovers() == []
+
+
+def test_worker_that_cannot_start_is_named_and_ends_the_job(slurm, tmp_path, cache_dir):
+    start = time.monotonic()
+    job = Job(slurm, tmp_path, ["experiments/run_asha.py", "--smoke-test"], cache_dir,
+              HPO_RAY_WORKER_START_ARGS="--num-cpus=not-a-number")
+    info = job.wait(120)
+    elapsed = time.monotonic() - start
+    assert info["JobState"] == "FAILED", f"{info}\n{job.report()}"
+    assert elapsed < 90, f"the job took {elapsed:.0f}s to fail"
+    out = job.out.read_text()
+    assert "node hpo-n2 did not come up (its srun step exited)" in out, job.report()
+    assert not (job.dir / "driver.log").exists(), "the experiment must not start on a partial cluster"
     assert job.leftovers() == []
