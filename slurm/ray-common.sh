@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced: the variables set here are used by the callers
 # Shared settings for submit.sbatch, start-head.sh and start-worker.sh (sourced, not run).
 #
 # Everything here is derived from Slurm's environment and a few optional HPO_* variables;
@@ -34,8 +35,9 @@ hpo_require_job() {
 hpo_find_python() {
     local venv="${HPO_VENV:-${VIRTUAL_ENV:-${HPO_REPO}/.venv}}"
     HPO_PYTHON="$venv/bin/python"
-    [[ -x "$HPO_PYTHON" ]] && "$HPO_PYTHON" -c "import ray" 2>/dev/null \
-        || hpo_die "no python with ray in '$venv' (set HPO_VENV to the virtual environment with the suite installed)"
+    if ! { [[ -x "$HPO_PYTHON" ]] && "$HPO_PYTHON" -c "import ray" 2>/dev/null; }; then
+        hpo_die "no python with ray in '$venv' (set HPO_VENV to the virtual environment with the suite installed)"
+    fi
     HPO_RAY=("$HPO_PYTHON" -m ray.scripts.scripts)
     export PATH="$venv/bin:$PATH"
 }
