@@ -1,0 +1,250 @@
+"""Experiment configuration: defaults, YAML config files and the one CLI parser every script shares.
+
+Precedence, lowest first: the built-in defaults below and the model's own option defaults
+(``trainables/registry.py``), then the YAML file (``--config``, default
+``configs/<model>/<strategy>.yaml``), then ``--smoke-test`` reductions, then explicit CLI flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trainables.registry import MODELS, ModelSpec
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIGS_DIR = REPO_ROOT / "configs"
+SEARCHERS = ("random", "grid", "quasirandom", "hyperopt", "dragonfly")
+
+
+class ConfigError(ValueError):
+    """A configuration a run cannot start with; the message is one line saying what to fix."""
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything that defines one experiment; every field is also a YAML key."""
+
+    strategy: str
+    model: str = "cgcnn"
+    search: str = "random"
+    space: str | None = None  # None: the model's default space
+    metric: str | None = None  # None: the model's metric (val_mae for CGCNN)
+    mode: str | None = None
+    num_samples: int = 20
+    max_epochs: int = 12
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent_trials: int = 0  # 0: as many as the cluster's resources allow
+    grace_period: int = 3  # ASHA / async HyperBand: epochs before the first stopping decision
+    reduction_factor: float = 3.0
+    brackets: int = 1
+    perturbation_interval: int = 1  # PBT: epochs between perturbations
+    checkpoint_frequency: int = 0  # epochs between checkpoints; 0: only where the scheduler needs them
+    storage_path: str = "./results"
+    name: str | None = None
+    seed: int = 0
+    address: str | None = None
+    smoke_test: bool = False
+    config_file: str | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_spec(self) -> ModelSpec:
+        return MODELS[self.model]
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        """The resolved configuration as a flat mapping that ``--config`` reads back."""
+        data = asdict(self)
+        data.update(data.pop("model_options"))
+        for key in ("strategy", "config_file", "address", "name"):
+            data.pop(key)
+        # The smoke-test reductions are already applied to the values; applying them again on
+        # read-back would override flags the user gave on top of --smoke-test.
+        data["smoke_test"] = False
+        return data
+
+
+# Keys a YAML file may set: every field except the bookkeeping ones, plus each model's options.
+_RUNNER_KEYS = {f.name for f in fields(ExperimentConfig)} - {"strategy", "config_file", "model_options"}
+_FIELD_TYPES = {
+    "num_samples": int, "max_epochs": int, "max_concurrent_trials": int, "grace_period": int,
+    "brackets": int, "perturbation_interval": int, "checkpoint_frequency": int, "seed": int,
+    "cpus_per_trial": float, "gpus_per_trial": float, "reduction_factor": float, "smoke_test": bool,
+}
+
+
+def _check_type(key: str, value: Any, expected: type, source: str) -> Any:
+    if value is None:
+        return value
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is bool or isinstance(value, bool):
+        if not isinstance(value, bool) or expected is not bool:
+            raise ConfigError(f"{source}: '{key}' must be {expected.__name__}, got {value!r}")
+        return value
+    if not isinstance(value, expected):
+        raise ConfigError(f"{source}: '{key}' must be {expected.__name__}, got {value!r}")
+    return value
+
+
+def _unknown_key(key: str, known: set[str], source: str) -> ConfigError:
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(known))}"
+    return ConfigError(f"{source}: unknown config key '{key}'{hint}")
+
+
+def read_yaml_config(path: Path) -> dict[str, Any]:
+    """Read one YAML config file; a missing, unreadable or non-mapping file is a ConfigError."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {path}{line}: invalid YAML ({getattr(err, 'problem', err)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def build_parser(strategy: str, description: str) -> argparse.ArgumentParser:
+    """The CLI every ``run_<strategy>.py`` shares. Flags left out keep the YAML / default value."""
+    p = argparse.ArgumentParser(
+        prog=f"run_{strategy}.py",
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        argument_default=argparse.SUPPRESS,
+    )
+    p.add_argument("--model", help="model to tune: " + ", ".join(MODELS) + " (default cgcnn)")
+    p.add_argument("--config", help=f"YAML config (default configs/<model>/{strategy}.yaml)")
+    p.add_argument("--space", help="search space: a name in search_spaces/ or a .yaml path")
+    if strategy not in ("grid", "pbt"):
+        p.add_argument("--search", help="search algorithm: " + ", ".join(s for s in SEARCHERS if s != "grid"))
+    p.add_argument("--num-samples", type=int, help="number of trials (grid: repeats of the full grid)")
+    p.add_argument("--max-epochs", type=int, help="epochs (training iterations) per trial at most")
+    p.add_argument("--cpus-per-trial", type=float, help="CPUs reserved per trial (also torch threads)")
+    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; 0.25 packs four trials per GPU")
+    p.add_argument("--max-concurrent-trials", type=int, help="cap on trials running at once (0: no cap)")
+    p.add_argument("--storage-path", help="where experiment folders go (default ./results)")
+    p.add_argument("--name", help="experiment name (default <model>_<strategy>_<search>_<timestamp>)")
+    p.add_argument("--seed", type=int, help="seed of the search algorithm and of every trial's model init")
+    p.add_argument("--address", help="join a running Ray cluster (e.g. 10.0.0.1:6379 or 'auto')")
+    p.add_argument("--smoke-test", action="store_true", help="a complete tiny run in well under a minute")
+    seen: set[str] = set()
+    for spec in MODELS.values():
+        for option in spec.cli_options:
+            if option in seen:
+                continue
+            seen.add(option)
+            default = spec.options[option]
+            kind = type(default) if default is not None else str
+            users = [m.name for m in MODELS.values() if option in m.cli_options]
+            p.add_argument("--" + option.replace("_", "-"), type=kind, dest=option,
+                           help=f"{option} for {'/'.join(users)} (default from the config: {default})")
+    return p
+
+
+def resolve_config(
+    strategy: str, args: dict[str, Any], defaults: dict[str, Any], smoke_overrides: dict[str, Any]
+) -> ExperimentConfig:
+    """Merge defaults (the dataclass's, then the strategy's ``defaults``), the YAML file,
+    smoke-test reductions and CLI flags into one validated config."""
+    model = args.get("model")
+    config_path = args.get("config")
+    yaml_data: dict[str, Any] = {}
+    if config_path is not None:
+        yaml_data = read_yaml_config(Path(config_path))
+    else:
+        default_path = CONFIGS_DIR / (model or "cgcnn") / f"{strategy}.yaml"
+        if default_path.is_file():
+            config_path = str(default_path)
+            yaml_data = read_yaml_config(default_path)
+    source = f"config file {config_path}" if config_path else "config"
+    model = model or yaml_data.get("model", "cgcnn")
+    if model not in MODELS:
+        raise ConfigError(f"unknown model '{model}'; available: {', '.join(MODELS)}")
+    spec = MODELS[model]
+    if yaml_data.get("model", model) != model:
+        raise ConfigError(f"{source} is for model '{yaml_data['model']}' but --model is '{model}'")
+
+    known = _RUNNER_KEYS | set(spec.options)
+    values: dict[str, Any] = dict(defaults)
+    options = dict(spec.options)
+    for key, value in yaml_data.items():
+        if key not in known:
+            raise _unknown_key(key, known, source)
+        if key in spec.options:
+            options[key] = value
+        else:
+            values[key] = _check_type(key, value, _FIELD_TYPES.get(key, str), source)
+
+    smoke = bool(args.get("smoke_test", values.get("smoke_test", False)))
+    if smoke:
+        for key, value in {**smoke_overrides, **spec.smoke_options}.items():
+            (options if key in spec.options else values)[key] = value
+
+    for key, value in args.items():
+        if key == "config":
+            continue
+        if key in spec.options:
+            options[key] = value
+        elif key in _RUNNER_KEYS:
+            values[key] = value
+        else:  # a flag of another model's options
+            owners = [m.name for m in MODELS.values() if key in m.cli_options]
+            raise ConfigError(f"--{key.replace('_', '-')} applies to model {'/'.join(owners)}, not '{model}'")
+
+    values["model"] = model
+    values["smoke_test"] = smoke
+    config = ExperimentConfig(strategy=strategy, config_file=config_path, model_options=options, **values)
+    config.space = config.space or spec.default_space
+    config.metric = config.metric or spec.metric
+    config.mode = config.mode or spec.mode
+    validate(config)
+    return config
+
+
+def validate(config: ExperimentConfig) -> None:
+    """Checks that need no cluster and no data: each failure is a one-line ConfigError."""
+    if config.search not in SEARCHERS:
+        close = difflib.get_close_matches(config.search, SEARCHERS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"unknown search algorithm '{config.search}'{hint}; available: {', '.join(SEARCHERS)}")
+    if config.mode not in ("min", "max"):
+        raise ConfigError(f"mode must be 'min' or 'max', got '{config.mode}'")
+    for key in ("num_samples", "max_epochs", "grace_period", "brackets", "perturbation_interval"):
+        if getattr(config, key) < 1:
+            raise ConfigError(f"{key.replace('_', '-')} must be a positive integer, got {getattr(config, key)}")
+    for key in ("max_concurrent_trials", "checkpoint_frequency"):
+        if getattr(config, key) < 0:
+            raise ConfigError(f"{key.replace('_', '-')} must be 0 or more, got {getattr(config, key)}")
+    if config.cpus_per_trial <= 0:
+        raise ConfigError(f"cpus-per-trial must be positive, got {config.cpus_per_trial}")
+    if config.gpus_per_trial < 0:
+        raise ConfigError(f"gpus-per-trial must be 0 or more, got {config.gpus_per_trial}")
+    if config.gpus_per_trial > 1 and config.gpus_per_trial != int(config.gpus_per_trial):
+        raise ConfigError(f"gpus-per-trial above 1 must be a whole number, got {config.gpus_per_trial}")
+    if config.reduction_factor <= 1:
+        raise ConfigError(f"reduction_factor must be above 1, got {config.reduction_factor}")
+    if config.strategy in ("asha", "ahb") and config.grace_period > config.max_epochs:
+        raise ConfigError(
+            f"grace_period ({config.grace_period}) must not exceed max-epochs ({config.max_epochs})"
+        )
+    storage = Path(config.storage_path).expanduser()
+    existing = next((p for p in [storage, *storage.absolute().parents] if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise ConfigError(f"storage path {config.storage_path} is not a writable directory")

@@ -1,0 +1,185 @@
+"""The experiment summary: ``summary.json`` (a contract other tools read), ``summary.md`` and a table.
+
+summary.json fields: name, strategy, model, searcher, scheduler, space, metric, mode, num_trials,
+num_terminated, num_errored, wall_time_s, baseline_val_mae, best {trial_id, config, metric,
+test_mae, iteration}, config_file, reproduce_command, ray_version; plus extensions (early-stopped
+and diverged counts, per-trial final results, the model's reference numbers).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from experiments.config import ExperimentConfig
+from search_spaces import SearchSpace
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: non-finite floats become None (strict JSON has no NaN/Infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return _clean(value.item())
+    return value
+
+
+def _trial_record(result: Any, config: ExperimentConfig) -> dict[str, Any]:
+    metrics = result.metrics or {}
+    test_metric = config.model_spec.test_metric
+    return {
+        "trial_id": metrics.get("trial_id") or Path(result.path).name,
+        "config": {k: v for k, v in (result.config or {}).items()},
+        "metric": metrics.get(config.metric),
+        test_metric: metrics.get(test_metric),
+        "iteration": metrics.get("training_iteration", 0),
+        "errored": result.error is not None,
+        "error": str(result.error).strip().splitlines()[-1] if result.error is not None else None,
+        "diverged": bool(metrics.get("diverged", False)),
+        "collapsed": bool(metrics.get("collapsed", False)),
+        "node_id": metrics.get("node_id"),
+        "path": result.path,
+    }
+
+
+def summarize(
+    config: ExperimentConfig,
+    name: str,
+    space: SearchSpace,
+    results: Any,
+    wall_time_s: float,
+    prepared: dict[str, Any],
+    reproduce_command: str,
+) -> dict[str, Any]:
+    """Build the summary dict of a finished (or stopped) experiment from Ray's ``ResultGrid``."""
+    import ray
+
+    from experiments.runner import STRATEGIES
+
+    trials = [_trial_record(r, config) for r in results]
+    sign = 1 if config.mode == "min" else -1
+    ranked = sorted(
+        (t for t in trials if not t["errored"] and isinstance(t["metric"], (int, float)) and math.isfinite(t["metric"])),
+        key=lambda t: sign * t["metric"],
+    )
+    test_metric = config.model_spec.test_metric
+    best = None
+    if ranked:
+        top = ranked[0]
+        best = {"trial_id": top["trial_id"], "config": top["config"], "metric": top["metric"],
+                test_metric: top[test_metric], "iteration": top["iteration"]}
+    finished = [t for t in trials if not t["errored"]]
+    summary = {
+        "name": name,
+        "strategy": config.strategy,
+        "model": config.model,
+        "searcher": config.search,
+        "scheduler": STRATEGIES[config.strategy].scheduler,
+        "space": config.space,
+        "metric": config.metric,
+        "mode": config.mode,
+        "num_trials": len(trials),
+        "num_terminated": len(finished),
+        "num_errored": len(trials) - len(finished),
+        "num_early_stopped": sum(1 for t in finished if t["iteration"] < config.max_epochs
+                                 and not t["diverged"] and not t["collapsed"]),
+        "num_diverged": sum(1 for t in trials if t["diverged"]),
+        "num_collapsed": sum(1 for t in trials if t["collapsed"]),
+        "wall_time_s": round(wall_time_s, 2),
+        "baseline_val_mae": prepared.get("baseline_val_mae"),
+        "best": best,
+        "config_file": config.config_file,
+        "reproduce_command": reproduce_command,
+        "ray_version": ray.__version__,
+        "seed": config.seed,
+        "num_samples": config.num_samples,
+        "max_epochs": config.max_epochs,
+        "space_params": space.names,
+        "prepared": {k: v for k, v in prepared.items() if k != "baseline_val_mae"},
+        "trials": trials,
+    }
+    return _clean(summary)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_summary(exp_dir: Path, summary: dict[str, Any]) -> None:
+    """Write summary.json and summary.md into the experiment folder (atomically)."""
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(exp_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    _atomic_write(exp_dir / "summary.md", format_markdown(summary))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def _test_key(summary: dict[str, Any]) -> str:
+    best = summary.get("best") or {}
+    return next((k for k in best if k.startswith("test_")), "test_mae")
+
+
+def format_table(summary: dict[str, Any], top: int = 5) -> str:
+    """A short plain-text table of the best trials and the best configuration."""
+    test_key = _test_key(summary)
+    sign = 1 if summary["mode"] == "min" else -1
+    rows = sorted((t for t in summary["trials"] if t["metric"] is not None), key=lambda t: sign * t["metric"])
+    lines = [
+        f"Experiment {summary['name']}: {summary['model']} / {summary['searcher']} + {summary['scheduler']}, "
+        f"{summary['num_trials']} trials ({summary['num_early_stopped']} stopped early, "
+        f"{summary['num_errored']} errored, {summary['num_diverged']} diverged) in {summary['wall_time_s']:.0f} s",
+        f"{'trial':<14}{summary['metric']:>12}{test_key:>12}{'epochs':>8}",
+    ]
+    lines += [f"{t['trial_id']:<14}{_fmt(t['metric']):>12}{_fmt(t.get(test_key)):>12}{t['iteration']:>8}"
+              for t in rows[:top]]
+    if summary.get("baseline_val_mae") is not None:
+        lines.append(f"baseline_val_mae (per-group mean predictor): {_fmt(summary['baseline_val_mae'])}")
+    best = summary.get("best")
+    if best:
+        lines.append(f"best {summary['metric']} {_fmt(best['metric'])} (trial {best['trial_id']}, "
+                     f"{best['iteration']} epochs), config:")
+        lines += [f"  {k}: {_fmt(v)}" for k, v in best["config"].items()]
+    else:
+        lines.append("no trial produced a finite metric")
+    lines.append(f"reproduce: {summary['reproduce_command']}")
+    return "\n".join(lines)
+
+
+def format_markdown(summary: dict[str, Any]) -> str:
+    """summary.md: the experiment record (Tuning Playbook) in Markdown."""
+    test_key = _test_key(summary)
+    best = summary.get("best") or {}
+    lines = [
+        f"# Experiment {summary['name']}",
+        "",
+        f"- model: {summary['model']}; strategy: {summary['strategy']} "
+        f"({summary['searcher']} search, {summary['scheduler']} scheduler); space: {summary['space']}",
+        f"- config file: {summary['config_file'] or '(built-in defaults)'}",
+        f"- trials: {summary['num_trials']} ({summary['num_terminated']} terminated, "
+        f"{summary['num_early_stopped']} stopped early, {summary['num_errored']} errored, "
+        f"{summary['num_diverged']} diverged, {summary['num_collapsed']} collapsed)",
+        f"- wall time: {summary['wall_time_s']:.1f} s; Ray {summary['ray_version']}",
+        f"- metric: {summary['metric']} ({summary['mode']})",
+    ]
+    if summary.get("baseline_val_mae") is not None:
+        lines.append(f"- baseline_val_mae: {_fmt(summary['baseline_val_mae'])}")
+    if best:
+        lines += [f"- best {summary['metric']}: {_fmt(best['metric'])} "
+                  f"({test_key} {_fmt(best.get(test_key))}, trial {best['trial_id']}, {best['iteration']} epochs)",
+                  "", "## Best configuration", "", "| parameter | value |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in best["config"].items()]
+    lines += ["", "## Reproduce", "", "```", summary["reproduce_command"], "```", ""]
+    return "\n".join(lines)

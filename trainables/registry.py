@@ -1,0 +1,70 @@
+"""The models the suite can tune, and what the runner needs to know about each.
+
+A model is named once here; its trainable and driver-side preparation are imported lazily so
+a CGCNN run never imports transformers (and vice versa).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the runner needs to tune one model.
+
+    ``options`` are the model's fixed settings (data location, featurisation, ...) with their
+    defaults: each is a YAML config key, and those in ``cli_options`` also a CLI flag. They reach
+    the trainable's ``setup(config, options)`` through ``tune.with_parameters``, so they never
+    mix with the hyperparameters a searcher proposes. ``prepare(options)`` runs once in the
+    driver before any trial: it validates and caches the data and returns reference numbers
+    for the summary (``baseline_val_mae`` for CGCNN).
+    """
+
+    name: str
+    trainable: str  # "module:Class"
+    prepare: str  # "module:function"
+    metric: str
+    mode: str
+    test_metric: str  # the held-out metric reported beside the tuned one
+    default_space: str
+    options: dict[str, Any] = field(default_factory=dict)
+    cli_options: tuple[str, ...] = ()
+    smoke_options: dict[str, Any] = field(default_factory=dict)
+
+    def load_trainable(self) -> type:
+        return _import(self.trainable)
+
+    def load_prepare(self) -> Callable[[dict], dict]:
+        return _import(self.prepare)
+
+
+def _import(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+MODELS: dict[str, ModelSpec] = {
+    "cgcnn": ModelSpec(
+        name="cgcnn",
+        trainable="trainables.cgcnn:CGCNNTrainable",
+        prepare="trainables.cgcnn:prepare",
+        metric="val_mae",
+        mode="min",
+        test_metric="test_mae",
+        default_space="cgcnn_default",
+        options={
+            "data": None,  # None: the built-in EMT adsorption dataset; else a CIF folder
+            "dataset_size": 2000,
+            "data_seed": 0,
+            "radius": 8.0,
+            "max_neighbors": 12,
+            "gaussian_step": 0.2,
+            "cache_dir": None,  # None: $HPO_SUITE_CACHE or ~/.cache/hpo-suite
+        },
+        cli_options=("data",),
+        smoke_options={"dataset_size": 240},
+    ),
+}
