@@ -47,6 +47,7 @@ class ExperimentConfig:
     brackets: int = 1
     perturbation_interval: int = 1  # PBT: epochs between perturbations
     checkpoint_frequency: int = 0  # epochs between checkpoints; 0: only where the scheduler needs them
+    max_failures: int = 0  # restarts of a crashed trial (from its last checkpoint) before it counts as errored
     storage_path: str = "./results"
     name: str | None = None
     seed: int = 0
@@ -75,7 +76,7 @@ class ExperimentConfig:
 _RUNNER_KEYS = {f.name for f in fields(ExperimentConfig)} - {"strategy", "config_file", "model_options"}
 _FIELD_TYPES = {
     "num_samples": int, "max_epochs": int, "max_concurrent_trials": int, "grace_period": int,
-    "brackets": int, "perturbation_interval": int, "checkpoint_frequency": int, "seed": int,
+    "brackets": int, "perturbation_interval": int, "checkpoint_frequency": int, "seed": int, "max_failures": int,
     "cpus_per_trial": float, "gpus_per_trial": float, "reduction_factor": float, "smoke_test": bool,
 }
 
@@ -144,6 +145,11 @@ def build_parser(strategy: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed of the search algorithm and of every trial's model init")
     p.add_argument("--address", help="join a running Ray cluster (e.g. 10.0.0.1:6379 or 'auto')")
     p.add_argument("--smoke-test", action="store_true", help="a complete tiny run in well under a minute")
+    p.add_argument("--max-failures", type=int, help="restarts of a crashed trial before it counts as errored")
+    p.add_argument("--checkpoint-frequency", type=int, help="epochs between checkpoints (0: only if needed)")
+    p.add_argument("--resume", action="store_true",
+                   help="resume the experiment --name under --storage-path after an interruption")
+    p.add_argument("--resume-errored", action="store_true", help="with --resume: also retry errored trials")
     seen: set[str] = set()
     for spec in MODELS.values():
         for option in spec.cli_options:
@@ -198,7 +204,7 @@ def resolve_config(
             (options if key in spec.options else values)[key] = value
 
     for key, value in args.items():
-        if key == "config":
+        if key in ("config", "resume", "resume_errored"):  # actions, not settings
             continue
         if key in spec.options:
             options[key] = value
@@ -229,7 +235,7 @@ def validate(config: ExperimentConfig) -> None:
     for key in ("num_samples", "max_epochs", "grace_period", "brackets", "perturbation_interval"):
         if getattr(config, key) < 1:
             raise ConfigError(f"{key.replace('_', '-')} must be a positive integer, got {getattr(config, key)}")
-    for key in ("max_concurrent_trials", "checkpoint_frequency"):
+    for key in ("max_concurrent_trials", "checkpoint_frequency", "max_failures"):
         if getattr(config, key) < 0:
             raise ConfigError(f"{key.replace('_', '-')} must be 0 or more, got {getattr(config, key)}")
     if config.cpus_per_trial <= 0:

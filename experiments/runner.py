@@ -8,6 +8,7 @@ callbacks, runs ``tune.Tuner`` on the model's trainable, and writes the experime
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
@@ -99,11 +100,32 @@ def experiment_name(config: ExperimentConfig) -> str:
     return config.name or f"{config.model}_{config.strategy}_{config.search}_{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail fast on an address nothing listens at (ray.init would otherwise retry for minutes)."""
+    import socket
+
+    if address in ("auto", "local") or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address must be HOST:PORT (or 'auto'), got '{address}'")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise ConfigError(
+            f"no Ray cluster answers at {address} ({err.strerror or err}); start one (see slurm/) or drop --address"
+        ) from None
+
+
 def _connect_ray(config: ExperimentConfig) -> None:
     import ray
 
     if config.address:
-        ray.init(address=config.address, log_to_driver=True)
+        _check_reachable(config.address)
+        try:
+            ray.init(address=config.address, log_to_driver=True)
+        except ConnectionError as err:
+            raise ConfigError(f"cannot join the Ray cluster at {config.address}: {str(err).splitlines()[0]}") from None
     else:
         ray.init(include_dashboard=False)
     available = ray.cluster_resources()
@@ -115,37 +137,12 @@ def _connect_ray(config: ExperimentConfig) -> None:
             )
 
 
-def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
-    """Run one experiment end to end and return its summary (also written to disk)."""
-    import ray
+def _new_tuner(config: ExperimentConfig, trainable: Any, name: str, storage: Path, searcher: Any,
+               scheduler: Any, param_space: dict[str, Any]) -> Any:
+    """The Tuner of a fresh experiment: reuse_actors, fail_fast, minimal checkpoints, stop at max_epochs."""
     from ray import tune
 
-    from experiments.summary import summarize, write_summary
-
-    space = load_space(config.space)
-    spec = config.model_spec
-    options = dict(config.model_options)
-    options["cache_dir"] = options.get("cache_dir") or default_cache_dir()
-    options["cpus_per_trial"] = config.cpus_per_trial
-    # Data problems surface here, in the driver, before any trial or Ray process starts.
-    prepared = spec.load_prepare()(options)
-
-    name = experiment_name(config)
-    storage = Path(config.storage_path).expanduser().resolve()
-    exp_dir = storage / name
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    snapshot = exp_dir / "experiment.yaml"
-    snapshot.write_text(yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
-    reproduce = f"python experiments/run_{config.strategy}.py --config {shlex.quote(str(snapshot))}"
-
-    searcher, param_space = build_search(config, space)
-    scheduler = build_scheduler(config, space)
-    _connect_ray(config)
-    trainable = tune.with_resources(
-        tune.with_parameters(spec.load_trainable(), options=options),
-        {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},
-    )
-    tuner = tune.Tuner(
+    return tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
@@ -162,14 +159,80 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
             storage_path=str(storage),
             stop={"training_iteration": config.max_epochs},
             checkpoint_config=checkpoint_config(config),
-            failure_config=tune.FailureConfig(fail_fast=True),
+            failure_config=tune.FailureConfig(max_failures=config.max_failures, fail_fast=True),
             verbose=1,
         ),
     )
+
+
+def resume_command(config: ExperimentConfig, name: str) -> str:
+    storage = shlex.quote(str(Path(config.storage_path).expanduser().resolve()))
+    return f"python experiments/run_{config.strategy}.py --resume --name {shlex.quote(name)} --storage-path {storage}"
+
+
+def load_snapshot_config(strategy: str, args: dict[str, Any]) -> ExperimentConfig:
+    """For ``--resume``: the configuration the experiment ``--name`` under ``--storage-path`` ran with."""
+    if "name" not in args:
+        raise ConfigError("--resume needs --name, the experiment to resume (a folder under --storage-path)")
+    storage = Path(args.get("storage_path", "./results")).expanduser()
+    snapshot = storage / args["name"] / "experiment.yaml"
+    if not snapshot.is_file():
+        raise ConfigError(f"no experiment to resume at {storage / args['name']} (no experiment.yaml there)")
+    chosen = STRATEGIES[strategy]
+    keep = {k: args[k] for k in ("name", "storage_path", "address", "max_failures") if k in args}
+    return resolve_config(strategy, {"config": str(snapshot), **keep}, {"search": chosen.searchers[0]}, chosen.smoke)
+
+
+def run_experiment(config: ExperimentConfig, resume: bool = False, resume_errored: bool = False) -> dict[str, Any]:
+    """Run one experiment end to end (or resume it) and return its summary (also written to disk)."""
+    import ray
+    from ray import tune
+
+    from experiments.summary import summarize, write_summary
+
+    space = load_space(config.space)
+    spec = config.model_spec
+    options = dict(config.model_options)
+    options["cache_dir"] = options.get("cache_dir") or default_cache_dir()
+    options["cpus_per_trial"] = config.cpus_per_trial
+    # Data problems surface here, in the driver, before any trial or Ray process starts.
+    prepared = spec.load_prepare()(options)
+
+    name = experiment_name(config)
+    storage = Path(config.storage_path).expanduser().resolve()
+    exp_dir = storage / name
+    snapshot = exp_dir / "experiment.yaml"
+    if not resume:
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        snapshot.write_text(yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
+    reproduce = f"python experiments/run_{config.strategy}.py --config {shlex.quote(str(snapshot))}"
+
+    _connect_ray(config)
+    trainable = tune.with_resources(
+        tune.with_parameters(spec.load_trainable(), options=options),
+        {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},
+    )
+    if resume:
+        # Finished trials stay as they are; unfinished ones continue from their last checkpoint
+        # (or restart, where the policy kept none); errored ones only with --resume-errored.
+        tuner = tune.Tuner.restore(
+            str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=resume_errored
+        )
+    else:
+        searcher, param_space = build_search(config, space)
+        tuner = _new_tuner(config, trainable, name, storage, searcher, build_scheduler(config, space), param_space)
     start = time.monotonic()
     results = tuner.fit()
     wall_time = time.monotonic() - start
+    previous = exp_dir / "summary.json"
+    if resume and previous.is_file():  # wall time adds up over interrupted sessions
+        wall_time += json.loads(previous.read_text()).get("wall_time_s") or 0.0
     summary = summarize(config, name, space, results, wall_time, prepared, reproduce)
+    # Trials neither finished nor errored mean the run was interrupted (Ctrl-C): Tune saved its
+    # state, so the experiment can be resumed where it stopped.
+    trial_states = [t.status for t in results._experiment_analysis.trials]
+    summary["num_unfinished"] = sum(1 for status in trial_states if status not in ("TERMINATED", "ERROR"))
+    summary["resume_command"] = resume_command(config, name)
     write_summary(exp_dir, summary)
     ray.shutdown()
     return summary
@@ -188,10 +251,29 @@ def main(strategy: str, description: str, argv: list[str] | None = None) -> int:
             raise ConfigError(
                 f"run_{strategy}.py works with search algorithm(s) {', '.join(chosen.searchers)}, not '{config.search}'"
             )
+        if args.get("resume"):
+            config = load_snapshot_config(strategy, args)
         load_space(config.space)  # a bad space fails here, before any data is built
-        summary = run_experiment(config)
+        summary = run_experiment(config, resume=bool(args.get("resume")),
+                                 resume_errored=bool(args.get("resume_errored")))
     except (ConfigError, SpaceError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(format_table(summary))
+    return _report_outcome(summary)
+
+
+def _report_outcome(summary: dict[str, Any]) -> int:
+    """Exit status and the one line a user needs when the experiment did not simply finish."""
+    failed = [t for t in summary["trials"] if t["errored"]]
+    if failed:
+        first = failed[0]
+        print(f"error: trial {first['trial_id']} failed: {first['error']} (full log: "
+              f"{Path(first['path']) / 'error.txt'}); finished trials are in {summary['name']}/summary.json; "
+              f"retry the failed ones with: {summary['resume_command']} --resume-errored", file=sys.stderr)
+        return 1
+    if summary["num_unfinished"]:
+        print(f"interrupted with {summary['num_unfinished']} trial(s) unfinished; resume with: "
+              f"{summary['resume_command']}", file=sys.stderr)
+        return 130
     return 0

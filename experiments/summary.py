@@ -66,7 +66,8 @@ def summarize(
     trials = [_trial_record(r, config) for r in results]
     sign = 1 if config.mode == "min" else -1
     ranked = sorted(
-        (t for t in trials if not t["errored"] and isinstance(t["metric"], (int, float)) and math.isfinite(t["metric"])),
+        (t for t in trials
+         if not t["errored"] and isinstance(t["metric"], (int, float)) and math.isfinite(t["metric"])),
         key=lambda t: sign * t["metric"],
     )
     test_metric = config.model_spec.test_metric
