@@ -5,6 +5,8 @@ Each compiler is a small function over the same spec, so no space is ever writte
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 from ray import tune
@@ -38,3 +40,185 @@ def grid_size(space: SearchSpace) -> int:
 def to_grid(space: SearchSpace) -> dict[str, Any]:
     """Ray Tune grid: the full product of each parameter's grid values (see ``Param.grid_values``)."""
     return {**space.constants, **{p.name: tune.grid_search(list(p.grid_values())) for p in space.params}}
+
+
+# --- HyperOpt ---------------------------------------------------------------------------------
+
+def _hyperopt_expr(p: Param) -> Any:
+    import numpy as np
+    from hyperopt import hp
+    from hyperopt.pyll import scope
+
+    if p.kind == "float":
+        if p.log:
+            return hp.loguniform(p.name, np.log(p.low), np.log(p.high))
+        return hp.uniform(p.name, p.low, p.high)
+    if p.kind == "int":
+        if p.log:
+            # Rounding a log-uniform draw to a whole number keeps it inside the inclusive bounds.
+            return scope.int(hp.qloguniform(p.name, np.log(p.low), np.log(p.high), 1))
+        return hp.uniformint(p.name, int(p.low), int(p.high))
+    # choice and discrete: TPE models them as categories (a discrete list is a handful of values).
+    return hp.choice(p.name, list(p.values))
+
+
+def to_hyperopt(space: SearchSpace) -> dict[str, Any]:
+    """HyperOpt search space for ``HyperOptSearch(space=...)``: one ``hp`` expression per parameter.
+
+    Written directly rather than through Ray's converter so integer bounds stay inclusive and log
+    integers and discrete numeric lists are expressed natively. Constants are not part of it: they
+    travel in the Tuner's ``param_space``.
+    """
+    return {p.name: _hyperopt_expr(p) for p in space.params}
+
+
+# --- Dragonfly --------------------------------------------------------------------------------
+
+def to_dragonfly_domain(space: SearchSpace) -> list[dict[str, Any]]:
+    """Dragonfly domain (the ``domain`` list of ``dragonfly.load_config``), in spec order.
+
+    Dragonfly has no log scale: a log float is searched as a float over ``log(value)`` and mapped
+    back by :func:`from_dragonfly_point`. A discrete list becomes ``discrete_numeric`` (Dragonfly's
+    ``"40-61-79"`` items string, as in the NERSC domain), a choice ``discrete``.
+    """
+    domain = []
+    for p in space.params:
+        if p.kind == "float":
+            low, high = (math.log(p.low), math.log(p.high)) if p.log else (p.low, p.high)
+            domain.append({"name": p.name, "type": "float", "min": float(low), "max": float(high)})
+        elif p.kind == "int":
+            domain.append({"name": p.name, "type": "int", "min": int(p.low), "max": int(p.high)})
+        elif p.kind == "discrete":
+            domain.append({"name": p.name, "type": "discrete_numeric", "items": "-".join(map(str, p.values))})
+        else:
+            domain.append({"name": p.name, "type": "discrete", "items": [str(v) for v in p.values]})
+    return domain
+
+
+def from_dragonfly_point(space: SearchSpace, point: list[Any]) -> dict[str, Any]:
+    """A config from a raw Dragonfly point (values in the order of :func:`to_dragonfly_domain`)."""
+    config: dict[str, Any] = {}
+    for p, raw in zip(space.params, point, strict=True):
+        if p.kind == "float":
+            value = math.exp(float(raw)) if p.log else float(raw)
+            config[p.name] = min(max(value, p.low), p.high)  # exp(log(x)) may round just outside
+        elif p.kind == "int":
+            config[p.name] = int(raw)
+        elif p.kind == "discrete":
+            # Dragonfly hands discrete numbers back as floats; return the spec's own value.
+            config[p.name] = min(p.values, key=lambda v: abs(v - float(raw)))
+        else:
+            config[p.name] = p.values[[str(v) for v in p.values].index(str(raw))]
+    return config
+
+
+def to_dragonfly_point(space: SearchSpace, config: dict[str, Any]) -> list[Any]:
+    """The raw Dragonfly point of a config (inverse of :func:`from_dragonfly_point`), for ``tell``."""
+    point: list[Any] = []
+    for p in space.params:
+        value = config[p.name]
+        if p.kind == "float":
+            point.append(math.log(value) if p.log else float(value))
+        elif p.kind == "int":
+            point.append(int(value))
+        elif p.kind == "discrete":
+            point.append(float(value))
+        else:
+            point.append(str(value))
+    return point
+
+
+# --- quasi-random unit cube -------------------------------------------------------------------
+
+def from_unit_cube(space: SearchSpace, u: Any) -> dict[str, Any]:
+    """Map a point of the unit cube ``[0, 1)^d`` (d = number of parameters, spec order) to a config.
+
+    Each coordinate is mapped so equal volumes of the cube get equal probability under the
+    parameter's own scale: floats linearly or log-linearly; integers by cutting the (log) range
+    into one cell per whole number; choices and discrete lists into one equal cell per value.
+    This keeps a low-discrepancy sequence low-discrepancy in the space the parameter lives in.
+    """
+    if len(u) != len(space.params):
+        raise ValueError(f"unit-cube point has {len(u)} coordinates, space '{space.name}' has {len(space.params)}")
+    config: dict[str, Any] = {}
+    for p, x in zip(space.params, u, strict=True):
+        x = min(max(float(x), 0.0), 1.0)
+        if p.kind == "float":
+            if p.log:
+                value = math.exp(math.log(p.low) + x * (math.log(p.high) - math.log(p.low)))
+            else:
+                value = p.low + x * (p.high - p.low)
+            config[p.name] = min(max(value, p.low), p.high)
+        elif p.kind == "int":
+            low, high = int(p.low), int(p.high)
+            if p.log:
+                # Log-uniform over [low, high + 1), floored: each integer's cell is as wide as
+                # its share of the log range.
+                value = math.floor(math.exp(math.log(low) + x * (math.log(high + 1) - math.log(low))))
+            else:
+                value = low + math.floor(x * (high - low + 1))
+            config[p.name] = min(max(value, low), high)
+        else:
+            config[p.name] = p.values[min(int(x * len(p.values)), len(p.values) - 1)]
+    return config
+
+
+# --- PBT --------------------------------------------------------------------------------------
+
+def to_pbt_mutations(
+    space: SearchSpace,
+    *,
+    resample_probability: float = 0.25,
+    perturbation_factors: tuple[float, float] = (1.2, 0.8),
+    seed: int | None = None,
+) -> tuple[dict[str, Any], Callable[[dict], dict]]:
+    """PBT's ``hyperparam_mutations`` and ``custom_explore_fn`` for the spec's mutable parameters.
+
+    Ray's ``PopulationBasedTraining`` perturbs a continuous value by multiplying it by one of
+    ``perturbation_factors``: a log-scale step, right for log parameters, but it can leave the
+    bounds and it never moves a linear parameter by a fixed amount. So:
+
+    - choice / discrete lists go to Ray as lists (resample, or shift one place left or right);
+    - log floats and log ints go to Ray as their sampling domains (resample log-uniformly, or
+      multiply by a factor), and the explore function clips them back into bounds;
+    - linear floats and ints stay out of Ray's mutations (so the explore function receives the
+      donor's value unchanged) and the explore function moves them additively: resample with
+      ``resample_probability``, else step by ``(factor - 1)`` times half the range (at least one
+      unit for an int), clipped into bounds.
+
+    Immutable parameters (``mutable: false``) appear in neither.
+    """
+    import random
+
+    rng = random.Random(seed)
+    mutations: dict[str, Any] = {}
+    linear: list[Param] = []
+    bounded: list[Param] = []
+    for p in space.params:
+        if not p.mutable:
+            continue
+        if p.kind in ("choice", "discrete"):
+            mutations[p.name] = list(p.values)
+        elif p.log:
+            mutations[p.name] = _ray_domain(p)
+            bounded.append(p)
+        else:
+            linear.append(p)
+
+    def explore(config: dict) -> dict:
+        for p in linear:
+            if rng.random() < resample_probability:
+                value = rng.uniform(p.low, p.high) if p.kind == "float" else rng.randint(int(p.low), int(p.high))
+            else:
+                step = (rng.choice(perturbation_factors) - 1.0) * (p.high - p.low) / 2
+                if p.kind == "int":
+                    step = int(math.copysign(max(1, round(abs(step))), step))
+                value = config[p.name] + step
+            config[p.name] = min(max(value, p.low), p.high)
+            if p.kind == "int":
+                config[p.name] = int(config[p.name])
+        for p in bounded:
+            config[p.name] = min(max(config[p.name], p.low), p.high)
+        return config
+
+    return mutations, explore

@@ -1,0 +1,5 @@
+"""Search algorithms Ray Tune does not ship: quasi-random (scipy.stats.qmc) and Dragonfly BO."""
+
+from experiments.searchers.quasirandom import QuasiRandomSearch
+
+__all__ = ["QuasiRandomSearch"]
