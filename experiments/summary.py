@@ -3,7 +3,7 @@
 summary.json fields: name, strategy, model, searcher, scheduler, space, metric, mode, num_trials,
 num_terminated, num_errored, wall_time_s, baseline_val_mae, best {trial_id, config, metric,
 test_mae, iteration}, config_file, reproduce_command, ray_version; plus extensions (early-stopped
-and diverged counts, per-trial final results, the model's reference numbers).
+and diverged counts, per-trial final results, the model's reference numbers, start_time).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,9 @@ def summarize(
         "num_diverged": sum(1 for t in trials if t["diverged"]),
         "num_collapsed": sum(1 for t in trials if t["collapsed"]),
         "wall_time_s": round(wall_time_s, 2),
+        # Unix time the Tuner started (summarize runs right after it returns): the origin of the
+        # wall-clock axes in experiments/analyze.py and compare.py.
+        "start_time": round(time.time() - wall_time_s, 3),
         "baseline_val_mae": prepared.get("baseline_val_mae"),
         "best": best,
         "config_file": config.config_file,
@@ -159,28 +163,54 @@ def format_table(summary: dict[str, Any], top: int = 5) -> str:
     return "\n".join(lines)
 
 
-def format_markdown(summary: dict[str, Any]) -> str:
-    """summary.md: the experiment record (Tuning Playbook) in Markdown."""
+def format_markdown(
+    summary: dict[str, Any],
+    findings: list[str] | None = None,
+    plots: list[str] | None = None,
+    extra_sections: list[str] | None = None,
+) -> str:
+    """summary.md: the experiment record (Tuning Playbook) in Markdown.
+
+    The runner first writes it from the summary alone; ``experiments/analyze.py`` rewrites it with
+    the checks' ``findings``, links to its ``plots`` (PNG file names next to summary.md) and any
+    ``extra_sections`` (Markdown lines, e.g. the PBT schedule).
+    """
     test_key = _test_key(summary)
     best = summary.get("best") or {}
     lines = [
         f"# Experiment {summary['name']}",
         "",
         f"- model: {summary['model']}; strategy: {summary['strategy']} "
-        f"({summary['searcher']} search, {summary['scheduler']} scheduler); space: {summary['space']}",
+        f"({summary['searcher']} search, {summary['scheduler']} scheduler); space: {summary['space']}; "
+        f"seed: {_fmt(summary.get('seed'))}",
         f"- config file: {summary['config_file'] or '(built-in defaults)'}",
-        f"- trials: {summary['num_trials']} ({summary['num_terminated']} terminated, "
-        f"{summary['num_early_stopped']} stopped early, {summary['num_errored']} errored, "
-        f"{summary['num_diverged']} diverged, {summary['num_collapsed']} collapsed)",
+        f"- trials: {summary['num_trials']} ({summary['num_terminated']} terminated, of which "
+        f"{summary.get('num_early_stopped', 0)} stopped early; {summary['num_errored']} errored; "
+        f"{summary.get('num_diverged', 0)} diverged; {summary.get('num_collapsed', 0)} collapsed)",
         f"- wall time: {summary['wall_time_s']:.1f} s; Ray {summary['ray_version']}",
         f"- metric: {summary['metric']} ({summary['mode']})",
     ]
     if summary.get("baseline_val_mae") is not None:
         lines.append(f"- baseline_val_mae: {_fmt(summary['baseline_val_mae'])}")
     if best:
-        lines += [f"- best {summary['metric']}: {_fmt(best['metric'])} "
-                  f"({test_key} {_fmt(best.get(test_key))}, trial {best['trial_id']}, {best['iteration']} epochs)",
-                  "", "## Best configuration", "", "| parameter | value |", "|---|---|"]
+        lines += [f"- best {summary['metric']}: {_fmt(best['metric'])} (trial {best['trial_id']}, "
+                  f"{best['iteration']} epochs)",
+                  f"- test metric of the best trial: {test_key} {_fmt(best.get(test_key))}"]
+    else:
+        lines.append("- best: no trial produced a finite metric")
+    if summary.get("num_unfinished"):
+        lines.append(f"- unfinished trials: {summary['num_unfinished']}; resume with `{summary.get('resume_command')}`")
+    if best:
+        lines += ["", "## Best configuration", "", "| parameter | value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in best["config"].items()]
-    lines += ["", "## Reproduce", "", "```", summary["reproduce_command"], "```", ""]
+    if findings is not None:
+        lines += ["", "## Checks", ""]
+        lines += [f"- {finding}" for finding in findings]
+    lines += ["", "## Reproduce", "", "```", summary["reproduce_command"], "```"]
+    if extra_sections:
+        lines += ["", *extra_sections]
+    if plots:
+        lines += ["", "## Plots", ""]
+        lines += [f"![{Path(name).stem}]({name})" for name in plots]
+    lines.append("")
     return "\n".join(lines)
