@@ -77,8 +77,7 @@ def read_id_prop(folder: str | Path) -> list[tuple[str, float]]:
             rows.append((structure_id, float(target)))
     if len(rows) < MIN_STRUCTURES:
         raise DataError(
-            f"{id_prop}: {len(rows)} structure(s), at least {MIN_STRUCTURES} are needed to split into "
-            "train/val/test"
+            f"{id_prop}: {len(rows)} structure(s), at least {MIN_STRUCTURES} are needed to split into train/val/test"
         )
     return rows
 
@@ -110,9 +109,7 @@ def atom_feature_table(folder: str | Path) -> np.ndarray:
         raise DataError(f"{path}: cannot read atom features ({_one_line(error)})") from error
 
 
-def check_elements(
-    folder: str | Path, rows: list[tuple[str, float]], arrays: GraphArrays, table: np.ndarray
-) -> None:
+def check_elements(folder: str | Path, rows: list[tuple[str, float]], arrays: GraphArrays, table: np.ndarray) -> None:
     """Raise ``DataError`` naming the first CIF with an element that ``table`` has no features for."""
     if not missing_elements(arrays.numbers, table):
         return
