@@ -34,6 +34,10 @@ class ModelSpec:
     options: dict[str, Any] = field(default_factory=dict)
     cli_options: tuple[str, ...] = ()
     smoke_options: dict[str, Any] = field(default_factory=dict)
+    # The result field that counts epochs: schedulers' time attribute and the stop criterion.
+    # RoBERTa reports a fractional ``epoch`` so that --eval-every-steps (several results per
+    # epoch) still stops and schedules in epochs.
+    time_attr: str = "training_iteration"
 
     def load_trainable(self) -> type:
         return _import(self.trainable)
@@ -67,5 +71,26 @@ MODELS: dict[str, ModelSpec] = {
         },
         cli_options=("data",),
         smoke_options={"dataset_size": 240},
+    ),
+    "roberta_rte": ModelSpec(
+        name="roberta_rte",
+        trainable="trainables.roberta_rte:RobertaRTETrainable",
+        prepare="trainables.roberta_rte:prepare",
+        metric="eval_acc",
+        mode="max",
+        test_metric="test_acc",
+        default_space="rte_pbt",
+        options={
+            "model_name_or_path": "roberta-base",  # a Hugging Face Hub name or a save_pretrained folder
+            "data": None,  # None: RTE from the Hub; else a folder of SuperGLUE jsonl or GLUE tsv files
+            "max_seq_length": 128,
+            "eval_every_steps": 0,  # 0: one step (result) per epoch; K: evaluate every K optimiser steps
+            "max_train_examples": 0,  # 0: all training pairs; N: the first N (smoke tests)
+            "data_seed": 0,  # seed of the eval/test halves of the validation set
+            "cache_dir": None,  # None: $HPO_SUITE_CACHE or ~/.cache/hpo-suite
+        },
+        cli_options=("model_name_or_path", "data", "max_seq_length", "eval_every_steps"),
+        smoke_options={"max_train_examples": 64, "max_seq_length": 64},
+        time_attr="epoch",
     ),
 }

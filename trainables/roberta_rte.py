@@ -1,0 +1,495 @@
+"""Ray Tune trainable fine-tuning RoBERTa (or any Hugging Face sequence-classification checkpoint) on RTE.
+
+One ``step`` trains one epoch, or ``eval_every_steps`` optimiser steps when that option is set,
+then evaluates on the two halves of the labelled validation set (``eval`` is tuned on, ``test``
+is reported). The trial ends itself after its own ``epochs``, on a non-finite loss (``diverged``)
+or when the model predicts a single class on ``eval`` twice in a row after its first epoch
+(``collapsed``, the failure the RoBERTa-large write-up saw at lr 5e-5).
+
+Hyperparameters (the trial config; unknown names are an error):
+
+- ``lr`` (required), ``batch_size`` (required, per device), ``epochs`` (default 3; the length of
+  the linear decay schedule), ``weight_decay`` (0), ``warmup_steps`` (0) or ``warmup_ratio`` (0),
+  ``seed`` (0), ``max_grad_norm`` (1.0; 0 turns clipping off), ``adam_beta1`` (0.9),
+  ``adam_beta2`` (0.999), ``adam_epsilon`` (1e-8);
+- layer-wise learning rates: ``layer_groups`` (1) splits the encoder layers into that many
+  groups, bottom to top; the top group trains with ``lr``, each group below with
+  ``layer_lr_decay`` (1.0) times the lr of the group above, the embeddings one step below the
+  bottom group; ``classifier_lr`` (default ``lr``) is the lr of the classification head.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+from ray import tune
+
+from trainables.data import DataError
+from trainables.data.rte import (
+    TokenizedRTE,
+    TokenizedSplit,
+    load_rte,
+    majority_accuracy,
+    split_validation,
+    tokenize_rte,
+)
+from trainables.device import describe, select_device
+
+CHECKPOINT_FILE = "roberta_rte.pt"
+EVAL_BATCH_SIZE = 64
+# Name -> default; None marks a required hyperparameter.
+HYPERPARAMETERS: dict[str, Any] = {
+    "lr": None, "batch_size": None, "epochs": 3, "weight_decay": 0.0, "warmup_steps": 0, "warmup_ratio": 0.0,
+    "seed": 0, "max_grad_norm": 1.0, "adam_beta1": 0.9, "adam_beta2": 0.999, "adam_epsilon": 1e-8,
+    "layer_groups": 1, "layer_lr_decay": 1.0, "classifier_lr": None,
+}
+# Weight files ``save_pretrained`` writes; a local model folder needs one of them.
+WEIGHT_FILES = (
+    "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
+)
+
+
+@dataclass(frozen=True)
+class FineTuneSettings:
+    """One trial's hyperparameters, validated, with defaults filled in."""
+
+    lr: float
+    batch_size: int
+    epochs: int
+    weight_decay: float
+    warmup_steps: int
+    warmup_ratio: float
+    seed: int
+    max_grad_norm: float
+    adam_beta1: float
+    adam_beta2: float
+    adam_epsilon: float
+    layer_groups: int
+    layer_lr_decay: float
+    classifier_lr: float
+
+
+def parse_settings(config: dict) -> FineTuneSettings:
+    """Validate a trial config into :class:`FineTuneSettings` (ValueError naming the bad hyperparameter)."""
+    unknown = sorted(set(config) - set(HYPERPARAMETERS))
+    if unknown:
+        raise ValueError(f"unknown RoBERTa/RTE hyperparameter(s) {unknown}; known: {sorted(HYPERPARAMETERS)}")
+    missing = [name for name, default in HYPERPARAMETERS.items()
+               if default is None and name != "classifier_lr" and config.get(name) is None]
+    if missing:
+        raise ValueError(f"the trial config lacks required hyperparameter(s) {missing}")
+    values = {name: config.get(name, default) for name, default in HYPERPARAMETERS.items()}
+    if values["classifier_lr"] is None:
+        values["classifier_lr"] = values["lr"]
+    for name in ("batch_size", "epochs", "warmup_steps", "seed", "layer_groups"):
+        if float(values[name]) != int(values[name]):
+            raise ValueError(f"hyperparameter {name} must be a whole number, got {values[name]!r}")
+        values[name] = int(values[name])
+    settings = FineTuneSettings(**{k: (v if isinstance(v, int) else float(v)) for k, v in values.items()})
+    if settings.batch_size < 1 or settings.epochs < 1 or settings.layer_groups < 1:
+        raise ValueError("batch_size, epochs and layer_groups must be at least 1")
+    if settings.lr < 0 or settings.classifier_lr < 0 or settings.weight_decay < 0 or settings.warmup_steps < 0:
+        raise ValueError("lr, classifier_lr, weight_decay and warmup_steps must not be negative")
+    if settings.warmup_steps and settings.warmup_ratio:
+        raise ValueError("give warmup_steps or warmup_ratio, not both")
+    if not 0 <= settings.warmup_ratio <= 1 or not 0 < settings.layer_lr_decay <= 1:
+        raise ValueError("warmup_ratio must lie in [0, 1] and layer_lr_decay in (0, 1]")
+    return settings
+
+
+def layer_lrs(settings: FineTuneSettings) -> dict[str, float]:
+    """The lr of each layer group, bottom to top: embeddings, ``layers_0`` .. ``layers_{G-1}``, classifier."""
+    groups = settings.layer_groups
+    lrs = {"embeddings": settings.lr * settings.layer_lr_decay**groups}
+    lrs.update({f"layers_{g}": settings.lr * settings.layer_lr_decay ** (groups - 1 - g) for g in range(groups)})
+    lrs["classifier"] = settings.classifier_lr
+    return lrs
+
+
+def _layer_group_of(model: torch.nn.Module, groups: int) -> dict[int, str]:
+    """Parameter id -> layer group name, for every parameter of ``model``.
+
+    BERT-style encoders (``base_model.embeddings`` and ``base_model.encoder.layer``: BERT,
+    RoBERTa, ELECTRA, DeBERTa, ...) get real layer groups; for other architectures the whole base
+    model is one group, so only ``layer_groups: 1`` applies.
+    """
+    base = model.base_model
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    embeddings = getattr(base, "embeddings", None)
+    top = f"layers_{groups - 1}"
+    owner: dict[int, str] = {}
+    if layers is None or embeddings is None:
+        if groups > 1:
+            raise ValueError(f"layer-wise learning rates need a BERT-style encoder; {type(model).__name__} has none")
+    else:
+        if groups > len(layers):
+            raise ValueError(f"layer_groups ({groups}) exceeds the model's {len(layers)} encoder layers")
+        for p in embeddings.parameters():
+            owner[id(p)] = "embeddings"
+        for index, layer in enumerate(layers):
+            for p in layer.parameters():
+                owner[id(p)] = f"layers_{index * groups // len(layers)}"
+    # Whatever else belongs to the pretrained base model (a pooler, a final norm) sits on top of
+    # the encoder; everything outside it is the freshly trained classification head.
+    for p in base.parameters():
+        owner.setdefault(id(p), top)
+    for p in model.parameters():
+        owner.setdefault(id(p), "classifier")
+    return owner
+
+
+def parameter_groups(model: torch.nn.Module, settings: FineTuneSettings) -> list[dict[str, Any]]:
+    """AdamW parameter groups: each layer group's lr, split into decayed and undecayed parameters.
+
+    Biases and normalisation weights (1-d tensors) get no weight decay, as in transformers'
+    Trainer. Every parameter lands in exactly one group; each group carries a ``name``.
+    """
+    owner = _layer_group_of(model, settings.layer_groups)
+    groups: list[dict[str, Any]] = []
+    for group_name, lr in layer_lrs(settings).items():
+        for decay in (True, False):
+            params = [p for p in model.parameters() if owner[id(p)] == group_name and (p.ndim >= 2) == decay]
+            if params:
+                groups.append({
+                    "name": f"{group_name}/{'decay' if decay else 'no_decay'}", "params": params, "lr": lr,
+                    "weight_decay": settings.weight_decay if decay else 0.0,
+                })
+    return groups
+
+
+def _option_error(message: str) -> Exception:
+    # Options are configuration: report them as the runner's ConfigError (imported late because
+    # experiments.config imports the model registry, which names this module).
+    from experiments.config import ConfigError
+
+    return ConfigError(message)
+
+
+def _check_options(options: dict) -> None:
+    for name, low in (("max_seq_length", 8), ("eval_every_steps", 0), ("max_train_examples", 0), ("data_seed", 0)):
+        value = options.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise _option_error(f"{name} must be a whole number of at least {low}, got {value!r}")
+    if not isinstance(options.get("model_name_or_path"), str) or not options["model_name_or_path"]:
+        raise _option_error(
+            f"model_name_or_path must be a hub name or a folder, got {options.get('model_name_or_path')!r}"
+        )
+
+
+def load_tokenizer(model_name_or_path: str) -> Any:
+    """The checkpoint's tokenizer (a hub name or a ``save_pretrained`` folder); DataError if unavailable."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(model_name_or_path)
+    except (OSError, ValueError) as error:
+        problem = " ".join(str(error).split())[:300]
+        raise DataError(f"model {model_name_or_path!r}: cannot load its tokenizer ({problem})") from None
+
+
+def check_model_source(model_name_or_path: str) -> Any:
+    """The checkpoint's config, after checking it is a sequence-classification model with weights."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+
+    local = Path(model_name_or_path).expanduser()
+    if local.is_dir() and not any((local / name).is_file() for name in WEIGHT_FILES):
+        raise DataError(f"model folder {local}: no weights ({', '.join(WEIGHT_FILES)}); save it with save_pretrained")
+    try:
+        config = AutoConfig.from_pretrained(model_name_or_path)
+    except (OSError, ValueError) as error:
+        raise DataError(
+            f"model {model_name_or_path!r}: neither a save_pretrained folder nor loadable from the Hugging Face Hub "
+            f"({' '.join(str(error).split())[:300]})"
+        ) from None
+    if config.model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+        raise DataError(f"model {model_name_or_path!r}: type '{config.model_type}' has no sequence-classification head")
+    return config
+
+
+def _load_tokens(options: dict, tokenizer: Any) -> tuple[TokenizedRTE, str]:
+    data = load_rte(options.get("data"))
+    return tokenize_rte(data, tokenizer, options["max_seq_length"], options["cache_dir"]), data.source
+
+
+def _train_subset(split: TokenizedSplit, limit: int) -> TokenizedSplit:
+    if not limit or limit >= len(split):
+        return split
+    types = split.token_type_ids[:limit] if split.token_type_ids is not None else None
+    return TokenizedSplit(split.input_ids[:limit], types, split.labels[:limit])
+
+
+def prepare(options: dict) -> dict[str, Any]:
+    """Driver side, before any trial: check options, model source and data, tokenise into the cache.
+
+    Returns the reference numbers for the summary: ``baseline_eval_acc`` (always predicting the
+    most frequent training label) and the split sizes.
+    """
+    _check_options(options)
+    check_model_source(options["model_name_or_path"])
+    tokenizer = load_tokenizer(options["model_name_or_path"])
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and limit < 1_000_000 and options["max_seq_length"] > limit:
+        raise _option_error(f"max_seq_length {options['max_seq_length']} exceeds the tokenizer's limit of {limit}")
+    tokens, source = _load_tokens(options, tokenizer)
+    train = _train_subset(tokens.train, options["max_train_examples"])
+    halves = split_validation(len(tokens.validation), options["data_seed"])
+    return {
+        "baseline_eval_acc": majority_accuracy(train.labels, tokens.validation.labels[halves["eval"]]),
+        "baseline_test_acc": majority_accuracy(train.labels, tokens.validation.labels[halves["test"]]),
+        "dataset": source,
+        "dataset_sizes": {"train": len(train), "eval": len(halves["eval"]), "test": len(halves["test"])},
+        "model_name_or_path": options["model_name_or_path"],
+        "token_cache": str(tokens.path),
+    }
+
+
+class RobertaRTETrainable(tune.Trainable):
+    """Fine-tunes a sequence-classification checkpoint on RTE; reports ``eval_acc``, ``test_acc``, ``train_loss``.
+
+    Data, tokenizer and pretrained weights are loaded once per actor in ``setup``; ``reset_config``
+    copies the pretrained weights back from host memory and rebuilds optimiser and schedule,
+    without touching the disk or the tokenizer.
+    """
+
+    def setup(self, config: dict, options: dict | None = None) -> None:
+        from transformers import AutoModelForSequenceClassification
+
+        self.options = dict(options or {})
+        torch.set_num_threads(max(1, int(self.options.get("cpus_per_trial", 1))))
+        self.device = select_device()
+        # bf16 autocast where the GPU supports it; on CPU plain fp32 (bf16 there is slow and lossy).
+        self.use_bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        name = self.options["model_name_or_path"]
+        self.tokenizer = load_tokenizer(name)
+        tokens, source = _load_tokens(self.options, self.tokenizer)
+        self.tokens_from_cache = tokens.from_cache
+        self.train_split = _train_subset(tokens.train, int(self.options.get("max_train_examples", 0)))
+        halves = split_validation(len(tokens.validation), int(self.options.get("data_seed", 0)))
+        self.baseline_eval_acc = majority_accuracy(self.train_split.labels, tokens.validation.labels[halves["eval"]])
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+        self.model, info = AutoModelForSequenceClassification.from_pretrained(
+            name, num_labels=2, id2label={0: "entailment", 1: "not_entailment"},
+            label2id={"entailment": 0, "not_entailment": 1}, output_loading_info=True,
+        )
+        # Modules whose weights the checkpoint lacked (roberta-base's classification head) are
+        # re-initialised with each trial's seed; everything else comes from the pretrained copy
+        # kept here in host memory, so later trials never re-read the checkpoint.
+        missing = set(info["missing_keys"])
+        self.fresh_modules = [m for prefix, m in self.model.named_modules()
+                              if any((f"{prefix}.{n}" if prefix else n) in missing
+                                     for n, _ in m.named_parameters(recurse=False))]
+        self.pretrained_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        self.model.to(self.device)
+        self.eval_batches = {split: self._eval_batches(tokens.validation, idx) for split, idx in halves.items()}
+        self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        print(f"RobertaRTETrainable: device {describe(self.device)}, {'bf16 autocast' if self.use_bf16 else 'fp32'}, "
+              f"model {name}, {len(self.train_split)} train / {len(halves['eval'])} eval / {len(halves['test'])} "
+              f"test pairs from {source}, tokens {'read from' if tokens.from_cache else 'written to'} {tokens.path}",
+              flush=True)
+        self.optimizer = self.scheduler = None
+        self._build(config)
+
+    # -- building and resetting ------------------------------------------------------------------
+
+    def _build(self, config: dict) -> None:
+        """Pretrained weights, fresh head, optimiser, schedule and counters for ``config``."""
+        from transformers import get_linear_schedule_with_warmup
+
+        settings = parse_settings(config)
+        self._free_training_state()
+        torch.manual_seed(settings.seed)
+        with torch.no_grad():
+            self.model.load_state_dict(self.pretrained_state)  # copies in place: no new GPU memory
+            for module in self.fresh_modules:
+                for param in module.parameters(recurse=False):
+                    if hasattr(param, "_is_hf_initialized"):
+                        del param._is_hf_initialized  # else transformers' init functions skip it
+                self.model._init_weights(module)
+        self.settings = settings
+        self.group_lrs = layer_lrs(settings)
+        self.optimizer = torch.optim.AdamW(
+            parameter_groups(self.model, settings), lr=settings.lr,
+            betas=(settings.adam_beta1, settings.adam_beta2), eps=settings.adam_epsilon,
+        )
+        self.steps_per_epoch = math.ceil(len(self.train_split) / settings.batch_size)
+        total_steps = self.steps_per_epoch * settings.epochs
+        warmup = settings.warmup_steps or round(settings.warmup_ratio * total_steps)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, total_steps)
+        self.epoch = 0  # completed epochs
+        self.batch_index = 0  # batches done in the current epoch
+        self.single_class_evals = 0
+        self._order_epoch, self._order = -1, np.arange(0)
+
+    def _free_training_state(self) -> None:
+        """Drop optimiser state and gradients before a new trial (ray issue 32698: GPU memory grew)."""
+        self.optimizer = self.scheduler = None
+        self.model.zero_grad(set_to_none=True)
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def reset_config(self, new_config: dict) -> bool:
+        self._build(new_config)
+        return True
+
+    def cleanup(self) -> None:
+        self._free_training_state()
+        del self.model
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # -- batches ---------------------------------------------------------------------------------
+
+    def _batch(self, split: TokenizedSplit, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        """Pairs ``indices`` padded to the longest of them (dynamic padding), on the device."""
+        rows = [split.input_ids[i] for i in indices]
+        width = max(len(row) for row in rows)
+        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for r, row in enumerate(rows):
+            ids[r, : len(row)] = row
+            mask[r, : len(row)] = 1
+        batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
+                 "labels": torch.from_numpy(split.labels[indices])}
+        if split.token_type_ids is not None:
+            types = np.zeros((len(rows), width), dtype=np.int64)
+            for r, i in enumerate(indices):
+                types[r, : len(split.token_type_ids[i])] = split.token_type_ids[i]
+            batch["token_type_ids"] = torch.from_numpy(types)
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def _eval_batches(self, split: TokenizedSplit, indices: np.ndarray) -> list[dict[str, torch.Tensor]]:
+        # Sorted by length so padding is minimal; accuracy does not depend on the order.
+        ordered = sorted(indices, key=lambda i: len(split.input_ids[i]))
+        return [self._batch(split, np.asarray(ordered[i : i + EVAL_BATCH_SIZE]))
+                for i in range(0, len(ordered), EVAL_BATCH_SIZE)]
+
+    def _epoch_order(self) -> np.ndarray:
+        # Seeded by (trial seed, epoch): a checkpoint restored mid-epoch continues the same order.
+        if self._order_epoch != self.epoch:
+            rng = np.random.default_rng([self.settings.seed, self.epoch])
+            self._order, self._order_epoch = rng.permutation(len(self.train_split)), self.epoch
+        return self._order
+
+    # -- training --------------------------------------------------------------------------------
+
+    @property
+    def epoch_progress(self) -> float:
+        """Epochs trained so far, fractional within an epoch."""
+        return self.epoch + self.batch_index / self.steps_per_epoch
+
+    def _autocast(self) -> Any:
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
+
+    def step(self) -> dict[str, Any]:
+        every = int(self.options.get("eval_every_steps", 0))
+        settings = self.settings
+        self.model.train()
+        losses: list[float] = []
+        diverged = False
+        while self.epoch < settings.epochs:
+            start = self.batch_index * settings.batch_size
+            indices = self._epoch_order()[start : start + settings.batch_size]
+            with self._autocast():
+                loss = self.model(**self._batch(self.train_split, indices)).loss
+            if not torch.isfinite(loss):
+                diverged = True  # stop before the bad step so the weights evaluated stay finite
+                break
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if settings.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), settings.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            losses.append(float(loss.detach()))
+            self.batch_index += 1
+            end_of_epoch = self.batch_index >= self.steps_per_epoch
+            if end_of_epoch:
+                self.epoch, self.batch_index = self.epoch + 1, 0
+            if (every and len(losses) >= every) or (not every and end_of_epoch):
+                break
+        eval_acc, eval_loss, single_class = self._evaluate("eval")
+        test_acc, _, _ = self._evaluate("test")
+        if self.epoch_progress >= 1:
+            # Only after a full epoch: early on a model may legitimately predict one class.
+            self.single_class_evals = self.single_class_evals + 1 if single_class else 0
+        collapsed = self.single_class_evals >= 2
+        return {
+            "train_loss": float(np.mean(losses)) if losses else float("nan"),
+            "eval_acc": eval_acc,
+            "test_acc": test_acc,
+            "eval_loss": eval_loss,
+            "baseline_eval_acc": self.baseline_eval_acc,
+            "epoch": round(self.epoch_progress, 6),
+            "lr": self._top_lr(),
+            "collapsed": collapsed,
+            "diverged": diverged,
+            "node_id": self.node_id,
+            tune.result.DONE: diverged or collapsed or self.epoch >= settings.epochs,
+        }
+
+    def _top_lr(self) -> float:
+        """The current lr of the top encoder group (the ``lr`` hyperparameter after warmup/decay)."""
+        top = f"layers_{self.settings.layer_groups - 1}/"
+        return next(g["lr"] for g in self.optimizer.param_groups if g["name"].startswith(top))
+
+    @torch.no_grad()
+    def _evaluate(self, split: str) -> tuple[float, float, bool]:
+        """Accuracy, mean loss and whether every prediction was the same class on ``split``."""
+        self.model.eval()
+        correct, total, loss_sum, predicted = 0, 0, 0.0, set()
+        for batch in self.eval_batches[split]:
+            with self._autocast():
+                out = self.model(**batch)
+            logits = out.logits.float()
+            loss_sum += float(torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum"))
+            predictions = logits.argmax(dim=-1)
+            predicted.update(predictions.unique().tolist())
+            correct += int((predictions == batch["labels"]).sum())
+            total += len(predictions)
+        return correct / total, loss_sum / total, len(predicted) == 1
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        torch.save({
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "epoch": self.epoch,
+            "examples_in_epoch": self.batch_index * self.settings.batch_size,
+            "single_class_evals": self.single_class_evals,
+        }, os.path.join(checkpoint_dir, CHECKPOINT_FILE))
+
+    def load_checkpoint(self, checkpoint_dir: str) -> None:
+        state = torch.load(os.path.join(checkpoint_dir, CHECKPOINT_FILE), map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        self.batch_index = int(state["examples_in_epoch"]) // self.settings.batch_size
+        self.single_class_evals = int(state["single_class_evals"])
+        # PBT restores a donor's checkpoint into a trial whose config it has just mutated: the
+        # optimiser continues with this trial's hyperparameters, at the donor's point in training
+        # (counted in this trial's batches, in case the batch size was mutated too).
+        steps = self.epoch * self.steps_per_epoch + self.batch_index
+        s = self.settings
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = self.group_lrs[group["name"].split("/")[0]]
+            group["weight_decay"] = s.weight_decay if group["name"].endswith("/decay") else 0.0
+            group["betas"], group["eps"] = (s.adam_beta1, s.adam_beta2), s.adam_epsilon
+        self.scheduler.base_lrs = [group["initial_lr"] for group in self.optimizer.param_groups]
+        self.scheduler.last_epoch = steps
+        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                       self.scheduler.lr_lambdas, strict=True):
+            group["lr"] = base * factor(steps)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
