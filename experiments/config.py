@@ -46,6 +46,11 @@ class ExperimentConfig:
     reduction_factor: float = 3.0
     brackets: int = 1
     perturbation_interval: int = 1  # PBT: epochs between perturbations
+    n_initial_points: int = 15  # HyperOpt: random trials before TPE (the W&B write-up: 15 of 60)
+    max_concurrent_search: int = 4  # HyperOpt / Dragonfly: proposals outstanding at once
+    quasirandom_sampler: str = "sobol"  # quasirandom: "sobol" or "halton" (scrambled, seeded)
+    max_grid_size: int = 100  # grid: refuse more trials than this unless force
+    force: bool = False  # grid: run even above max_grid_size
     checkpoint_frequency: int = 0  # epochs between checkpoints; 0: only where the scheduler needs them
     max_failures: int = 0  # restarts of a crashed trial (from its last checkpoint) before it counts as errored
     storage_path: str = "./results"
@@ -76,7 +81,8 @@ class ExperimentConfig:
 _RUNNER_KEYS = {f.name for f in fields(ExperimentConfig)} - {"strategy", "config_file", "model_options"}
 _FIELD_TYPES = {
     "num_samples": int, "max_epochs": int, "max_concurrent_trials": int, "grace_period": int,
-    "brackets": int, "perturbation_interval": int, "checkpoint_frequency": int, "seed": int, "max_failures": int,
+    "brackets": int, "perturbation_interval": int, "n_initial_points": int, "max_concurrent_search": int,
+    "max_grid_size": int, "force": bool, "checkpoint_frequency": int, "seed": int, "max_failures": int,
     "cpus_per_trial": float, "gpus_per_trial": float, "reduction_factor": float, "smoke_test": bool,
 }
 
@@ -135,6 +141,8 @@ def build_parser(strategy: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--space", help="search space: a name in search_spaces/ or a .yaml path")
     if strategy not in ("grid", "pbt"):
         p.add_argument("--search", help="search algorithm: " + ", ".join(s for s in SEARCHERS if s != "grid"))
+    if strategy == "grid":
+        p.add_argument("--force", action="store_true", help="run a grid larger than max_grid_size")
     p.add_argument("--num-samples", type=int, help="number of trials (grid: repeats of the full grid)")
     p.add_argument("--max-epochs", type=int, help="epochs (training iterations) per trial at most")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs reserved per trial (also torch threads)")
@@ -230,9 +238,29 @@ def validate(config: ExperimentConfig) -> None:
         close = difflib.get_close_matches(config.search, SEARCHERS, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"unknown search algorithm '{config.search}'{hint}; available: {', '.join(SEARCHERS)}")
+    if config.quasirandom_sampler not in ("sobol", "halton"):
+        raise ConfigError(f"quasirandom_sampler must be 'sobol' or 'halton', got '{config.quasirandom_sampler}'")
+    if config.n_initial_points < 0:
+        raise ConfigError(f"n_initial_points must be 0 or more, got {config.n_initial_points}")
+    if config.search == "dragonfly":
+        from experiments.searchers.dragonfly import import_dragonfly
+
+        import_dragonfly()  # a missing optional extra fails here, before any data is built or Ray starts
+    if config.search == "grid" and not config.force:
+        from search_spaces import load_space
+        from search_spaces.compile import grid_size
+
+        points = grid_size(load_space(config.space))
+        if points * config.num_samples > config.max_grid_size:
+            raise ConfigError(
+                f"the grid of search space '{config.space}' has {points} points x {config.num_samples} repeat(s) = "
+                f"{points * config.num_samples} trials, above max_grid_size {config.max_grid_size}; "
+                "shrink the grid, raise max_grid_size or pass --force"
+            )
     if config.mode not in ("min", "max"):
         raise ConfigError(f"mode must be 'min' or 'max', got '{config.mode}'")
-    for key in ("num_samples", "max_epochs", "grace_period", "brackets", "perturbation_interval"):
+    for key in ("num_samples", "max_epochs", "grace_period", "brackets", "perturbation_interval",
+                "max_concurrent_search", "max_grid_size"):
         if getattr(config, key) < 1:
             raise ConfigError(f"{key.replace('_', '-')} must be a positive integer, got {getattr(config, key)}")
     for key in ("max_concurrent_trials", "checkpoint_frequency", "max_failures"):

@@ -21,7 +21,7 @@ import yaml
 
 from experiments.config import ConfigError, ExperimentConfig, build_parser, resolve_config
 from search_spaces import SearchSpace, SpaceError, load_space
-from search_spaces.compile import to_grid, to_ray
+from search_spaces.compile import to_grid, to_hyperopt, to_pbt_mutations, to_ray
 from trainables.data import DataError
 
 
@@ -37,11 +37,12 @@ class Strategy:
 _BO_AND_RANDOM = ("random", "quasirandom", "hyperopt", "dragonfly")
 STRATEGIES: dict[str, Strategy] = {
     "random": Strategy("fifo", _BO_AND_RANDOM, {"num_samples": 3, "max_epochs": 2}),
-    "grid": Strategy("fifo", ("grid",), {"num_samples": 1, "max_epochs": 2}),
+    "grid": Strategy("fifo", ("grid",), {"num_samples": 1, "max_epochs": 1}),
     "asha": Strategy("asha", _BO_AND_RANDOM,
                      {"num_samples": 4, "max_epochs": 3, "grace_period": 1, "reduction_factor": 2}),
     "ahb": Strategy("ahb", _BO_AND_RANDOM,
                     {"num_samples": 6, "max_epochs": 4, "grace_period": 1, "reduction_factor": 2, "brackets": 2}),
+    "pbt": Strategy("pbt", ("random",), {"num_samples": 4, "max_epochs": 4, "perturbation_interval": 1}),
 }
 
 
@@ -51,20 +52,44 @@ def default_cache_dir() -> str:
 
 
 def build_search(config: ExperimentConfig, space: SearchSpace) -> tuple[Any, dict[str, Any]]:
-    """The search algorithm and the ``param_space`` it samples, both from the one spec."""
-    from ray.tune.search import BasicVariantGenerator
+    """The search algorithm and the ``param_space`` it samples, both from the one spec.
 
-    constants = {"seed": config.seed}
-    if config.search == "grid":
+    Ray's own generator samples (random) or enumerates (grid) a ``param_space`` of Tune domains.
+    The other searchers hold their space themselves (compiled from the same spec), so their
+    ``param_space`` carries only the constants every trial gets. The model-based ones (HyperOpt,
+    Dragonfly) run behind a ``ConcurrencyLimiter``: a BO proposal made while many trials are still
+    unfinished learns from little, so ``max_concurrent_search`` bounds how far ahead they propose.
+    """
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
+    constants = {**space.constants, "seed": config.seed}
+    if config.search == "grid":  # its size limit is checked with the config (experiments/config.py)
         return BasicVariantGenerator(random_state=config.seed), {**constants, **to_grid(space)}
     if config.search == "random":
         return BasicVariantGenerator(random_state=config.seed), {**constants, **to_ray(space)}
-    raise ConfigError(f"search algorithm '{config.search}' is not available in this version of the suite")
+    if config.search == "quasirandom":
+        from experiments.searchers.quasirandom import QuasiRandomSearch
+
+        searcher = QuasiRandomSearch(space, config.metric, config.mode, sampler=config.quasirandom_sampler,
+                                     seed=config.seed)
+        return searcher, constants
+    if config.search == "hyperopt":
+        from ray.tune.search.hyperopt import HyperOptSearch
+
+        searcher = HyperOptSearch(space=to_hyperopt(space), metric=config.metric, mode=config.mode,
+                                  n_initial_points=config.n_initial_points, random_state_seed=config.seed)
+        return ConcurrencyLimiter(searcher, max_concurrent=config.max_concurrent_search), constants
+    if config.search == "dragonfly":
+        from experiments.searchers.dragonfly import DragonflySearch
+
+        searcher = DragonflySearch(space, config.metric, config.mode, seed=config.seed)
+        return ConcurrencyLimiter(searcher, max_concurrent=config.max_concurrent_search), constants
+    raise ConfigError(f"unknown search algorithm '{config.search}'")
 
 
 def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
-    """The trial scheduler of the strategy: FIFO (none), ASHA, async HyperBand."""
-    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+    """The trial scheduler of the strategy: FIFO (none), ASHA, async HyperBand or PBT."""
+    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, PopulationBasedTraining
 
     kind = STRATEGIES[config.strategy].scheduler
     if kind == "fifo":
@@ -78,6 +103,22 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
             reduction_factor=config.reduction_factor,
             brackets=1 if kind == "asha" else config.brackets,
         )
+    if kind == "pbt":
+        if config.num_samples < 2:
+            raise ConfigError(f"PBT needs a population of at least 2 trials, got num-samples {config.num_samples}")
+        mutations, explore = to_pbt_mutations(space, seed=config.seed)
+        if not any(p.mutable for p in space.params):
+            raise ConfigError(f"search space '{space.name}' has no mutable parameter for PBT to perturb")
+        # Perturb once per perturbation_interval epochs (per-batch perturbation destabilised
+        # training in the write-ups). Exploitation happens in the same actor: Ray calls the
+        # trainable's reset_config with the mutated config, then load_checkpoint with the donor's.
+        return PopulationBasedTraining(
+            time_attr="training_iteration",
+            perturbation_interval=config.perturbation_interval,
+            hyperparam_mutations=mutations,
+            custom_explore_fn=explore,
+            log_config=True,
+        )
     raise ConfigError(f"scheduler '{kind}' is not available in this version of the suite")
 
 
@@ -85,14 +126,18 @@ def checkpoint_config(config: ExperimentConfig) -> Any:
     """Minimal checkpointing: none unless asked for (or the scheduler needs it), never at the end.
 
     ``checkpoint_at_end`` stays off: under successive halving it would write a checkpoint for every
-    stopped trial, the overhead the NERSC study removed to finish twice the trials.
+    stopped trial, the overhead the NERSC study removed to finish twice the trials. PBT needs
+    checkpoints at each perturbation (the donor's weights): ``PopulationBasedTraining`` saves the
+    upper quantile itself at every ``perturbation_interval``, so no periodic checkpoints are added
+    for it; only the two newest per trial are kept, bounding disk use on long runs.
     """
     from ray import tune
 
+    pbt = STRATEGIES[config.strategy].scheduler == "pbt"
     return tune.CheckpointConfig(
         checkpoint_frequency=config.checkpoint_frequency,
         checkpoint_at_end=False,
-        num_to_keep=2 if config.checkpoint_frequency else None,
+        num_to_keep=2 if config.checkpoint_frequency or pbt else None,
     )
 
 
@@ -137,6 +182,20 @@ def _connect_ray(config: ExperimentConfig) -> None:
             )
 
 
+def build_callbacks(config: ExperimentConfig) -> list[Any]:
+    """Callbacks on top of Ray's defaults (CSV, JSON and TensorBoard files with HParams, every trial).
+
+    ``wandb_project`` adds Ray's ``WandbLoggerCallback``. W&B reads its API key itself, from
+    ``WANDB_API_KEY`` or ``wandb login``; it is never passed here nor put in a config, where it
+    would leak into params.json, result files and dashboards (config.validate checks it is there).
+    """
+    if not config.wandb_project:
+        return []
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    return [WandbLoggerCallback(project=config.wandb_project)]
+
+
 def _new_tuner(config: ExperimentConfig, trainable: Any, name: str, storage: Path, searcher: Any,
                scheduler: Any, param_space: dict[str, Any]) -> Any:
     """The Tuner of a fresh experiment: reuse_actors, fail_fast, minimal checkpoints, stop at max_epochs."""
@@ -153,6 +212,7 @@ def _new_tuner(config: ExperimentConfig, trainable: Any, name: str, storage: Pat
             num_samples=config.num_samples,
             max_concurrent_trials=config.max_concurrent_trials or None,
             reuse_actors=True,
+            time_budget_s=config.time_budget_s or None,
         ),
         run_config=tune.RunConfig(
             name=name,
@@ -160,6 +220,7 @@ def _new_tuner(config: ExperimentConfig, trainable: Any, name: str, storage: Pat
             stop={"training_iteration": config.max_epochs},
             checkpoint_config=checkpoint_config(config),
             failure_config=tune.FailureConfig(max_failures=config.max_failures, fail_fast=True),
+            callbacks=build_callbacks(config),
             verbose=1,
         ),
     )
@@ -181,6 +242,15 @@ def load_snapshot_config(strategy: str, args: dict[str, Any]) -> ExperimentConfi
     chosen = STRATEGIES[strategy]
     keep = {k: args[k] for k in ("name", "storage_path", "address", "max_failures") if k in args}
     return resolve_config(strategy, {"config": str(snapshot), **keep}, {"search": chosen.searchers[0]}, chosen.smoke)
+
+
+def saved_trial_states(exp_dir: Path) -> list[str]:
+    """Trial statuses as Tune last saved them (the in-memory ones are all stopped after a Ctrl-C)."""
+    states = sorted(exp_dir.glob("experiment_state-*.json"))  # named by start time; a resume adds one
+    if not states:
+        return []
+    trial_data = json.loads(states[-1].read_text()).get("trial_data", [])
+    return [(json.loads(t[0]) if isinstance(t, list) else t).get("status", "") for t in trial_data]
 
 
 def run_experiment(config: ExperimentConfig, resume: bool = False, resume_errored: bool = False) -> dict[str, Any]:
@@ -230,10 +300,16 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, resume_errore
     summary = summarize(config, name, space, results, wall_time, prepared, reproduce)
     # Trials neither finished nor errored mean the run was interrupted (Ctrl-C): Tune saved its
     # state, so the experiment can be resumed where it stopped.
-    trial_states = [t.status for t in results._experiment_analysis.trials]
-    summary["num_unfinished"] = sum(1 for status in trial_states if status not in ("TERMINATED", "ERROR"))
+    summary["num_unfinished"] = sum(1 for status in saved_trial_states(exp_dir) if status not in ("TERMINATED", "ERROR"))
     summary["resume_command"] = resume_command(config, name)
     write_summary(exp_dir, summary)
+    try:  # the record's checks and plots; a failure here must never lose the summary just written
+        from experiments.analyze import report
+
+        report(exp_dir)
+    except Exception as err:  # noqa: BLE001 - any analysis bug is a warning, the experiment is done
+        print(f"warning: analysis failed ({type(err).__name__}: {err}); summary.json is intact; retry with "
+              f"python experiments/analyze.py {exp_dir}", file=sys.stderr)
     ray.shutdown()
     return summary
 
