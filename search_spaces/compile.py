@@ -11,7 +11,7 @@ from typing import Any
 
 from ray import tune
 
-from search_spaces.spec import Param, SearchSpace
+from search_spaces.spec import Param, SearchSpace, SpaceError
 
 
 def _ray_domain(p: Param) -> Any:
@@ -30,10 +30,13 @@ def to_ray(space: SearchSpace) -> dict[str, Any]:
 
 
 def grid_size(space: SearchSpace) -> int:
-    """Number of points in the full grid of ``space``."""
+    """Number of points in the full grid of ``space``; a SpaceError naming the space if it has no grid."""
     size = 1
     for p in space.params:
-        size *= len(p.grid_values())
+        try:
+            size *= len(p.grid_values())
+        except SpaceError as err:
+            raise SpaceError(f"search space '{space.name}': {err}") from None
     return size
 
 
