@@ -245,7 +245,14 @@ class TokenizedRTE:
 def tokenizer_fingerprint(tokenizer: Any) -> str:
     """A hash of everything that decides token ids: the tokenizer's class and full serialised state."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    state = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    if backend is not None:
+        # Truncation and padding are per-call settings the backend remembers after a call: not identity.
+        state = json.loads(backend.to_str())
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        state = json.dumps(state, sort_keys=True)
+    else:
+        state = json.dumps(tokenizer.get_vocab(), sort_keys=True)
     digest = hashlib.sha256(type(tokenizer).__name__.encode() + state.encode())
     digest.update(json.dumps(sorted(map(str, tokenizer.all_special_tokens))).encode())
     return digest.hexdigest()[:16]

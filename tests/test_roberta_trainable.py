@@ -1,0 +1,176 @@
+"""RobertaRTETrainable on a tiny local RoBERTa and the RTE fixture: steps and schedule, reset_config
+without re-tokenising or reloading, collapse detection, checkpoint round trip (the last through Ray)."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from trainables.data.rte import load_folder, split_validation
+from trainables.registry import MODELS
+from trainables.roberta_rte import RobertaRTETrainable, prepare
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "rte"
+sys.path.insert(0, str(FIXTURES))  # the tiny-checkpoint builder lives beside the fixture data
+from tiny_roberta import build_tiny_roberta  # noqa: E402
+
+CONFIG = {"lr": 1e-3, "batch_size": 8, "epochs": 2, "seed": 0, "weight_decay": 0.01}
+
+
+@pytest.fixture(scope="module")
+def options(tmp_path_factory) -> dict:
+    opts = dict(MODELS["roberta_rte"].options)
+    opts.update(model_name_or_path=str(build_tiny_roberta(tmp_path_factory.mktemp("tiny"))),
+                data=str(FIXTURES / "superglue"), cache_dir=str(tmp_path_factory.mktemp("cache")), cpus_per_trial=1)
+    prepare(opts)  # fills the token cache, as the runner's driver does before any trial
+    return opts
+
+
+def bound(options: dict) -> type:
+    """The trainable with its fixed options bound, as ``tune.with_parameters`` does, without Ray."""
+
+    class Bound(RobertaRTETrainable):
+        def setup(self, config):
+            super().setup(config, options)
+
+    return Bound
+
+
+def test_epochs_schedule_and_done(options):
+    trainable = bound(options)({**CONFIG, "warmup_steps": 3})
+    try:
+        assert trainable.steps_per_epoch == 5 and trainable.tokens_from_cache
+        first = trainable.train()
+        for key in ("train_loss", "eval_acc", "test_acc", "eval_loss", "baseline_eval_acc", "collapsed", "node_id"):
+            assert key in first
+        assert first["epoch"] == 1.0 and 0 <= first["eval_acc"] <= 1 and np.isfinite(first["train_loss"])
+        # Linear warmup over 3 steps, then linear decay to zero at the end of the trial's own 2 epochs.
+        assert first["lr"] == pytest.approx(1e-3 * 5 / 7)
+        second = trainable.train()
+        assert second["epoch"] == 2.0 and second["done"] and second["lr"] == 0.0
+    finally:
+        trainable.stop()
+
+
+def test_eval_every_steps_reports_fractional_epochs(options):
+    trainable = bound({**options, "eval_every_steps": 3})(CONFIG)
+    try:
+        results = [trainable.train()]
+        while not results[-1]["done"]:
+            results.append(trainable.train())
+        epochs = [r["epoch"] for r in results]
+        # 5 steps per epoch, 10 in all: results after steps 3, 6, 9 and 10 (collapse may end it sooner).
+        assert epochs == [0.6, 1.2, 1.8, 2.0][: len(epochs)]
+        assert epochs[-1] == 2.0 or results[-1]["collapsed"]
+        assert [r["training_iteration"] for r in results] == list(range(1, len(results) + 1))
+    finally:
+        trainable.stop()
+
+
+def test_reset_config_never_retokenises_or_reloads(options, monkeypatch):
+    import transformers
+
+    import trainables.roberta_rte as module
+
+    trainable = bound(options)(CONFIG)
+    try:
+        model = trainable.model
+        trainable.train()
+        embedding = trainable.model.base_model.embeddings.word_embeddings.weight
+        assert not torch.equal(embedding.detach().cpu(), trainable.pretrained_state[
+            "roberta.embeddings.word_embeddings.weight"])
+
+        def forbidden(*args, **kwargs):
+            raise AssertionError("reset_config must not tokenise or load anything")
+
+        monkeypatch.setattr(type(trainable.tokenizer), "__call__", forbidden)
+        monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", forbidden)
+        monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained", forbidden)
+        monkeypatch.setattr(module, "tokenize_rte", forbidden)
+        monkeypatch.setattr(module, "load_rte", forbidden)
+
+        new_config = {**CONFIG, "lr": 5e-4, "batch_size": 16, "seed": 3}
+        assert trainable.reset_config(new_config)
+        trainable.config = new_config
+        assert trainable.model is model  # weights copied back in place: no second model in memory
+        for name, value in trainable.model.state_dict().items():
+            if not name.startswith("classifier."):
+                assert torch.equal(value.cpu(), trainable.pretrained_state[name]), name
+        assert trainable.epoch == 0 and trainable.steps_per_epoch == 3
+        assert {g["lr"] for g in trainable.optimizer.param_groups} == {5e-4}
+        result = trainable.train()
+        assert result["epoch"] == 1.0 and np.isfinite(result["train_loss"])
+    finally:
+        trainable.stop()
+
+
+def test_fresh_classifier_head_follows_the_trial_seed(options):
+    trainable = bound(options)(CONFIG)
+    try:
+        def head():
+            return trainable.model.classifier.out_proj.weight.detach().clone()
+
+        # roberta-base style checkpoint: the head is missing and initialised per trial.
+        assert trainable.fresh_modules
+        seed0 = head()
+        trainable.reset_config({**CONFIG, "seed": 1})
+        seed1 = head()
+        trainable.reset_config({**CONFIG, "seed": 0})
+        assert torch.equal(head(), seed0) and not torch.equal(seed1, seed0)
+        assert float(seed0.std()) == pytest.approx(0.02, rel=0.5)  # the config's initializer_range
+    finally:
+        trainable.stop()
+
+
+def test_collapse_stops_the_trial(options, tmp_path):
+    collapsed_model = build_tiny_roberta(tmp_path / "constant", constant_class=1)
+    trainable = bound({**options, "model_name_or_path": str(collapsed_model)})({**CONFIG, "lr": 0.0, "epochs": 5})
+    try:
+        assert not trainable.fresh_modules  # the checkpoint has its (constant) head
+        first = trainable.train()
+        assert not first["collapsed"] and not first["done"]
+        second = trainable.train()
+        assert second["collapsed"] and second["done"] and second["epoch"] == 2.0
+        validation = load_folder(FIXTURES / "superglue").validation
+        eval_labels = validation.labels[split_validation(len(validation), 0)["eval"]]
+        assert second["eval_acc"] == pytest.approx(float(np.mean(eval_labels == 1)))  # the class rate
+    finally:
+        trainable.stop()
+
+
+def test_checkpoint_restores_state_but_keeps_own_hyperparameters(options, tmp_path):
+    cls = bound(options)
+    donor = cls({**CONFIG, "epochs": 3})
+    receiver = cls({**CONFIG, "epochs": 3, "lr": 2e-4, "weight_decay": 0.2})
+    try:
+        donor.train()
+        donor.save_checkpoint(str(tmp_path))
+        receiver.load_checkpoint(str(tmp_path))
+        for (name, a), b in zip(donor.model.state_dict().items(), receiver.model.state_dict().values(), strict=True):
+            assert torch.equal(a, b), name
+        assert (receiver.epoch, receiver.batch_index) == (1, 0)
+        # PBT's mutated lr and weight decay, at the donor's point in the schedule (5 of 15 steps).
+        for group in receiver.optimizer.param_groups:
+            assert group["lr"] == pytest.approx(2e-4 * 10 / 15)
+            assert group["weight_decay"] == (0.2 if group["name"].endswith("/decay") else 0.0)
+        assert receiver.optimizer.state_dict()["state"].keys() == donor.optimizer.state_dict()["state"].keys()
+        assert receiver.train()["epoch"] == 2.0
+    finally:
+        donor.stop()
+        receiver.stop()
+
+
+@pytest.mark.slow
+def test_checkpoint_round_trip_through_ray(options):
+    import ray
+    from ray import tune
+    from ray.tune.utils import validate_save_restore
+
+    ray.init(num_cpus=2, include_dashboard=False)  # validate_save_restore runs two actors
+    try:
+        trainable = tune.with_parameters(RobertaRTETrainable, options=options)
+        assert validate_save_restore(trainable, config={**CONFIG, "epochs": 3}, num_gpus=0) is True
+    finally:
+        ray.shutdown()
