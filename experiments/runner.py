@@ -97,7 +97,7 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
     if kind in ("asha", "ahb"):
         # ASHA is async HyperBand with one bracket; AHB runs several (config.brackets).
         return AsyncHyperBandScheduler(
-            time_attr="training_iteration",
+            time_attr=config.model_spec.time_attr,  # the result field counting epochs
             max_t=config.max_epochs,
             grace_period=config.grace_period,
             reduction_factor=config.reduction_factor,
@@ -113,7 +113,7 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
         # training in the write-ups). Exploitation happens in the same actor: Ray calls the
         # trainable's reset_config with the mutated config, then load_checkpoint with the donor's.
         return PopulationBasedTraining(
-            time_attr="training_iteration",
+            time_attr=config.model_spec.time_attr,  # the result field counting epochs
             perturbation_interval=config.perturbation_interval,
             hyperparam_mutations=mutations,
             custom_explore_fn=explore,
@@ -217,7 +217,7 @@ def _new_tuner(config: ExperimentConfig, trainable: Any, name: str, storage: Pat
         run_config=tune.RunConfig(
             name=name,
             storage_path=str(storage),
-            stop={"training_iteration": config.max_epochs},
+            stop={config.model_spec.time_attr: config.max_epochs},
             checkpoint_config=checkpoint_config(config),
             failure_config=tune.FailureConfig(max_failures=config.max_failures, fail_fast=True),
             callbacks=build_callbacks(config),

@@ -231,9 +231,14 @@ def prepare(options: dict) -> dict[str, Any]:
     """Driver side, before any trial: check options, model source and data, tokenise into the cache.
 
     Returns the reference numbers for the summary: ``baseline_eval_acc`` (always predicting the
-    most frequent training label) and the split sizes.
+    most frequent training label) and the split sizes. Local paths in ``options`` (data folder,
+    model folder) are made absolute in place: trials run in their own working directories.
     """
     _check_options(options)
+    if options.get("data") is not None:
+        options["data"] = str(Path(options["data"]).expanduser().resolve())
+    if Path(options["model_name_or_path"]).expanduser().is_dir():
+        options["model_name_or_path"] = str(Path(options["model_name_or_path"]).expanduser().resolve())
     check_model_source(options["model_name_or_path"])
     tokenizer = load_tokenizer(options["model_name_or_path"])
     limit = getattr(tokenizer, "model_max_length", None)
