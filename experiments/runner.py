@@ -268,6 +268,7 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, resume_errore
     # Data problems surface here, in the driver, before any trial or Ray process starts.
     prepared = spec.load_prepare()(options)
 
+    _connect_ray(config)  # before anything is written: a cluster that cannot run the trials is an input error
     name = experiment_name(config)
     storage = Path(config.storage_path).expanduser().resolve()
     exp_dir = storage / name
@@ -277,7 +278,6 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, resume_errore
         snapshot.write_text(yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
     reproduce = f"python experiments/run_{config.strategy}.py --config {shlex.quote(str(snapshot))}"
 
-    _connect_ray(config)
     trainable = tune.with_resources(
         tune.with_parameters(spec.load_trainable(), options=options),
         {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},
@@ -335,6 +335,10 @@ def main(strategy: str, description: str, argv: list[str] | None = None) -> int:
     except (ConfigError, SpaceError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:  # a check that fails after Ray started (e.g. too many CPUs per trial) must not leave it running
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
     print(format_table(summary))
     return _report_outcome(summary)
 
