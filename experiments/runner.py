@@ -300,7 +300,8 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, resume_errore
     summary = summarize(config, name, space, results, wall_time, prepared, reproduce)
     # Trials neither finished nor errored mean the run was interrupted (Ctrl-C): Tune saved its
     # state, so the experiment can be resumed where it stopped.
-    summary["num_unfinished"] = sum(1 for status in saved_trial_states(exp_dir) if status not in ("TERMINATED", "ERROR"))
+    states = saved_trial_states(exp_dir)
+    summary["num_unfinished"] = sum(1 for status in states if status not in ("TERMINATED", "ERROR"))
     summary["resume_command"] = resume_command(config, name)
     write_summary(exp_dir, summary)
     try:  # the record's checks and plots; a failure here must never lose the summary just written
