@@ -61,8 +61,9 @@ def test_eval_every_steps_reports_fractional_epochs(options):
         while not results[-1]["done"]:
             results.append(trainable.train())
         epochs = [r["epoch"] for r in results]
-        # 5 steps per epoch, 10 in all: results after steps 3, 6, 9 and 10 (collapse may end it sooner).
-        assert epochs == [0.6, 1.2, 1.8, 2.0][: len(epochs)]
+        # 5 steps per epoch, 10 in all: results after steps 3, 5 (epoch end), 8 and 10 (collapse may
+        # end it sooner).
+        assert epochs == [0.6, 1.0, 1.6, 2.0][: len(epochs)]
         assert epochs[-1] == 2.0 or results[-1]["collapsed"]
         assert [r["training_iteration"] for r in results] == list(range(1, len(results) + 1))
     finally:

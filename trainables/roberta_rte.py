@@ -1,10 +1,11 @@
 """Ray Tune trainable fine-tuning RoBERTa (or any Hugging Face sequence-classification checkpoint) on RTE.
 
-One ``step`` trains one epoch, or ``eval_every_steps`` optimiser steps when that option is set,
-then evaluates on the two halves of the labelled validation set (``eval`` is tuned on, ``test``
-is reported). The trial ends itself after its own ``epochs``, on a non-finite loss (``diverged``)
-or when the model predicts a single class on ``eval`` twice in a row after its first epoch
-(``collapsed``, the failure the RoBERTa-large write-up saw at lr 5e-5).
+One ``step`` trains one epoch, or ``eval_every_steps`` optimiser steps when that option is set
+(and never past the end of an epoch), then evaluates on the two halves of the labelled
+validation set (``eval`` is tuned on, ``test`` is reported). The trial ends itself after its
+own ``epochs``, on a non-finite loss (``diverged``) or when the model predicts a single class on
+``eval`` twice in a row after its first epoch (``collapsed``, the failure the RoBERTa-large
+write-up saw at lr 5e-5).
 
 Hyperparameters (the trial config; unknown names are an error):
 
@@ -422,7 +423,9 @@ class RobertaRTETrainable(tune.Trainable):
             end_of_epoch = self.batch_index >= self.steps_per_epoch
             if end_of_epoch:
                 self.epoch, self.batch_index = self.epoch + 1, 0
-            if (every and len(losses) >= every) or (not every and end_of_epoch):
+            # A result at every epoch end too: ASHA rungs, PBT perturbations and the runner's
+            # max_epochs stop then fall on whole epochs.
+            if end_of_epoch or (every and len(losses) >= every):
                 break
         eval_acc, eval_loss, single_class = self._evaluate("eval")
         test_acc, _, _ = self._evaluate("test")

@@ -1,0 +1,117 @@
+"""Integration: run_asha.py and run_pbt.py --model roberta_rte --smoke-test on a tiny local RoBERTa
+and the RTE fixture (SuperGLUE jsonl and GLUE tsv), as subprocesses through a real local Ray."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trainables.data.rte import load_folder, majority_accuracy, split_validation
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures" / "rte"
+sys.path.insert(0, str(FIXTURES))  # the tiny-checkpoint builder lives beside the fixture data
+from tiny_roberta import build_tiny_roberta  # noqa: E402
+
+HYPERPARAMETERS = {"lr", "batch_size", "epochs", "seed"}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_roberta(tmp_path_factory.mktemp("tiny-roberta"))
+
+
+def run_script(script: str, *args: str, cache: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HPO_SUITE_CACHE": str(cache), "RAY_AUTH_MODE": "disabled"}
+    return subprocess.run([sys.executable, str(REPO / "experiments" / script), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def trial_rows(experiment: Path) -> list[list[dict]]:
+    rows = []
+    for progress in sorted(experiment.glob("*/progress.csv")):
+        with open(progress, newline="") as handle:
+            rows.append(list(csv.DictReader(handle)))
+    return rows
+
+
+def expected_baseline(data_dir: Path) -> float:
+    data = load_folder(data_dir)
+    halves = split_validation(len(data.validation), 0)
+    return majority_accuracy(data.train.labels, data.validation.labels[halves["eval"]])
+
+
+@pytest.mark.slow
+def test_run_asha_roberta_smoke_on_jsonl_with_eval_every_steps(tmp_path, tiny_model):
+    # Relative data path on purpose: trials run in their own working directories.
+    proc = run_script("run_asha.py", "--model", "roberta_rte", "--model-name-or-path", str(tiny_model),
+                      "--data", "tests/fixtures/rte/superglue", "--smoke-test", "--gpus-per-trial", "0",
+                      "--eval-every-steps", "2", "--storage-path", str(tmp_path), "--name", "asha",
+                      cache=tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "asha" / "summary.json").read_text())
+    assert (summary["model"], summary["metric"], summary["mode"], summary["scheduler"]) == (
+        "roberta_rte", "eval_acc", "max", "asha")
+    assert summary["num_trials"] == 4 and summary["num_errored"] == 0
+    assert summary["prepared"]["baseline_eval_acc"] == pytest.approx(expected_baseline(FIXTURES / "superglue"))
+    best = summary["best"]
+    assert HYPERPARAMETERS | {"weight_decay", "warmup_steps"} <= set(best["config"])
+    assert 0 <= best["metric"] <= 1 and 0 <= best["test_acc"] <= 1
+    assert "RobertaRTETrainable: device cpu" in proc.stdout + proc.stderr
+
+    # Every trial stops at the smoke test's 3 epochs at the latest, counted in (fractional) epochs
+    # although --eval-every-steps 2 reports more often than once per epoch for small batches.
+    # Results fall on every whole epoch, so the stop lands exactly on it.
+    trials = trial_rows(tmp_path / "asha")
+    assert len(trials) == 4
+    for rows in trials:
+        epochs = [float(r["epoch"]) for r in rows]
+        assert epochs == sorted(epochs) and epochs[-1] <= 3.0
+        assert {1.0, 2.0, 3.0} & set(epochs) >= {e for e in (1.0, 2.0, 3.0) if e <= epochs[-1]}
+        assert all(0 <= float(r["eval_acc"]) <= 1 for r in rows)
+    assert any(len(rows) > float(rows[-1]["epoch"]) for rows in trials)  # more results than epochs
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(sorted((tmp_path / "asha").rglob("events.out.tfevents.*"))[0].parent))
+    acc.Reload()
+    assert any(tag.endswith("eval_acc") for tag in acc.Tags()["scalars"])
+
+
+@pytest.mark.slow
+def test_run_pbt_roberta_smoke_on_tsv(tmp_path, tiny_model):
+    proc = run_script("run_pbt.py", "--model", "roberta_rte", "--model-name-or-path", str(tiny_model),
+                      "--data", str(FIXTURES / "glue"), "--smoke-test", "--gpus-per-trial", "0",
+                      "--storage-path", str(tmp_path), "--name", "pbt", cache=tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "pbt" / "summary.json").read_text())
+    assert (summary["model"], summary["scheduler"], summary["space"]) == ("roberta_rte", "pbt", "rte_pbt")
+    assert summary["num_trials"] == 4 and summary["num_errored"] == 0
+    assert summary["prepared"]["baseline_eval_acc"] == pytest.approx(expected_baseline(FIXTURES / "glue"))
+    assert HYPERPARAMETERS | {"weight_decay"} <= set(summary["best"]["config"])
+    for rows in trial_rows(tmp_path / "pbt"):
+        # Each trial ends at its own epochs (or collapses), never past the smoke test's 4.
+        last = rows[-1]
+        assert float(last["epoch"]) <= 4 and (
+            last["done"] == "True" or float(last["epoch"]) == 4 or last["collapsed"] == "True")
+
+
+@pytest.mark.slow
+def test_bad_label_fails_before_any_trial(tmp_path, tiny_model):
+    data = tmp_path / "rte"
+    data.mkdir()
+    (data / "train.tsv").write_text((FIXTURES / "glue" / "train.tsv").read_text())
+    lines = (FIXTURES / "glue" / "dev.tsv").read_text().splitlines()
+    lines[5] = lines[5].rsplit("\t", 1)[0] + "\tcontradiction"
+    (data / "dev.tsv").write_text("\n".join(lines) + "\n")
+    proc = run_script("run_asha.py", "--model", "roberta_rte", "--model-name-or-path", str(tiny_model),
+                      "--data", str(data), "--smoke-test", "--gpus-per-trial", "0",
+                      "--storage-path", str(tmp_path), "--name", "bad", cache=tmp_path / "cache", timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {data / 'dev.tsv'}:6: label 'contradiction' is not one of entailment, not_entailment, 0, 1")
+    assert "Traceback" not in proc.stderr
