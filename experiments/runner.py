@@ -182,18 +182,48 @@ def _connect_ray(config: ExperimentConfig) -> None:
             )
 
 
+def _ending_cut_trials(logger_class: type) -> type:
+    """``logger_class`` that also ends the logs of trials Tune stopped without completing them.
+
+    When ``time_budget_s`` runs out, Tune stops the running trials without calling the callbacks'
+    ``on_trial_complete``: TensorBoard would never get their HParams, and W&B's logging actors would
+    never finish (its callback then waits out its upload timeout, 30 minutes by default).
+    """
+
+    class EndingCutTrials(logger_class):
+        def log_trial_start(self, trial: Any) -> None:
+            self._open_trials = getattr(self, "_open_trials", set()) | {trial}
+            super().log_trial_start(trial)
+
+        def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+            getattr(self, "_open_trials", set()).discard(trial)
+            super().log_trial_end(trial, failed=failed)
+
+        def on_experiment_end(self, trials: list, **info: Any) -> None:
+            for trial in list(getattr(self, "_open_trials", ())):
+                self.log_trial_end(trial)
+            super().on_experiment_end(trials, **info)
+
+    EndingCutTrials.__name__ = logger_class.__name__
+    return EndingCutTrials
+
+
 def build_callbacks(config: ExperimentConfig) -> list[Any]:
-    """Callbacks on top of Ray's defaults (CSV, JSON and TensorBoard files with HParams, every trial).
+    """Logger callbacks: TensorBoard (Ray's own, as by default, with HParams for every trial) and W&B.
 
     ``wandb_project`` adds Ray's ``WandbLoggerCallback``. W&B reads its API key itself, from
     ``WANDB_API_KEY`` or ``wandb login``; it is never passed here nor put in a config, where it
     would leak into params.json, result files and dashboards (config.validate checks it is there).
+    Ray still adds its default CSV and JSON loggers.
     """
-    if not config.wandb_project:
-        return []
-    from ray.air.integrations.wandb import WandbLoggerCallback
+    from ray.tune.logger import TBXLoggerCallback
 
-    return [WandbLoggerCallback(project=config.wandb_project)]
+    callbacks = [_ending_cut_trials(TBXLoggerCallback)()]
+    if config.wandb_project:
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        callbacks.append(_ending_cut_trials(WandbLoggerCallback)(project=config.wandb_project))
+    return callbacks
 
 
 def _new_tuner(config: ExperimentConfig, trainable: Any, name: str, storage: Path, searcher: Any,
@@ -219,7 +249,8 @@ def _new_tuner(config: ExperimentConfig, trainable: Any, name: str, storage: Pat
             storage_path=str(storage),
             stop={config.model_spec.time_attr: config.max_epochs},
             checkpoint_config=checkpoint_config(config),
-            failure_config=tune.FailureConfig(max_failures=config.max_failures, fail_fast=True),
+            # fail_fast (the NERSC advice) unless the user asked for retries: Ray allows only one of them.
+            failure_config=tune.FailureConfig(max_failures=config.max_failures, fail_fast=config.max_failures == 0),
             callbacks=build_callbacks(config),
             verbose=1,
         ),

@@ -1,0 +1,35 @@
+"""CGCNN trainables with injected faults, for the reliability tests.
+
+They are the real CGCNNTrainable (real data, model, checkpoints) with one fault added, so the
+runner's recovery paths are exercised end to end. Registered as extra models by the tests.
+"""
+
+from pathlib import Path
+
+import torch
+
+from trainables.cgcnn import CGCNNTrainable
+
+FAIL_AT_EPOCH = 3
+
+
+class FailOnceCGCNN(CGCNNTrainable):
+    """Crashes once per trial when it is about to train epoch FAIL_AT_EPOCH."""
+
+    def step(self):
+        marker = Path(self.options["cache_dir"]) / f"crashed-{self.trial_id}"
+        if self.epoch + 1 == FAIL_AT_EPOCH and not marker.exists():
+            marker.touch()
+            raise RuntimeError(f"injected crash at epoch {FAIL_AT_EPOCH}")
+        return super().step()
+
+
+class PoisonedCGCNN(CGCNNTrainable):
+    """Trials with lr above 0.01 get NaN weights after their first epoch, so their loss really diverges."""
+
+    def step(self):
+        if self.epoch == 1 and self.config["lr"] > 0.01:
+            with torch.no_grad():
+                for parameter in self.model.parameters():
+                    parameter.fill_(float("nan"))
+        return super().step()

@@ -1,0 +1,119 @@
+"""Reliability on a real Ray: crashes, divergence, a killed driver, a lost worker node."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from experiments.runner import main, saved_trial_states
+from trainables.registry import MODELS
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def faulty_models(monkeypatch, tmp_path):
+    """Register the fault-injecting trainables as models for the duration of a test."""
+    tests_dir = str(Path(__file__).parent)
+    monkeypatch.syspath_prepend(tests_dir)
+    # Ray's workers inherit the environment of the process that starts Ray, not its sys.path.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("HPO_SUITE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(MODELS, "cgcnn_fail_once",
+                        replace(MODELS["cgcnn"], name="cgcnn_fail_once", trainable="faulty_trainables:FailOnceCGCNN"))
+    monkeypatch.setitem(MODELS, "cgcnn_poisoned",
+                        replace(MODELS["cgcnn"], name="cgcnn_poisoned", trainable="faulty_trainables:PoisonedCGCNN"))
+
+
+def summary_of(path: Path) -> dict:
+    return json.loads((path / "summary.json").read_text())
+
+
+def test_crashed_trial_resumes_from_its_checkpoint(faulty_models, tmp_path, capsys):
+    code = main("random", "test", ["--model", "cgcnn_fail_once", "--smoke-test", "--num-samples", "2",
+                                   "--max-epochs", "5", "--checkpoint-frequency", "1", "--max-failures", "1",
+                                   "--storage-path", str(tmp_path), "--name", "crash"])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    summary = summary_of(tmp_path / "crash")
+    assert summary["num_errored"] == 0 and summary["num_trials"] == 2
+    for trial in summary["trials"]:
+        assert trial["iteration"] == 5
+        rows = pd.read_csv(Path(trial["path"]) / "progress.csv")
+        # The crash at epoch 3 restored the checkpoint of epoch 2: the restored run starts counting again.
+        restored = rows[rows["training_iteration"] >= 3]
+        assert restored["iterations_since_restore"].iloc[0] == 1
+        assert list(rows["training_iteration"])[-3:] == [3, 4, 5]
+
+
+def test_fail_fast_stops_with_the_trials_own_error_and_keeps_the_summary(faulty_models, tmp_path, capsys):
+    code = main("random", "test", ["--model", "cgcnn_fail_once", "--smoke-test", "--num-samples", "2",
+                                   "--max-epochs", "5", "--storage-path", str(tmp_path), "--name", "failfast"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 1
+    assert err.startswith("error: trial ") and "injected crash at epoch 3" in err and "error.txt" in err
+    assert "--resume-errored" in err
+    summary = summary_of(tmp_path / "failfast")
+    assert summary["num_errored"] >= 1
+
+
+def test_diverged_trials_end_themselves_and_the_experiment_goes_on(faulty_models, tmp_path, capsys):
+    space = tmp_path / "space.yaml"
+    space.write_text("params:\n  lr: {type: choice, values: [0.001, 0.05]}\n"
+                     "constants: {batch_size: 32, atom_embedding_size: 8, num_graph_conv_layers: 1,"
+                     " fc_feat_size: 16, num_fc_layers: 1}\n")
+    code = main("random", "test", ["--model", "cgcnn_poisoned", "--smoke-test", "--num-samples", "4",
+                                   "--max-epochs", "4", "--space", str(space), "--seed", "1",
+                                   "--storage-path", str(tmp_path), "--name", "nan"])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    summary = summary_of(tmp_path / "nan")
+    diverged = [t for t in summary["trials"] if t["diverged"]]
+    healthy = [t for t in summary["trials"] if not t["diverged"]]
+    assert summary["num_errored"] == 0 and summary["num_diverged"] == len(diverged)
+    assert diverged and healthy, summary["trials"]
+    assert all(t["config"]["lr"] == 0.05 and t["iteration"] == 2 for t in diverged)
+    assert all(t["iteration"] == 4 for t in healthy)
+    assert summary["best"]["config"]["lr"] == 0.001
+
+
+def _run_script(args: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(REPO / "experiments" / "run_random.py"), *args], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def test_driver_killed_with_sigkill_resumes_without_losing_finished_trials(tmp_path):
+    env = {**os.environ, "HPO_SUITE_CACHE": str(tmp_path / "cache"), "RAY_AUTH_MODE": "disabled"}
+    args = ["--smoke-test", "--num-samples", "4", "--max-epochs", "40", "--checkpoint-frequency", "5",
+            "--max-concurrent-trials", "1", "--storage-path", str(tmp_path), "--name", "killed"]
+    exp = tmp_path / "killed"
+    proc = _run_script(args, env)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and "TERMINATED" not in saved_trial_states(exp):
+        time.sleep(0.5)
+    assert "TERMINATED" in saved_trial_states(exp), "no trial finished before the deadline"
+    os.killpg(proc.pid, signal.SIGKILL)  # driver and the Ray it started, as a crash would
+    proc.wait()
+    finished_before = {}
+    for trial_dir in exp.glob("CGCNNTrainable_*"):
+        rows = pd.read_csv(trial_dir / "progress.csv") if (trial_dir / "progress.csv").exists() else None
+        if rows is not None and len(rows) and rows["training_iteration"].iloc[-1] == 40:
+            finished_before[trial_dir.name] = rows[["training_iteration", "val_mae"]]
+    assert finished_before
+
+    resumed = _run_script(["--resume", "--name", "killed", "--storage-path", str(tmp_path)], env)
+    out, _ = resumed.communicate(timeout=400)
+    assert resumed.returncode == 0, out[-3000:]
+    summary = summary_of(exp)
+    assert summary["num_trials"] == 4 and summary["num_errored"] == 0 and summary["num_unfinished"] == 0
+    assert all(t["iteration"] == 40 for t in summary["trials"])
+    for name, before in finished_before.items():
+        after = pd.read_csv(exp / name / "progress.csv")[["training_iteration", "val_mae"]]
+        pd.testing.assert_frame_equal(before.reset_index(drop=True), after.reset_index(drop=True))
