@@ -410,6 +410,17 @@ def analyze(exp_dir: str | Path, save: bool = True, top_k: int = 5) -> Analysis:
     return analysis
 
 
+def report(exp_dir: str | Path, top_k: int = 5) -> Analysis:
+    """:func:`analyze` and print the checks (and the PBT schedule) for the user."""
+    analysis = analyze(exp_dir, top_k=top_k)
+    print(f"checks ({Path(exp_dir).resolve() / 'summary.md'}):")
+    for finding in analysis.findings:
+        print(f"  {finding}")
+    if analysis.pbt is not None:
+        print("  " + analysis.pbt.describe().replace("\n", "\n  "))
+    return analysis
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -420,12 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.top_k < 1:
             raise ConfigError(f"--top-k must be a positive integer, got {args.top_k}")
         for exp_dir in args.experiments:
-            analysis = analyze(exp_dir, top_k=args.top_k)
-            print(f"{Path(exp_dir).resolve() / 'summary.md'}:")
-            for finding in analysis.findings:
-                print(f"  {finding}")
-            if analysis.pbt is not None:
-                print("  " + analysis.pbt.describe().replace("\n", "\n  "))
+            report(exp_dir, top_k=args.top_k)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

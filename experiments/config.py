@@ -53,6 +53,8 @@ class ExperimentConfig:
     force: bool = False  # grid: run even above max_grid_size
     checkpoint_frequency: int = 0  # epochs between checkpoints; 0: only where the scheduler needs them
     max_failures: int = 0  # restarts of a crashed trial (from its last checkpoint) before it counts as errored
+    time_budget_s: float = 0.0  # wall-clock budget of the whole experiment (Tune stops it there); 0: none
+    wandb_project: str | None = None  # log to W&B too; the API key comes only from WANDB_API_KEY / `wandb login`
     storage_path: str = "./results"
     name: str | None = None
     seed: int = 0
@@ -84,6 +86,7 @@ _FIELD_TYPES = {
     "brackets": int, "perturbation_interval": int, "n_initial_points": int, "max_concurrent_search": int,
     "max_grid_size": int, "force": bool, "checkpoint_frequency": int, "seed": int, "max_failures": int,
     "cpus_per_trial": float, "gpus_per_trial": float, "reduction_factor": float, "smoke_test": bool,
+    "time_budget_s": float,
 }
 
 
@@ -154,6 +157,10 @@ def build_parser(strategy: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--address", help="join a running Ray cluster (e.g. 10.0.0.1:6379 or 'auto')")
     p.add_argument("--smoke-test", action="store_true", help="a complete tiny run in well under a minute")
     p.add_argument("--max-failures", type=int, help="restarts of a crashed trial before it counts as errored")
+    p.add_argument("--time-budget-s", type=float, help="wall-clock budget of the experiment in seconds (0: none)")
+    p.add_argument("--wandb", dest="wandb_project", metavar="PROJECT",
+                   help="also log to this W&B project (API key from WANDB_API_KEY or `wandb login`; "
+                        "WANDB_MODE=offline needs none)")
     p.add_argument("--checkpoint-frequency", type=int, help="epochs between checkpoints (0: only if needed)")
     p.add_argument("--resume", action="store_true",
                    help="resume the experiment --name under --storage-path after an interruption")
@@ -232,6 +239,20 @@ def resolve_config(
     return config
 
 
+def _wandb_credentials() -> bool:
+    """Whether W&B can authenticate: offline mode, WANDB_API_KEY, or a `wandb login` entry in ~/.netrc."""
+    import netrc
+    from urllib.parse import urlparse
+
+    if os.environ.get("WANDB_MODE") in ("offline", "disabled") or os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
 def validate(config: ExperimentConfig) -> None:
     """Checks that need no cluster and no data: each failure is a one-line ConfigError."""
     if config.search not in SEARCHERS:
@@ -259,11 +280,14 @@ def validate(config: ExperimentConfig) -> None:
             )
     if config.mode not in ("min", "max"):
         raise ConfigError(f"mode must be 'min' or 'max', got '{config.mode}'")
+    if config.wandb_project and not _wandb_credentials():
+        raise ConfigError("--wandb needs a W&B API key: set WANDB_API_KEY or run `wandb login` "
+                          "(or WANDB_MODE=offline to log locally); never put the key in a config")
     for key in ("num_samples", "max_epochs", "grace_period", "brackets", "perturbation_interval",
                 "max_concurrent_search", "max_grid_size"):
         if getattr(config, key) < 1:
             raise ConfigError(f"{key.replace('_', '-')} must be a positive integer, got {getattr(config, key)}")
-    for key in ("max_concurrent_trials", "checkpoint_frequency", "max_failures"):
+    for key in ("max_concurrent_trials", "checkpoint_frequency", "max_failures", "time_budget_s"):
         if getattr(config, key) < 0:
             raise ConfigError(f"{key.replace('_', '-')} must be 0 or more, got {getattr(config, key)}")
     if config.cpus_per_trial <= 0:

@@ -90,7 +90,9 @@ def summarize(
         "num_trials": len(trials),
         "num_terminated": len(finished),
         "num_errored": len(trials) - len(finished),
-        "num_early_stopped": sum(1 for t in finished if t["iteration"] < config.max_epochs
+        # Trials a time budget ended before their first result were not stopped by the scheduler.
+        "num_not_started": sum(1 for t in finished if not t["iteration"]),
+        "num_early_stopped": sum(1 for t in finished if 0 < t["iteration"] < config.max_epochs
                                  and not t["diverged"] and not t["collapsed"]),
         "num_diverged": sum(1 for t in trials if t["diverged"]),
         "num_collapsed": sum(1 for t in trials if t["collapsed"]),
@@ -185,7 +187,8 @@ def format_markdown(
         f"seed: {_fmt(summary.get('seed'))}",
         f"- config file: {summary['config_file'] or '(built-in defaults)'}",
         f"- trials: {summary['num_trials']} ({summary['num_terminated']} terminated, of which "
-        f"{summary.get('num_early_stopped', 0)} stopped early; {summary['num_errored']} errored; "
+        f"{summary.get('num_early_stopped', 0)} stopped early and {summary.get('num_not_started', 0)} never "
+        f"started (time budget); {summary['num_errored']} errored; "
         f"{summary.get('num_diverged', 0)} diverged; {summary.get('num_collapsed', 0)} collapsed)",
         f"- wall time: {summary['wall_time_s']:.1f} s; Ray {summary['ray_version']}",
         f"- metric: {summary['metric']} ({summary['mode']})",
