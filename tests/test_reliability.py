@@ -117,3 +117,48 @@ def test_driver_killed_with_sigkill_resumes_without_losing_finished_trials(tmp_p
     for name, before in finished_before.items():
         after = pd.read_csv(exp / name / "progress.csv")[["training_iteration", "val_mae"]]
         pd.testing.assert_frame_equal(before.reset_index(drop=True), after.reset_index(drop=True))
+
+
+def test_losing_a_worker_node_does_not_lose_the_experiment(tmp_path, monkeypatch, capsys):
+    """A real two-node Ray cluster on one machine; the worker node dies mid-experiment."""
+    import threading
+
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setenv("HPO_SUITE_CACHE", str(tmp_path / "cache"))
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    worker = cluster.add_node(num_cpus=1)
+    exp = tmp_path / "nodeloss"
+
+    def kill_worker_once_it_runs_a_trial():
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            node_ids = {json.loads(line).get("node_id") for f in exp.glob("*/result.json")
+                        for line in f.read_text().splitlines() if line.strip()}
+            if worker.node_id in node_ids:
+                cluster.remove_node(worker, allow_graceful=False)
+                killed.set()
+                return
+            time.sleep(0.3)
+
+    killed = threading.Event()
+    killer = threading.Thread(target=kill_worker_once_it_runs_a_trial, daemon=True)
+    killer.start()
+    try:
+        code = main("random", "test", ["--smoke-test", "--num-samples", "4", "--max-epochs", "30",
+                                       "--checkpoint-frequency", "2", "--max-failures", "3",
+                                       "--address", cluster.address, "--storage-path", str(tmp_path),
+                                       "--name", "nodeloss"])
+    finally:
+        killer.join(timeout=5)
+        cluster.shutdown()
+    assert code == 0, capsys.readouterr().err[-3000:]
+    summary = summary_of(exp)
+    assert summary["num_trials"] == 4 and summary["num_errored"] == 0
+    assert all(t["iteration"] == 30 for t in summary["trials"])
+    assert killed.is_set()
+    nodes_per_trial = [[json.loads(line)["node_id"] for line in f.read_text().splitlines()]
+                       for f in exp.glob("*/result.json")]
+    # A trial interrupted by the node's death continued on the surviving node from its checkpoint.
+    moved = [nodes for nodes in nodes_per_trial if worker.node_id in nodes and nodes[-1] != worker.node_id]
+    assert moved, nodes_per_trial
