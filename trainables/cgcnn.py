@@ -102,13 +102,7 @@ class CGCNNTrainable(tune.Trainable):
         self.model.train()
         total, count = 0.0, 0
         for batch in self.loader:
-            batch = batch.to(self.device)
-            target = (batch.y.view(-1) - self.y_mean) / self.y_std
-            loss = torch.nn.functional.mse_loss(self.model(batch), target)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total += float(loss) * batch.num_graphs
+            total += self.train_batch(batch) * batch.num_graphs
             count += batch.num_graphs
         self.epoch += 1
         train_loss = total / count
@@ -123,6 +117,19 @@ class CGCNNTrainable(tune.Trainable):
             return {**result, "val_mae": float("inf"), "test_mae": float("inf"), "diverged": True,
                     tune.result.DONE: True}
         return {**result, "val_mae": self._mae("val"), "test_mae": self._mae("test"), "diverged": False}
+
+    def train_batch(self, batch: Batch) -> float:
+        """One optimiser step on ``batch`` (a batch of graphs); returns its loss on normalised targets.
+
+        Public so that ``experiments/probe_batch_size.py`` times exactly the step training runs.
+        """
+        batch = batch.to(self.device)
+        target = (batch.y.view(-1) - self.y_mean) / self.y_std
+        loss = torch.nn.functional.mse_loss(self.model(batch), target)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
 
     @torch.no_grad()
     def _mae(self, split: str) -> float:

@@ -407,18 +407,11 @@ class RobertaRTETrainable(tune.Trainable):
         while self.epoch < settings.epochs:
             start = self.batch_index * settings.batch_size
             indices = self._epoch_order()[start : start + settings.batch_size]
-            with self._autocast():
-                loss = self.model(**self._batch(self.train_split, indices)).loss
-            if not torch.isfinite(loss):
-                diverged = True  # stop before the bad step so the weights evaluated stay finite
+            loss = self.train_batch(indices)
+            if loss is None:
+                diverged = True  # stopped before the bad step so the weights evaluated stay finite
                 break
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if settings.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), settings.max_grad_norm)
-            self.optimizer.step()
-            self.scheduler.step()
-            losses.append(float(loss.detach()))
+            losses.append(loss)
             self.batch_index += 1
             end_of_epoch = self.batch_index >= self.steps_per_epoch
             if end_of_epoch:
@@ -446,6 +439,24 @@ class RobertaRTETrainable(tune.Trainable):
             "node_id": self.node_id,
             tune.result.DONE: diverged or collapsed or self.epoch >= settings.epochs,
         }
+
+    def train_batch(self, indices: np.ndarray) -> float | None:
+        """One optimiser (and schedule) step on the training pairs ``indices``; returns the loss.
+
+        A non-finite loss returns None before any update. Public so that
+        ``experiments/probe_batch_size.py`` times exactly the step training runs.
+        """
+        with self._autocast():
+            loss = self.model(**self._batch(self.train_split, indices)).loss
+        if not torch.isfinite(loss):
+            return None
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.settings.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(loss.detach())
 
     def _top_lr(self) -> float:
         """The current lr of the top encoder group (the ``lr`` hyperparameter after warmup/decay)."""
