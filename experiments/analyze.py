@@ -42,7 +42,7 @@ BOUNDARY_FRACTION = 0.05  # "near a bound": within 5 % of the range (in log spac
 MIN_TRIALS_PER_PARAM = 5
 MAX_FAILED_SHARE = 0.1
 IMPROVING_WINDOW = 3  # epochs
-IMPROVING_TOLERANCE = 0.01  # relative improvement over the window that still counts as "improving"
+IMPROVING_SHARE = 0.1  # share of a curve's improvement made in its last epochs that means "still improving"
 
 
 @dataclass
@@ -329,11 +329,12 @@ def check_failures(summary: dict[str, Any], max_share: float = MAX_FAILED_SHARE)
 
 
 def check_still_improving(exp: Experiment, k: int = 5, window: int = IMPROVING_WINDOW,
-                          tolerance: float = IMPROVING_TOLERANCE) -> Finding:
+                          share: float = IMPROVING_SHARE) -> Finding:
     """Were the best trials that ran the full budget still improving over their last epochs?
 
-    A trial counts as still improving when its last epoch is its best and the metric improved by
-    more than ``tolerance`` (relative) over the last ``window`` epochs.
+    A trial counts as still improving when its last epoch is its best and its last ``window``
+    epochs made more than ``share`` of its whole improvement since epoch 1 (a saturated curve
+    makes almost none of it at the end; a straight line over 12 epochs makes a quarter).
     """
     max_epochs = exp.summary.get("max_epochs")
     improving, considered = [], 0
@@ -345,16 +346,15 @@ def check_still_improving(exp: Experiment, k: int = 5, window: int = IMPROVING_W
             continue  # stopped early by the scheduler: its curve was cut on purpose
         considered += 1
         values = history[exp.metric].to_numpy(dtype=float) * exp.sign
-        before, last = values[:-window].min(), values[-1]
-        gain = (before - last) / abs(before) if before else 0.0
-        if last <= values.min() and gain > tolerance:
-            improving.append((trial["trial_id"], gain))
+        total, recent = values[0] - values[-1], values[-1 - window] - values[-1]
+        if values[-1] <= values.min() and total > 0 and recent / total > share:
+            improving.append((trial["trial_id"], recent / total))
     if improving and len(improving) * 2 >= considered:
-        gains = ", ".join(f"{tid} {gain:.1%}" for tid, gain in improving)
+        shares = ", ".join(f"{tid} {part:.0%}" for tid, part in improving)
         return Finding("still improving", False,
-                       f"{len(improving)} of the best {considered} full-length trials were still improving at their "
-                       f"last epoch ({exp.metric} better by {gains} over the last {window} epochs): "
-                       "train longer (raise max_epochs)")
+                       f"{len(improving)} of the best {considered} full-length trials were still improving "
+                       f"at their last epoch (share of their improvement made in the last {window} epochs: "
+                       f"{shares}): train longer (raise max_epochs)")
     if considered == 0:
         return Finding("still improving", True, "no best trial ran the full budget with enough epochs to judge")
     return Finding("still improving", True,

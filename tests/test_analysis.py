@@ -1,0 +1,273 @@
+"""Per-experiment analysis: plots from real small experiments (asserting on the plotted data), the
+Playbook checks, the record the runner writes, and PBT schedule reconstruction and fitting."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from experiments.analyze import (
+    analyze,
+    best_so_far,
+    check_boundary,
+    check_failures,
+    check_sample_size,
+    check_still_improving,
+    load_experiment,
+    plot_best_so_far,
+    plot_learning_curves,
+    plot_metric_vs_params,
+)
+from experiments.pbt_schedule import fit_multistep, read_policy, reconstruct_schedule, schedule_values
+from search_spaces import load_space
+from search_spaces.spec import parse_space
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_script(strategy: str, *args: str, storage: Path, name: str, cache: Path) -> Path:
+    """Run a real experiment through its run script; return its folder."""
+    env = {**os.environ, "HPO_SUITE_CACHE": str(cache), "RAY_AUTH_MODE": "disabled"}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "experiments" / f"run_{strategy}.py"), "--smoke-test",
+         "--storage-path", str(storage), "--name", name, *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=400,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return storage / name
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def random_experiment(tmp_path_factory, cache) -> Path:
+    """Random search, no early stopping: 6 trials x 4 epochs on the tiny built-in dataset."""
+    storage = tmp_path_factory.mktemp("results")
+    return run_script("random", "--num-samples", "6", "--max-epochs", "4", storage=storage, name="rs", cache=cache)
+
+
+# --- plots from a real experiment ------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_metric_vs_param_plots_show_each_trial_on_the_right_axes(random_experiment):
+    exp = load_experiment(random_experiment)
+    space = load_space(exp.summary["space"])
+    figures = plot_metric_vs_params(exp, space)
+    assert set(figures) == {f"metric_vs_{name}.png" for name in space.names}
+    trials = [t for t in exp.summary["trials"] if t["metric"] is not None]
+    assert len(trials) == 6
+
+    ax = figures["metric_vs_lr.png"].axes[0]
+    assert ax.get_xscale() == "log"  # lr is log-uniform in cgcnn_default
+    points = ax.collections[0].get_offsets()
+    expected = sorted((t["config"]["lr"], t["metric"]) for t in trials)
+    assert np.allclose(sorted(map(tuple, points)), expected)
+    # The best trial is marked with its own star at its (lr, metric).
+    best = exp.summary["best"]
+    assert np.allclose(ax.collections[1].get_offsets()[0], [best["config"]["lr"], best["metric"]])
+
+    ax = figures["metric_vs_batch_size.png"].axes[0]  # a choice: categorical axis in the spec's order
+    assert ax.get_xscale() == "linear"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["16", "32", "64"]
+    xs = sorted(ax.collections[0].get_offsets()[:, 0])
+    assert xs == sorted(float([16, 32, 64].index(t["config"]["batch_size"])) for t in trials)
+
+    assert figures["metric_vs_atom_embedding_size.png"].axes[0].get_xscale() == "log"  # int, log
+    assert figures["metric_vs_num_fc_layers.png"].axes[0].get_xscale() == "linear"
+
+
+@pytest.mark.slow
+def test_learning_curves_and_best_so_far_plot_the_recorded_results(random_experiment):
+    exp = load_experiment(random_experiment)
+    ranked = sorted((t for t in exp.summary["trials"] if t["metric"] is not None), key=lambda t: t["metric"])
+
+    ax = plot_learning_curves(exp, k=3).axes[0]
+    curves = [line for line in ax.lines if line.get_label() != "_nolegend_" and "baseline" not in line.get_label()]
+    assert len(curves) == 3
+    for line, trial in zip(curves, ranked[:3], strict=True):
+        progress = pd.read_csv(Path(trial["path"]) / "progress.csv")
+        assert list(line.get_xdata()) == list(progress["training_iteration"]) == [1, 2, 3, 4]
+        assert np.allclose(line.get_ydata(), progress["val_mae"])
+
+    # Best so far: the running minimum of every result of every trial, in wall-clock order.
+    rows = pd.concat([pd.read_csv(Path(t["path"]) / "progress.csv") for t in exp.summary["trials"]])
+    rows = rows.sort_values("timestamp", kind="stable")
+    times, best = best_so_far(exp)
+    assert len(times) == len(rows) == 6 * 4
+    assert np.all(np.diff(times) >= 0) and np.all(np.diff(best) <= 0)
+    assert np.allclose(times, np.maximum(rows["timestamp"] - exp.summary["start_time"], 0))
+    for t in np.unique(times):  # at every time, the best of all results reported up to then
+        assert best[times <= t][-1] == pytest.approx(rows.loc[rows["timestamp"] - exp.summary["start_time"]
+                                                              <= t + 1e-9, "val_mae"].min())
+    assert 0 <= times[0] and times[-1] <= exp.summary["wall_time_s"] + 1.0  # whole-second timestamps
+    step = plot_best_so_far(exp).axes[0].lines[0]
+    assert np.allclose(step.get_ydata(), best)
+
+
+@pytest.mark.slow
+def test_the_runner_writes_the_record_with_checks_and_plots(random_experiment):
+    record = (random_experiment / "summary.md").read_text()
+    summary = json.loads((random_experiment / "summary.json").read_text())
+    assert record.startswith("# Experiment rs")
+    assert f"- test metric of the best trial: test_mae {summary['best']['test_mae']:.4g}" in record
+    assert "- trials: 6 (6 terminated" in record and summary["reproduce_command"] in record
+    checks = record.split("## Checks")[1].split("##")[0]
+    for check in ("boundary", "sample size", "failures", "still improving"):
+        assert f"{check}:" in checks
+    # 6 trials for 6 hyperparameters is too few, and the record says so.
+    assert "[warn] sample size: 6 trials with a result for 6 hyperparameters" in checks
+    for name in ["learning_curves.png", "best_so_far.png", "metric_vs_lr.png"]:
+        assert f"]({name})" in record and (random_experiment / name).stat().st_size > 1000
+
+
+# --- the boundary check on real experiments and on constructed configurations --------------------
+
+
+def _grid_space(tmp_path: Path, name: str, low: float, high: float, grid: list[float]) -> Path:
+    spec = {"params": {"lr": {"type": "float", "low": low, "high": high, "log": True, "grid": grid}},
+            "constants": {"batch_size": 32, "atom_embedding_size": 16, "num_graph_conv_layers": 2,
+                          "fc_feat_size": 32, "num_fc_layers": 1}}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.mark.slow
+def test_boundary_check_fires_at_an_edge_and_stays_quiet_when_central(tmp_path, cache):
+    # Two epochs with Adam: lr 1e-3 beats 1e-5 by far, so the best point is whichever is in the grid's top.
+    edge = _grid_space(tmp_path, "edge", 1e-5, 1e-3, [1e-5, 1e-3])
+    central = _grid_space(tmp_path, "central", 1e-5, 1e-1, [1e-5, 1e-3])
+    for name, space in (("edge", edge), ("central", central)):
+        run_script("grid", "--space", str(space), "--max-epochs", "2", storage=tmp_path, name=name, cache=cache)
+    edge_analysis = analyze(tmp_path / "edge", save=False)
+    central_analysis = analyze(tmp_path / "central", save=False)
+    assert json.loads((tmp_path / "edge" / "summary.json").read_text())["best"]["config"]["lr"] == 1e-3
+    boundary = {f.check: f for f in edge_analysis.findings}["boundary"]
+    assert not boundary.ok and "widen lr's upper bound" in boundary.message
+    assert "widen lr's upper bound" in (tmp_path / "edge" / "summary.md").read_text()
+    boundary = {f.check: f for f in central_analysis.findings}["boundary"]
+    assert boundary.ok, boundary.message
+
+
+SPACE = parse_space("t", {"params": {
+    "lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+    "dropout": {"type": "float", "low": 0.0, "high": 0.5},
+    "batch_size": {"type": "choice", "values": [16, 32, 64]},
+    "width": {"type": "discrete", "values": [40, 61, 79, 102]},
+}})
+
+
+def test_boundary_check_measures_log_parameters_in_log_space():
+    central = {"lr": 3e-3, "dropout": 0.25, "batch_size": 64, "width": 61}
+    assert check_boundary(central, SPACE).ok  # 64 is the last choice, but choices have no order
+    # 4e-3 sits at 4 % of the linear range but mid-way in log space: not a boundary.
+    assert check_boundary({**central, "lr": 4e-3}, SPACE).ok
+    low = check_boundary({**central, "lr": 1.2e-4}, SPACE)
+    assert not low.ok and "widen lr's lower bound" in low.message and "log scale" in low.message
+    high = check_boundary({**central, "dropout": 0.49, "width": 102}, SPACE)
+    assert "widen dropout's upper bound" in high.message and "widen width's upper bound" in high.message
+    assert "lr" not in high.message
+
+
+def test_sample_size_and_failure_checks():
+    assert not check_sample_size(10, 6).ok and check_sample_size(30, 6).ok
+    trials = [{"errored": i < 2, "diverged": i == 2, "collapsed": False} for i in range(10)]
+    finding = check_failures({"trials": trials, "num_errored": 2, "num_diverged": 1, "num_collapsed": 0})
+    assert not finding.ok and "3 of 10 trials (30%)" in finding.message
+    assert check_failures({"trials": trials[3:], "num_errored": 0}).ok
+
+
+def test_still_improving_check_on_constructed_curves(tmp_path):
+    from experiments.analyze import Experiment
+
+    def exp_with(curves):
+        trials = [{"trial_id": f"t{i}", "metric": c[-1], "iteration": len(c), "config": {}}
+                  for i, c in enumerate(curves)]
+        histories = {f"t{i}": pd.DataFrame({"training_iteration": range(1, len(c) + 1), "val_mae": c})
+                     for i, c in enumerate(curves)}
+        return Experiment(tmp_path, {"metric": "val_mae", "mode": "min", "max_epochs": 6, "trials": trials}, histories)
+
+    falling = [1.0, 0.8, 0.6, 0.5, 0.4, 0.3]
+    flat = [1.0, 0.5, 0.41, 0.4, 0.4, 0.4]
+    assert not check_still_improving(exp_with([falling, falling, flat])).ok
+    assert check_still_improving(exp_with([flat, flat])).ok
+    # Trials stopped early by a scheduler are not judged: their curves were cut on purpose.
+    assert check_still_improving(exp_with([falling[:3], flat])).ok
+
+
+# --- PBT ----------------------------------------------------------------------------------------
+
+
+def test_multistep_fit_recovers_a_known_schedule():
+    schedule = np.array([1e-2] * 10 + [1e-3] * 10 + [1e-4] * 10)
+    fit = fit_multistep(schedule)
+    assert fit.milestones == [10, 20]
+    assert fit.gamma == pytest.approx(0.1) and fit.initial == pytest.approx(1e-2)
+    # PBT-like multiplicative noise on every epoch: the same schedule comes back.
+    noisy = schedule * np.exp(np.random.default_rng(0).normal(0, 0.05, len(schedule)))
+    fit = fit_multistep(noisy)
+    assert fit.milestones == [10, 20]
+    assert fit.gamma == pytest.approx(0.1, rel=0.1) and fit.initial == pytest.approx(1e-2, rel=0.1)
+    assert np.allclose(fit.values(30), [1e-2] * 10 + [1e-3] * 10 + [1e-4] * 10, rtol=0.15)
+    # A constant schedule needs no milestone; a single increase is a gamma above 1.
+    assert fit_multistep([3e-3] * 8).milestones == []
+    up = fit_multistep([1e-3] * 4 + [1.2e-3] * 4)
+    assert up.milestones == [4] and up.gamma == pytest.approx(1.2)
+
+
+def test_schedule_reconstruction_follows_the_clone_chain(tmp_path):
+    # Trial 2 cloned trial 0 at epoch 2 (lr 0.01 -> 0.012); later trial 1 cloned trial 2 at epoch 4.
+    lines = [
+        ["2_lr=0.1", "0_lr=0.01", 2, 2, {"lr": 0.01, "seed": 0}, {"lr": 0.012, "seed": 0}],
+        ["1_lr=0.05", "2_lr=0.1", 3, 4, {"lr": 0.012, "seed": 0}, {"lr": 0.0096, "seed": 0}],
+    ]
+    policy = tmp_path / "pbt_policy_x_00001.txt"
+    policy.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    segments = reconstruct_schedule(read_policy(policy))
+    assert [(s.start, s.tag, s.config["lr"]) for s in segments] == [
+        (0, "0_lr=0.01", 0.01), (2, "2_lr=0.1", 0.012), (4, "1_lr=0.05", 0.0096)]
+    assert list(schedule_values(segments, "lr", 6)) == [0.01, 0.01, 0.012, 0.012, 0.0096, 0.0096]
+
+
+@pytest.mark.slow
+def test_pbt_lineage_matches_rays_replay_on_a_real_pbt_run(tmp_path, cache):
+    from ray.tune.schedulers import PopulationBasedTrainingReplay
+
+    exp_dir = run_script("pbt", "--max-epochs", "6", storage=tmp_path, name="pbt", cache=cache)
+    summary = json.loads((exp_dir / "summary.json").read_text())
+    policies = sorted(exp_dir.glob("pbt_policy_*.txt"))
+    assert (exp_dir / "pbt_global.txt").is_file() and policies  # a population of 4 exploits every epoch
+    final_configs = {t["trial_id"]: t["config"] for t in summary["trials"]}
+    for policy in policies:
+        segments = reconstruct_schedule(read_policy(policy))
+        replay = PopulationBasedTrainingReplay(str(policy))  # Ray's own reading of the same file
+        assert segments[0].config == replay.config
+        assert [(s.start, s.config) for s in segments[1:]] == [tuple(p) for p in replay._policy]
+        trial_id = policy.stem.removeprefix("pbt_policy_")
+        assert segments[-1].config["lr"] == pytest.approx(final_configs[trial_id]["lr"])
+
+    analysis = analyze(exp_dir, save=True)
+    report = analysis.pbt
+    assert report is not None and report.trial_id == summary["best"]["trial_id"]
+    assert report.lineage[-1] == report.trial_id
+    lr = report.schedules["lr"]
+    assert len(lr) == summary["best"]["iteration"]
+    assert lr[-1] == pytest.approx(summary["best"]["config"]["lr"])
+    assert report.fit is not None and np.all(np.isfinite(report.fit.values(len(lr))))
+    # The plotted schedule is the reconstructed one, and the record carries the fit.
+    schedule_ax = report.figure.axes[1]
+    assert np.allclose(schedule_ax.lines[0].get_ydata(), lr)
+    record = (exp_dir / "summary.md").read_text()
+    assert "## PBT schedule of the best trial" in record and "MultiStepLR" in record
+    assert math.isfinite(report.fit.gamma)
