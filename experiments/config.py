@@ -52,6 +52,7 @@ class ExperimentConfig:
     max_grid_size: int = 100  # grid: refuse more trials than this unless force
     force: bool = False  # grid: run even above max_grid_size
     checkpoint_frequency: int = 0  # epochs between checkpoints; 0: only where the scheduler needs them
+    reuse_actors: bool = True  # run later trials in finished trials' actors (reset_config: no re-setup)
     max_failures: int = 0  # restarts of a crashed trial (from its last checkpoint) before it counts as errored
     time_budget_s: float = 0.0  # wall-clock budget of the whole experiment (Tune stops it there); 0: none
     wandb_project: str | None = None  # log to W&B too; the API key comes only from WANDB_API_KEY / `wandb login`
@@ -86,7 +87,7 @@ _FIELD_TYPES = {
     "brackets": int, "perturbation_interval": int, "n_initial_points": int, "max_concurrent_search": int,
     "max_grid_size": int, "force": bool, "checkpoint_frequency": int, "seed": int, "max_failures": int,
     "cpus_per_trial": float, "gpus_per_trial": float, "reduction_factor": float, "smoke_test": bool,
-    "time_budget_s": float,
+    "time_budget_s": float, "reuse_actors": bool,
 }
 
 

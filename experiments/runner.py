@@ -241,7 +241,7 @@ def _new_tuner(config: ExperimentConfig, trainable: Any, name: str, storage: Pat
             scheduler=scheduler,
             num_samples=config.num_samples,
             max_concurrent_trials=config.max_concurrent_trials or None,
-            reuse_actors=True,
+            reuse_actors=config.reuse_actors,
             time_budget_s=config.time_budget_s or None,
         ),
         run_config=tune.RunConfig(
