@@ -1,0 +1,234 @@
+"""Every strategy end to end: the run scripts, the runner's searcher/scheduler composition, PBT exploits.
+
+The slow tests run real experiments: the scripts as subprocesses with --smoke-test, and the
+runner's searchers and schedulers in one shared local Ray session with the real CGCNN trainable
+on a tiny built-in dataset.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments.config import ConfigError, resolve_config
+from experiments.runner import STRATEGIES, build_scheduler, build_search, checkpoint_config, main
+from search_spaces import load_space
+from search_spaces.spec import parse_space
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = ("random", "grid", "asha", "ahb", "pbt")
+
+
+def experiment_config(strategy: str, **args):
+    chosen = STRATEGIES[strategy]
+    return resolve_config(strategy, args, {"search": chosen.searchers[0]}, chosen.smoke)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    """One dataset cache for the module: the tiny smoke-test dataset is built once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def run_script(strategy: str, *args: str, tmp_path: Path, cache: Path, timeout: int = 300) -> dict:
+    """Run ``experiments/run_<strategy>.py --smoke-test`` and return its summary.json."""
+    env = {**os.environ, "HPO_SUITE_CACHE": str(cache), "RAY_AUTH_MODE": "disabled"}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "experiments" / f"run_{strategy}.py"), "--smoke-test",
+         "--storage-path", str(tmp_path), "--name", strategy, *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((tmp_path / strategy / "summary.json").read_text())
+
+
+# --- fast: composition and configuration errors -------------------------------------------------
+
+@pytest.mark.parametrize("strategy", SCRIPTS)
+def test_every_script_exists_with_help_saying_when_to_use_it(strategy, capsys):
+    script = REPO / "experiments" / f"run_{strategy}.py"
+    assert script.is_file() and f'main("{strategy}", __doc__)' in script.read_text()
+    with pytest.raises(SystemExit) as info:
+        main(strategy, f"doc of {strategy}", ["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert f"doc of {strategy}" in out and "--smoke-test" in out
+    assert ("--search" in out) == (strategy in ("random", "asha", "ahb"))
+    assert ("--force" in out) == (strategy == "grid")
+
+
+@pytest.mark.parametrize("strategy", ["random", "grid", "ahb", "pbt"])
+def test_default_configs_compose_their_searcher_and_scheduler(strategy):
+    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, PopulationBasedTraining
+    from ray.tune.search import BasicVariantGenerator
+
+    config = experiment_config(strategy)
+    assert config.config_file.endswith(f"configs/cgcnn/{strategy}.yaml")
+    searcher, _ = build_search(config, load_space(config.space))
+    scheduler = build_scheduler(config, load_space(config.space))
+    assert isinstance(searcher, BasicVariantGenerator)
+    expected = {"random": FIFOScheduler, "grid": FIFOScheduler, "ahb": AsyncHyperBandScheduler,
+                "pbt": PopulationBasedTraining}[strategy]
+    assert type(scheduler) is expected
+    if strategy == "pbt":
+        assert config.num_samples == 8 and config.perturbation_interval == 1
+
+
+def test_checkpoints_only_where_pbt_needs_them():
+    pbt = checkpoint_config(experiment_config("pbt"))
+    asha = checkpoint_config(experiment_config("asha"))
+    assert pbt.checkpoint_at_end is False and asha.checkpoint_at_end is False
+    assert pbt.num_to_keep == 2 and asha.num_to_keep is None and asha.checkpoint_frequency == 0
+
+
+def test_grid_above_the_size_limit_is_refused_in_one_line_unless_forced(tmp_path, capsys):
+    args = ["--space", "rte_grid", "--num-samples", "6", "--storage-path", str(tmp_path)]
+    assert main("grid", "grid", args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: the grid of search space 'rte_grid' has 18 points x 6 repeat(s) = 108 trials, above "
+                   "max_grid_size 100; shrink the grid, raise max_grid_size or pass --force")
+    forced = experiment_config("grid", space="rte_grid", num_samples=6, force=True)
+    assert forced.force and forced.to_yaml_dict()["force"] is True  # the reproduce snapshot keeps it
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_grid_over_a_space_without_grid_values_is_one_line(capsys, tmp_path):
+    assert main("grid", "grid", ["--space", "cgcnn_default", "--storage-path", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: search space 'cgcnn_default': parameter 'lr' (float) has no 'grid' values")
+    assert "\n" not in err
+
+
+def test_pbt_refuses_a_population_of_one_and_a_space_with_nothing_to_mutate(tmp_path):
+    with pytest.raises(ConfigError, match="PBT needs a population of at least 2 trials, got num-samples 1"):
+        build_scheduler(experiment_config("pbt", num_samples=1), load_space("cgcnn_default"))
+    frozen = parse_space("frozen", {"params": {"bs": {"type": "choice", "values": [16, 32], "mutable": False}}})
+    with pytest.raises(ConfigError, match="search space 'frozen' has no mutable parameter for PBT"):
+        build_scheduler(experiment_config("pbt"), frozen)
+
+
+# --- slow: the scripts end to end --------------------------------------------------------------
+
+@pytest.mark.slow
+def test_run_random_smoke_test_runs_every_trial_to_the_end(tmp_path, cache_dir):
+    summary = run_script("random", tmp_path=tmp_path, cache=cache_dir)
+    assert (summary["strategy"], summary["searcher"], summary["scheduler"]) == ("random", "random", "fifo")
+    assert summary["num_trials"] == 3 and summary["num_errored"] == 0
+    assert {t["iteration"] for t in summary["trials"]} == {2} and summary["num_early_stopped"] == 0
+
+
+@pytest.mark.slow
+def test_run_grid_smoke_test_enumerates_the_full_product_once(tmp_path, cache_dir):
+    summary = run_script("grid", tmp_path=tmp_path, cache=cache_dir)
+    assert (summary["searcher"], summary["scheduler"], summary["space"]) == ("grid", "fifo", "cgcnn_grid")
+    space = load_space("cgcnn_grid")
+    points = [tuple(t["config"][p.name] for p in space.params) for t in summary["trials"]]
+    expected = {(lr, bs, emb) for lr in (1e-3, 3e-3, 1e-2) for bs in (32, 64) for emb in (16, 32)}
+    assert len(points) == len(expected) == 12 and set(points) == expected
+    # The space's constants reach every trial.
+    assert all(t["config"]["num_graph_conv_layers"] == 3 for t in summary["trials"])
+
+
+@pytest.mark.slow
+def test_run_ahb_smoke_test_with_hyperopt(tmp_path, cache_dir):
+    summary = run_script("ahb", "--search", "hyperopt", tmp_path=tmp_path, cache=cache_dir)
+    assert (summary["strategy"], summary["searcher"], summary["scheduler"]) == ("ahb", "hyperopt", "ahb")
+    assert summary["num_trials"] == 6 and summary["num_errored"] == 0
+    space = load_space("cgcnn_default")
+    assert all(space.contains(t["config"]) for t in summary["trials"])
+
+
+@pytest.mark.slow
+def test_run_pbt_exploits_continue_from_the_donors_checkpoint_with_a_changed_config(tmp_path, cache_dir):
+    max_epochs = STRATEGIES["pbt"].smoke["max_epochs"]
+    summary = run_script("pbt", tmp_path=tmp_path, cache=cache_dir)
+    assert (summary["strategy"], summary["searcher"], summary["scheduler"]) == ("pbt", "random", "pbt")
+    assert summary["num_trials"] == 4 and summary["num_errored"] == 0
+    exploits = [json.loads(line) for line in (tmp_path / "pbt" / "pbt_global.txt").read_text().splitlines()]
+    assert exploits, "PBT performed no exploit"
+    trial_paths = {Path(t["path"]).name.split("_")[2]: Path(t["path"]) for t in summary["trials"]}
+
+    verified = 0
+    for recipient_tag, _donor_tag, _recipient_step, donor_step, donor_config, new_config in exploits:
+        if donor_step >= max_epochs:
+            continue  # exploited as training ended: no epoch follows
+        # Ray's PBT: the lr (log scale, mutable) changes; batch size and architecture are the donor's.
+        assert new_config["lr"] != donor_config["lr"]
+        assert {k: v for k, v in new_config.items() if k != "lr"} == {k: v for k, v in donor_config.items()
+                                                                     if k != "lr"}
+        rows = [json.loads(line) for line in
+                (trial_paths[f"{int(recipient_tag.split('_')[0]):05d}"] / "result.json").read_text().splitlines()]
+        after = [r for r in rows if r["training_iteration"] == donor_step + 1 and r["config"] == new_config]
+        if after:
+            # The trainable's own epoch counter came back from the donor's checkpoint (saved with its
+            # weights and optimiser state in one file): a rebuilt, unrestored model would report 1.
+            assert after[0]["epoch"] == donor_step + 1
+            verified += 1
+    assert verified >= 1
+
+
+# --- slow: searchers and schedulers in one Ray session -----------------------------------------
+
+@pytest.fixture(scope="module")
+def ray_session(tmp_path_factory):
+    import ray
+
+    from trainables.registry import MODELS
+
+    cache = tmp_path_factory.mktemp("session_cache")
+    options = {**MODELS["cgcnn"].options, **MODELS["cgcnn"].smoke_options, "cache_dir": str(cache),
+               "cpus_per_trial": 1}
+    MODELS["cgcnn"].load_prepare()(options)  # build the tiny dataset once, as the runner's driver does
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield options
+    ray.shutdown()
+
+
+def tune_in_session(options: dict, config, storage: Path):
+    """Run the runner's searcher and scheduler for ``config`` on the shared Ray session."""
+    from ray import tune
+
+    from trainables.cgcnn import CGCNNTrainable
+
+    space = load_space(config.space)
+    searcher, param_space = build_search(config, space)
+    scheduler = build_scheduler(config, space)
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(CGCNNTrainable, options=options), {"cpu": 1}),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(metric=config.metric, mode=config.mode, search_alg=searcher,
+                                    scheduler=scheduler, num_samples=config.num_samples, reuse_actors=True),
+        run_config=tune.RunConfig(name=f"{config.strategy}_{config.search}", storage_path=str(storage),
+                                  stop={"training_iteration": config.max_epochs},
+                                  checkpoint_config=checkpoint_config(config), verbose=0),
+    )
+    results = tuner.fit()
+    assert not results.errors
+    assert all(space.contains(r.config) for r in results)
+    return results, scheduler
+
+
+@pytest.mark.slow
+def test_asha_with_dragonfly_stops_trials_early(ray_session, tmp_path):
+    config = experiment_config("asha", smoke_test=True, search="dragonfly", num_samples=8, max_epochs=4)
+    config.max_concurrent_search = 2
+    results, _ = tune_in_session(ray_session, config, tmp_path)
+    epochs = [r.metrics["training_iteration"] for r in results]
+    assert len(epochs) == 8 and min(epochs) < 4 and max(epochs) == 4
+
+
+@pytest.mark.slow
+def test_ahb_with_quasirandom_uses_several_brackets_and_stops_trials_early(ray_session, tmp_path):
+    import numpy as np
+
+    config = experiment_config("ahb", smoke_test=True, search="quasirandom", num_samples=8, max_epochs=4)
+    assert config.brackets == 2
+    np.random.seed(8)  # AsyncHyperBandScheduler draws each trial's bracket from numpy's global state
+    results, scheduler = tune_in_session(ray_session, config, tmp_path)
+    epochs = [r.metrics["training_iteration"] for r in results]
+    assert len(epochs) == 8 and min(epochs) < 4 and max(epochs) == 4
+    # Each bracket's rungs record the trials that reached them: trials ran in more than one bracket.
+    used = [bracket for bracket in scheduler._brackets if any(recorded for _, recorded in bracket._rungs)]
+    assert len(scheduler._brackets) == 2 and len(used) == 2
