@@ -175,8 +175,9 @@ def test_settings_validation():
     assert settings.batch_size == 16 and settings.classifier_lr == 2e-5 and settings.max_grad_norm == 1.0
     with pytest.raises(ValueError, match="unknown RoBERTa/RTE hyperparameter.*learning_rate"):
         parse_settings({"learning_rate": 1e-5, "batch_size": 16})
-    with pytest.raises(ValueError, match="lacks required.*batch_size"):
-        parse_settings({"lr": 1e-5})
+    with pytest.raises(ValueError, match="lacks required.*lr"):
+        parse_settings({"batch_size": 16})
+    assert parse_settings({"lr": 1e-5}).batch_size == 32  # rte_sweep tunes only lr and epochs
     with pytest.raises(ValueError, match="not both"):
         parse_settings({"lr": 1e-5, "batch_size": 16, "warmup_steps": 10, "warmup_ratio": 0.1})
 

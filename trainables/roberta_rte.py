@@ -9,7 +9,8 @@ write-up saw at lr 5e-5).
 
 Hyperparameters (the trial config; unknown names are an error):
 
-- ``lr`` (required), ``batch_size`` (required, per device), ``epochs`` (default 3; the length of
+- ``lr`` (required), ``batch_size`` (per device, default 32: a fixed setting unless the space
+  tunes it, as the Tuning Playbook advises), ``epochs`` (default 3; the length of
   the linear decay schedule), ``weight_decay`` (0), ``warmup_steps`` (0) or ``warmup_ratio`` (0),
   ``seed`` (0), ``max_grad_norm`` (1.0; 0 turns clipping off), ``adam_beta1`` (0.9),
   ``adam_beta2`` (0.999), ``adam_epsilon`` (1e-8);
@@ -48,7 +49,7 @@ CHECKPOINT_FILE = "roberta_rte.pt"
 EVAL_BATCH_SIZE = 64
 # Name -> default; None marks a required hyperparameter.
 HYPERPARAMETERS: dict[str, Any] = {
-    "lr": None, "batch_size": None, "epochs": 3, "weight_decay": 0.0, "warmup_steps": 0, "warmup_ratio": 0.0,
+    "lr": None, "batch_size": 32, "epochs": 3, "weight_decay": 0.0, "warmup_steps": 0, "warmup_ratio": 0.0,
     "seed": 0, "max_grad_norm": 1.0, "adam_beta1": 0.9, "adam_beta2": 0.999, "adam_epsilon": 1e-8,
     "layer_groups": 1, "layer_lr_decay": 1.0, "classifier_lr": None,
 }
