@@ -87,7 +87,9 @@ def split_indices(num_graphs: int, seed: int) -> dict[str, np.ndarray]:
     }
 
 
-def _load_or_build(path: Path, build: Callable[[], tuple[GraphArrays, list[dict]]]) -> tuple:
+def _load_or_build(
+    path: Path, build: Callable[[], tuple[GraphArrays, list[dict]]]
+) -> tuple[GraphArrays, list[dict], bool]:
     """Read the cached arrays at ``path``, or build and store them; returns (arrays, metadata, from_cache).
 
     Several Ray actors may ask at once: the lock lets one build while the others wait and then
