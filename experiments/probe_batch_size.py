@@ -320,6 +320,9 @@ def run_probe(probe: ModelProbe, start: int, max_batch_size: int, steps: int, wa
     from trainables.device import describe
 
     rows: list[ProbeRow] = []
+    # One untimed, unrecorded round first: the process's one-time costs (thread pools, kernel
+    # selection, allocator arenas) would otherwise land in the first row's time and memory.
+    measure(probe, start, 1, warmup_steps)
     size = start
     while True:
         if size > max_batch_size:
