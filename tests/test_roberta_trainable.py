@@ -175,3 +175,15 @@ def test_checkpoint_round_trip_through_ray(options):
         assert validate_save_restore(trainable, config={**CONFIG, "epochs": 3}, num_gpus=0) is True
     finally:
         ray.shutdown()
+
+
+def test_non_finite_loss_ends_the_trial_as_diverged(options):
+    trainable = bound(options)({**CONFIG, "lr": 1e30, "epochs": 3})
+    try:
+        result = trainable.train()
+        while not result["done"]:
+            result = trainable.train()
+        assert result["diverged"] and result["epoch"] < 3
+        assert 0 <= result["eval_acc"] <= 1  # the last finite weights were evaluated
+    finally:
+        trainable.stop()
