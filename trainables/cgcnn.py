@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -99,6 +100,13 @@ class CGCNNTrainable(tune.Trainable):
         self.epoch = 0
 
     def step(self) -> dict[str, Any]:
+        """One epoch of training, then validation and test MAE.
+
+        ``time_train_s`` (batches, collation included) and ``time_eval_s`` are this step's own
+        seconds: experiments/benchmarks/trial_overhead.py subtracts them from a trial's wall time
+        to measure what Ray, setup and checkpoints cost.
+        """
+        started = time.perf_counter()
         self.model.train()
         total, count = 0.0, 0
         for batch in self.loader:
@@ -106,17 +114,22 @@ class CGCNNTrainable(tune.Trainable):
             count += batch.num_graphs
         self.epoch += 1
         train_loss = total / count
+        trained = time.perf_counter()
         result = {
             "train_loss": train_loss,
             "epoch": self.epoch,
             "baseline_val_mae": self.baseline_val_mae,
             "node_id": self.node_id,
+            "graphs_trained": count,
+            "time_train_s": trained - started,
         }
         if not math.isfinite(train_loss):
             # A diverged trial ends itself instead of crashing the experiment.
             return {**result, "val_mae": float("inf"), "test_mae": float("inf"), "diverged": True,
-                    tune.result.DONE: True}
-        return {**result, "val_mae": self._mae("val"), "test_mae": self._mae("test"), "diverged": False}
+                    "time_eval_s": 0.0, tune.result.DONE: True}
+        val_mae, test_mae = self._mae("val"), self._mae("test")
+        return {**result, "val_mae": val_mae, "test_mae": test_mae, "diverged": False,
+                "time_eval_s": time.perf_counter() - trained}
 
     def train_batch(self, batch: Batch) -> float:
         """One optimiser step on ``batch`` (a batch of graphs); returns its loss on normalised targets.

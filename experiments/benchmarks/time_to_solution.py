@@ -1,0 +1,93 @@
+"""Time to solution on the built-in CGCNN benchmark: how much sooner each strategy reaches random search's result.
+
+The NERSC study's measurement: every strategy gets the same wall-clock budget per run and the
+same seeds; the target is random search's final mean val_mae of its top 6 trials; the speed-up
+of a strategy is random search's time to that target over the strategy's. The runs and the
+analysis are the suite's own (``experiments/benchmark_strategies.py`` runs strategies x seeds
+through the run scripts with ``--time-budget-s``; ``experiments/compare.py`` computes the
+curves, times and speed-ups); this script picks the strategies, passes the budget and prints
+the figures as ratio lines.
+
+Defaults: RS, ASHA/RS, AHB/RS, ASHA/HyperOpt, ASHA/Dragonfly and PBT, 3 seeds, 180 s per run
+(18 runs: about an hour on a laptop). Dragonfly needs the ``[dragonfly]`` extra.
+
+    python experiments/benchmarks/time_to_solution.py
+    python experiments/benchmarks/time_to_solution.py --strategies random asha --seeds 0 --budget 120
+    python experiments/benchmarks/time_to_solution.py --smoke-test
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+from experiments.benchmarks.hardware import describe_hardware
+
+# The study's names for the strategies -> benchmark_strategies' strategy[:searcher].
+STRATEGIES = {
+    "RS": "random",
+    "ASHA/RS": "asha:random",
+    "AHB/RS": "ahb:random",
+    "ASHA/HyperOpt": "asha:hyperopt",
+    "ASHA/Dragonfly": "asha:dragonfly",
+    "PBT": "pbt",
+}
+# compare.py's labels ("<searcher> + <scheduler>") of the same strategies.
+LABELS = {"random": "random + fifo", "asha:random": "random + asha", "ahb:random": "random + ahb",
+          "asha:hyperopt": "hyperopt + asha", "asha:dragonfly": "dragonfly + asha", "pbt": "random + pbt"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from experiments import benchmark_strategies
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES.values()),
+                        help="strategy[:searcher] list (RS, the baseline, is added if missing)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--budget", type=float, default=180.0, help="wall-clock seconds per run")
+    parser.add_argument("--max-epochs", type=int, help="epochs per trial at most (default: each config's)")
+    parser.add_argument("--storage-path", help="folder for all runs (default ./results/time_to_solution_<time>)")
+    parser.add_argument("--smoke-test", action="store_true", help="RS and ASHA/RS, 1 seed, 20 s, tiny data")
+    args = parser.parse_args(argv)
+    if args.smoke_test:
+        args.strategies, args.seeds, args.budget = ["random", "asha"], [0], 20.0
+    strategies = [s if ":" in s or s in ("random", "pbt") else f"{s}:random" for s in args.strategies]
+    if "random" not in strategies:
+        strategies.insert(0, "random")
+    storage = Path(args.storage_path or f"./results/time_to_solution_{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+
+    print(describe_hardware(torch_threads=1))
+    print(f"{len(strategies)} strategies x {len(args.seeds)} seed(s) x {args.budget:g} s: {' '.join(strategies)}",
+          flush=True)
+    flags = ["--strategies", *strategies, "--seeds", *map(str, args.seeds), "--time-budget-s", str(args.budget),
+             "--storage-path", str(storage), "--top-k", "6"]
+    if args.max_epochs:
+        flags += ["--max-epochs", str(args.max_epochs)]
+    if args.smoke_test:
+        flags.append("--smoke-test")
+    status = benchmark_strategies.main(flags)
+    if status != 0:
+        return status
+
+    with open(storage / "comparison.csv", newline="") as fh:
+        rows = {row["strategy"]: row for row in csv.DictReader(fh)}
+    names = {code: name for name, code in STRATEGIES.items()}
+    for code in strategies:
+        row = rows.get(LABELS.get(code, code))
+        if row is None:
+            continue
+        name = names.get(code, code)
+        target = " (target >= 5x)" if code == "asha:random" else ""
+        print(f"SPEEDUP {name} vs RS (time to RS's final top-6 mean val_mae): {row['speedup_vs_random']}x{target}; "
+              f"time to target {row['time_to_target_s']} s, final top-6 mean {row['final_topk_mean']}, "
+              f"trials finished {row['trials_finished']} per run")
+    print(f"runs, comparison.md and comparison.png in {storage}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
