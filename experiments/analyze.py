@@ -181,7 +181,12 @@ def plot_metric_vs_params(exp: Experiment, space: SearchSpace | None) -> dict[st
             if param is not None and param.log:
                 ax.set_xscale("log")
             if param is not None:
-                low, high = (param.low, param.high) if param.kind != "discrete" else (param.values[0], param.values[-1])
+                low, high = (param.values[0], param.values[-1]) if param.kind == "discrete" else (param.low, param.high)
+                # The whole range with a margin, so a best point near a bound shows as such.
+                if param.log:
+                    ax.set_xlim(low / (high / low) ** 0.05, high * (high / low) ** 0.05)
+                elif high > low:
+                    ax.set_xlim(low - 0.05 * (high - low), high + 0.05 * (high - low))
                 for bound in (low, high):
                     ax.axvline(bound, color="grey", linestyle="--", linewidth=0.8)
         ys = [m for _, m, _ in points]

@@ -14,6 +14,7 @@ built-in CGCNN data) take about 50 minutes on a laptop CPU; ``--smoke-test`` tak
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -29,7 +30,19 @@ DEFAULT_BUDGET_S = 300.0
 # Enough trials that the time budget, not the trial count, ends every sampling strategy; Tune
 # creates them lazily, so the unused ones cost nothing. PBT keeps its configured population.
 BUDGET_BOUND_SAMPLES = 1000
-SMOKE = {"strategies": ("random", "asha"), "seeds": (0, 1), "time_budget_s": 12.0}
+SMOKE = {"strategies": ("random", "asha"), "seeds": (0, 1), "time_budget_s": 15.0}
+
+
+def run_env() -> dict[str, str]:
+    """The run scripts' environment: Tune's queue of pending trials kept short.
+
+    With unbounded sampling Tune would otherwise create 200 pending trials (placement groups) at
+    once, whose set-up eats into a short budget. Twice the local cores keeps every core busy; on
+    a cluster (``--address``) set ``TUNE_MAX_PENDING_TRIALS_PG`` yourself.
+    """
+    env = dict(os.environ)
+    env.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(8, 2 * (os.cpu_count() or 1))))
+    return env
 
 
 def parse_strategy(text: str) -> tuple[str, str]:
@@ -88,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", help="join a running Ray cluster")
     parser.add_argument("--storage-path", help="folder for all runs (default ./results/benchmark_<time>)")
     parser.add_argument("--top-k", type=int, default=6, help="compare the mean of the best k trials so far")
-    parser.add_argument("--smoke-test", action="store_true", help="2 strategies x 2 seeds x 12 s on tiny data")
+    parser.add_argument("--smoke-test", action="store_true", help="2 strategies x 2 seeds x 15 s on tiny data")
     args = parser.parse_args(argv)
     smoke = SMOKE if args.smoke_test else {}
     args.time_budget_s = args.time_budget_s or smoke.get("time_budget_s", DEFAULT_BUDGET_S)
@@ -117,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         name = flags[flags.index("--name") + 1]
         print(f"[{i}/{len(runs)}] {name}: {args.time_budget_s:g} s", flush=True)
         command = [sys.executable, str(REPO_ROOT / "experiments" / f"run_{strategy}.py"), *flags]
-        proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+        proc = subprocess.run(command, cwd=REPO_ROOT, env=run_env(), capture_output=True, text=True)
         log = storage / f"{name}.log"
         log.write_text(proc.stdout + proc.stderr)
         if proc.returncode == 2 or not (storage / name / "summary.json").is_file():
