@@ -60,8 +60,10 @@ def test_jsonl_and_tsv_fixtures_give_the_same_pairs():
 
 
 def test_labels_accept_names_and_integers(tmp_path):
-    rows = [{"premise": "A cat sat.", "hypothesis": "A cat.", "label": label}
-            for label in ("entailment", "not_entailment", 0, 1, "1")]
+    rows = [
+        {"premise": "A cat sat.", "hypothesis": "A cat.", "label": label}
+        for label in ("entailment", "not_entailment", 0, 1, "1")
+    ]
     path = tmp_path / "train.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert read_jsonl(path).labels.tolist() == [0, 1, 0, 1, 1]
@@ -71,7 +73,9 @@ def test_labels_accept_names_and_integers(tmp_path):
 def test_bad_jsonl_label_names_file_line_and_value(tmp_path, bad):
     path = tmp_path / "val.jsonl"
     good = json.dumps({"premise": "It rained.", "hypothesis": "It was wet.", "label": "entailment"})
-    path.write_text(good + "\n" + good + "\n" + json.dumps({"premise": "a", "hypothesis": "b", "label": bad}) + "\n")
+    path.write_text(
+        good + "\n" + good + "\n" + json.dumps({"premise": "a", "hypothesis": "b", "label": bad}) + "\n"
+    )
     with pytest.raises(DataError) as err:
         read_jsonl(path)
     message = str(err.value)
@@ -141,8 +145,13 @@ def test_tokenisation_is_cached_and_keyed_by_length_and_data(tmp_path, tokenizer
     assert tokenize_rte(data, tokenizer, 64, tmp_path).path != first.path
     glue = load_folder(FIXTURES / "glue")
     assert tokenize_rte(glue, tokenizer, 32, tmp_path).from_cache  # same pairs, same key
-    short = type(data)(data.train, type(data.validation)(data.validation.premises[:4], data.validation.hypotheses[:4],
-                                                          data.validation.labels[:4]), data.source)
+    short = type(data)(
+        data.train,
+        type(data.validation)(
+            data.validation.premises[:4], data.validation.hypotheses[:4], data.validation.labels[:4]
+        ),
+        data.source,
+    )
     assert tokenize_rte(short, tokenizer, 32, tmp_path).path != first.path
 
 
@@ -151,7 +160,9 @@ def test_prepare_reports_baseline_and_fills_the_cache(tmp_path, tiny_model):
     assert prepared["dataset_sizes"] == {"train": 40, "eval": 13, "test": 13}
     data = load_folder(FIXTURES / "superglue")
     halves = split_validation(26, 0)
-    assert prepared["baseline_eval_acc"] == majority_accuracy(data.train.labels, data.validation.labels[halves["eval"]])
+    assert prepared["baseline_eval_acc"] == majority_accuracy(
+        data.train.labels, data.validation.labels[halves["eval"]]
+    )
     assert Path(prepared["token_cache"]).is_file()
 
 
@@ -189,8 +200,14 @@ def test_layerwise_groups_cover_every_parameter_once_with_increasing_lrs(tiny_mo
 
     model = AutoModelForSequenceClassification.from_pretrained(str(tiny_model), num_labels=2)
     space = load_space("rte_layerwise")
-    config = {**space.constants, "lr": 3e-5, "layer_lr_decay": 0.8, "classifier_lr": 2e-4, "batch_size": 16,
-              "weight_decay": 0.1}
+    config = {
+        **space.constants,
+        "lr": 3e-5,
+        "layer_lr_decay": 0.8,
+        "classifier_lr": 2e-4,
+        "batch_size": 16,
+        "weight_decay": 0.1,
+    }
     settings = parse_settings(config)
     groups = parameter_groups(model, settings)
     grouped = [id(p) for g in groups for p in g["params"]]
@@ -204,9 +221,12 @@ def test_layerwise_groups_cover_every_parameter_once_with_increasing_lrs(tiny_mo
     embedding_weight = model.base_model.embeddings.word_embeddings.weight
     assert any(p is embedding_weight for p in by_name["embeddings/decay"]["params"])
     top_layer = set(map(id, model.base_model.encoder.layer[3].parameters()))
-    assert top_layer == {id(p) for name in ("layers_3/decay", "layers_3/no_decay") for p in by_name[name]["params"]}
+    assert top_layer == {
+        id(p) for name in ("layers_3/decay", "layers_3/no_decay") for p in by_name[name]["params"]
+    }
     assert {id(p) for p in model.classifier.parameters()} == {
-        id(p) for name in ("classifier/decay", "classifier/no_decay") for p in by_name[name]["params"]}
+        id(p) for name in ("classifier/decay", "classifier/no_decay") for p in by_name[name]["params"]
+    }
     assert all(g["weight_decay"] == (0.1 if g["name"].endswith("/decay") else 0.0) for g in groups)
     assert all(p.ndim == 1 for g in groups if g["name"].endswith("no_decay") for p in g["params"])
     with pytest.raises(ValueError, match="exceeds the model's 4 encoder layers"):

@@ -27,8 +27,14 @@ def tiny_model(tmp_path_factory) -> Path:
 
 def run_script(script: str, *args: str, cache: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "HPO_SUITE_CACHE": str(cache), "RAY_AUTH_MODE": "disabled"}
-    return subprocess.run([sys.executable, str(REPO / "experiments" / script), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(REPO / "experiments" / script), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def trial_rows(experiment: Path) -> list[list[dict]]:
@@ -48,16 +54,37 @@ def expected_baseline(data_dir: Path) -> float:
 @pytest.mark.slow
 def test_run_asha_roberta_smoke_on_jsonl_with_eval_every_steps(tmp_path, tiny_model):
     # Relative data path on purpose: trials run in their own working directories.
-    proc = run_script("run_asha.py", "--model", "roberta_rte", "--model-name-or-path", str(tiny_model),
-                      "--data", "tests/fixtures/rte/superglue", "--smoke-test", "--gpus-per-trial", "0",
-                      "--eval-every-steps", "2", "--storage-path", str(tmp_path), "--name", "asha",
-                      cache=tmp_path / "cache")
+    proc = run_script(
+        "run_asha.py",
+        "--model",
+        "roberta_rte",
+        "--model-name-or-path",
+        str(tiny_model),
+        "--data",
+        "tests/fixtures/rte/superglue",
+        "--smoke-test",
+        "--gpus-per-trial",
+        "0",
+        "--eval-every-steps",
+        "2",
+        "--storage-path",
+        str(tmp_path),
+        "--name",
+        "asha",
+        cache=tmp_path / "cache",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "asha" / "summary.json").read_text())
     assert (summary["model"], summary["metric"], summary["mode"], summary["scheduler"]) == (
-        "roberta_rte", "eval_acc", "max", "asha")
+        "roberta_rte",
+        "eval_acc",
+        "max",
+        "asha",
+    )
     assert summary["num_trials"] == 4 and summary["num_errored"] == 0
-    assert summary["prepared"]["baseline_eval_acc"] == pytest.approx(expected_baseline(FIXTURES / "superglue"))
+    assert summary["prepared"]["baseline_eval_acc"] == pytest.approx(
+        expected_baseline(FIXTURES / "superglue")
+    )
     best = summary["best"]
     assert HYPERPARAMETERS | {"weight_decay", "warmup_steps"} <= set(best["config"])
     assert 0 <= best["metric"] <= 1 and 0 <= best["test_acc"] <= 1
@@ -84,9 +111,23 @@ def test_run_asha_roberta_smoke_on_jsonl_with_eval_every_steps(tmp_path, tiny_mo
 
 @pytest.mark.slow
 def test_run_pbt_roberta_smoke_on_tsv(tmp_path, tiny_model):
-    proc = run_script("run_pbt.py", "--model", "roberta_rte", "--model-name-or-path", str(tiny_model),
-                      "--data", str(FIXTURES / "glue"), "--smoke-test", "--gpus-per-trial", "0",
-                      "--storage-path", str(tmp_path), "--name", "pbt", cache=tmp_path / "cache")
+    proc = run_script(
+        "run_pbt.py",
+        "--model",
+        "roberta_rte",
+        "--model-name-or-path",
+        str(tiny_model),
+        "--data",
+        str(FIXTURES / "glue"),
+        "--smoke-test",
+        "--gpus-per-trial",
+        "0",
+        "--storage-path",
+        str(tmp_path),
+        "--name",
+        "pbt",
+        cache=tmp_path / "cache",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "pbt" / "summary.json").read_text())
     assert (summary["model"], summary["scheduler"], summary["space"]) == ("roberta_rte", "pbt", "rte_pbt")
@@ -97,7 +138,8 @@ def test_run_pbt_roberta_smoke_on_tsv(tmp_path, tiny_model):
         # Each trial ends at its own epochs (or collapses), never past the smoke test's 4.
         last = rows[-1]
         assert float(last["epoch"]) <= 4 and (
-            last["done"] == "True" or float(last["epoch"]) == 4 or last["collapsed"] == "True")
+            last["done"] == "True" or float(last["epoch"]) == 4 or last["collapsed"] == "True"
+        )
 
 
 @pytest.mark.slow
@@ -108,10 +150,26 @@ def test_bad_label_fails_before_any_trial(tmp_path, tiny_model):
     lines = (FIXTURES / "glue" / "dev.tsv").read_text().splitlines()
     lines[5] = lines[5].rsplit("\t", 1)[0] + "\tcontradiction"
     (data / "dev.tsv").write_text("\n".join(lines) + "\n")
-    proc = run_script("run_asha.py", "--model", "roberta_rte", "--model-name-or-path", str(tiny_model),
-                      "--data", str(data), "--smoke-test", "--gpus-per-trial", "0",
-                      "--storage-path", str(tmp_path), "--name", "bad", cache=tmp_path / "cache", timeout=120)
+    proc = run_script(
+        "run_asha.py",
+        "--model",
+        "roberta_rte",
+        "--model-name-or-path",
+        str(tiny_model),
+        "--data",
+        str(data),
+        "--smoke-test",
+        "--gpus-per-trial",
+        "0",
+        "--storage-path",
+        str(tmp_path),
+        "--name",
+        "bad",
+        cache=tmp_path / "cache",
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"error: {data / 'dev.tsv'}:6: label 'contradiction' is not one of entailment, not_entailment, 0, 1")
+        f"error: {data / 'dev.tsv'}:6: label 'contradiction' is not one of entailment, not_entailment, 0, 1"
+    )
     assert "Traceback" not in proc.stderr

@@ -22,8 +22,12 @@ CONFIG = {"lr": 1e-3, "batch_size": 8, "epochs": 2, "seed": 0, "weight_decay": 0
 @pytest.fixture(scope="module")
 def options(tmp_path_factory) -> dict:
     opts = dict(MODELS["roberta_rte"].options)
-    opts.update(model_name_or_path=str(build_tiny_roberta(tmp_path_factory.mktemp("tiny"))),
-                data=str(FIXTURES / "superglue"), cache_dir=str(tmp_path_factory.mktemp("cache")), cpus_per_trial=1)
+    opts.update(
+        model_name_or_path=str(build_tiny_roberta(tmp_path_factory.mktemp("tiny"))),
+        data=str(FIXTURES / "superglue"),
+        cache_dir=str(tmp_path_factory.mktemp("cache")),
+        cpus_per_trial=1,
+    )
     prepare(opts)  # fills the token cache, as the runner's driver does before any trial
     return opts
 
@@ -43,7 +47,15 @@ def test_epochs_schedule_and_done(options):
     try:
         assert trainable.steps_per_epoch == 5 and trainable.tokens_from_cache
         first = trainable.train()
-        for key in ("train_loss", "eval_acc", "test_acc", "eval_loss", "baseline_eval_acc", "collapsed", "node_id"):
+        for key in (
+            "train_loss",
+            "eval_acc",
+            "test_acc",
+            "eval_loss",
+            "baseline_eval_acc",
+            "collapsed",
+            "node_id",
+        ):
             assert key in first
         assert first["epoch"] == 1.0 and 0 <= first["eval_acc"] <= 1 and np.isfinite(first["train_loss"])
         # Linear warmup over 3 steps, then linear decay to zero at the end of the trial's own 2 epochs.
@@ -80,8 +92,9 @@ def test_reset_config_never_retokenises_or_reloads(options, monkeypatch):
         model = trainable.model
         trainable.train()
         embedding = trainable.model.base_model.embeddings.word_embeddings.weight
-        assert not torch.equal(embedding.detach().cpu(), trainable.pretrained_state[
-            "roberta.embeddings.word_embeddings.weight"])
+        assert not torch.equal(
+            embedding.detach().cpu(), trainable.pretrained_state["roberta.embeddings.word_embeddings.weight"]
+        )
 
         def forbidden(*args, **kwargs):
             raise AssertionError("reset_config must not tokenise or load anything")
@@ -110,6 +123,7 @@ def test_reset_config_never_retokenises_or_reloads(options, monkeypatch):
 def test_fresh_classifier_head_follows_the_trial_seed(options):
     trainable = bound(options)(CONFIG)
     try:
+
         def head():
             return trainable.model.classifier.out_proj.weight.detach().clone()
 
@@ -127,7 +141,9 @@ def test_fresh_classifier_head_follows_the_trial_seed(options):
 
 def test_collapse_stops_the_trial(options, tmp_path):
     collapsed_model = build_tiny_roberta(tmp_path / "constant", constant_class=1)
-    trainable = bound({**options, "model_name_or_path": str(collapsed_model)})({**CONFIG, "lr": 0.0, "epochs": 5})
+    trainable = bound({**options, "model_name_or_path": str(collapsed_model)})(
+        {**CONFIG, "lr": 0.0, "epochs": 5}
+    )
     try:
         assert not trainable.fresh_modules  # the checkpoint has its (constant) head
         first = trainable.train()
@@ -149,7 +165,9 @@ def test_checkpoint_restores_state_but_keeps_own_hyperparameters(options, tmp_pa
         donor.train()
         donor.save_checkpoint(str(tmp_path))
         receiver.load_checkpoint(str(tmp_path))
-        for (name, a), b in zip(donor.model.state_dict().items(), receiver.model.state_dict().values(), strict=True):
+        for (name, a), b in zip(
+            donor.model.state_dict().items(), receiver.model.state_dict().values(), strict=True
+        ):
             assert torch.equal(a, b), name
         assert (receiver.epoch, receiver.batch_index) == (1, 0)
         # PBT's mutated lr and weight decay, at the donor's point in the schedule (5 of 15 steps).

@@ -49,13 +49,27 @@ CHECKPOINT_FILE = "roberta_rte.pt"
 EVAL_BATCH_SIZE = 64
 # Name -> default; None marks a required hyperparameter.
 HYPERPARAMETERS: dict[str, Any] = {
-    "lr": None, "batch_size": 32, "epochs": 3, "weight_decay": 0.0, "warmup_steps": 0, "warmup_ratio": 0.0,
-    "seed": 0, "max_grad_norm": 1.0, "adam_beta1": 0.9, "adam_beta2": 0.999, "adam_epsilon": 1e-8,
-    "layer_groups": 1, "layer_lr_decay": 1.0, "classifier_lr": None,
+    "lr": None,
+    "batch_size": 32,
+    "epochs": 3,
+    "weight_decay": 0.0,
+    "warmup_steps": 0,
+    "warmup_ratio": 0.0,
+    "seed": 0,
+    "max_grad_norm": 1.0,
+    "adam_beta1": 0.9,
+    "adam_beta2": 0.999,
+    "adam_epsilon": 1e-8,
+    "layer_groups": 1,
+    "layer_lr_decay": 1.0,
+    "classifier_lr": None,
 }
 # Weight files ``save_pretrained`` writes; a local model folder needs one of them.
 WEIGHT_FILES = (
-    "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
 )
 
 
@@ -84,8 +98,11 @@ def parse_settings(config: dict) -> FineTuneSettings:
     unknown = sorted(set(config) - set(HYPERPARAMETERS))
     if unknown:
         raise ValueError(f"unknown RoBERTa/RTE hyperparameter(s) {unknown}; known: {sorted(HYPERPARAMETERS)}")
-    missing = [name for name, default in HYPERPARAMETERS.items()
-               if default is None and name != "classifier_lr" and config.get(name) is None]
+    missing = [
+        name
+        for name, default in HYPERPARAMETERS.items()
+        if default is None and name != "classifier_lr" and config.get(name) is None
+    ]
     if missing:
         raise ValueError(f"the trial config lacks required hyperparameter(s) {missing}")
     values = {name: config.get(name, default) for name, default in HYPERPARAMETERS.items()}
@@ -98,7 +115,12 @@ def parse_settings(config: dict) -> FineTuneSettings:
     settings = FineTuneSettings(**{k: (v if isinstance(v, int) else float(v)) for k, v in values.items()})
     if settings.batch_size < 1 or settings.epochs < 1 or settings.layer_groups < 1:
         raise ValueError("batch_size, epochs and layer_groups must be at least 1")
-    if settings.lr < 0 or settings.classifier_lr < 0 or settings.weight_decay < 0 or settings.warmup_steps < 0:
+    if (
+        settings.lr < 0
+        or settings.classifier_lr < 0
+        or settings.weight_decay < 0
+        or settings.warmup_steps < 0
+    ):
         raise ValueError("lr, classifier_lr, weight_decay and warmup_steps must not be negative")
     if settings.warmup_steps and settings.warmup_ratio:
         raise ValueError("give warmup_steps or warmup_ratio, not both")
@@ -111,7 +133,9 @@ def layer_lrs(settings: FineTuneSettings) -> dict[str, float]:
     """The lr of each layer group, bottom to top: embeddings, ``layers_0`` .. ``layers_{G-1}``, classifier."""
     groups = settings.layer_groups
     lrs = {"embeddings": settings.lr * settings.layer_lr_decay**groups}
-    lrs.update({f"layers_{g}": settings.lr * settings.layer_lr_decay ** (groups - 1 - g) for g in range(groups)})
+    lrs.update(
+        {f"layers_{g}": settings.lr * settings.layer_lr_decay ** (groups - 1 - g) for g in range(groups)}
+    )
     lrs["classifier"] = settings.classifier_lr
     return lrs
 
@@ -130,7 +154,9 @@ def _layer_group_of(model: torch.nn.Module, groups: int) -> dict[int, str]:
     owner: dict[int, str] = {}
     if layers is None or embeddings is None:
         if groups > 1:
-            raise ValueError(f"layer-wise learning rates need a BERT-style encoder; {type(model).__name__} has none")
+            raise ValueError(
+                f"layer-wise learning rates need a BERT-style encoder; {type(model).__name__} has none"
+            )
     else:
         if groups > len(layers):
             raise ValueError(f"layer_groups ({groups}) exceeds the model's {len(layers)} encoder layers")
@@ -160,10 +186,14 @@ def parameter_groups(model: torch.nn.Module, settings: FineTuneSettings) -> list
         for decay in (True, False):
             params = [p for p in model.parameters() if owner[id(p)] == group_name and (p.ndim >= 2) == decay]
             if params:
-                groups.append({
-                    "name": f"{group_name}/{'decay' if decay else 'no_decay'}", "params": params, "lr": lr,
-                    "weight_decay": settings.weight_decay if decay else 0.0,
-                })
+                groups.append(
+                    {
+                        "name": f"{group_name}/{'decay' if decay else 'no_decay'}",
+                        "params": params,
+                        "lr": lr,
+                        "weight_decay": settings.weight_decay if decay else 0.0,
+                    }
+                )
     return groups
 
 
@@ -176,7 +206,12 @@ def _option_error(message: str) -> Exception:
 
 
 def _check_options(options: dict) -> None:
-    for name, low in (("max_seq_length", 8), ("eval_every_steps", 0), ("max_train_examples", 0), ("data_seed", 0)):
+    for name, low in (
+        ("max_seq_length", 8),
+        ("eval_every_steps", 0),
+        ("max_train_examples", 0),
+        ("data_seed", 0),
+    ):
         value = options.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise _option_error(f"{name} must be a whole number of at least {low}, got {value!r}")
@@ -204,16 +239,21 @@ def check_model_source(model_name_or_path: str) -> Any:
 
     local = Path(model_name_or_path).expanduser()
     if local.is_dir() and not any((local / name).is_file() for name in WEIGHT_FILES):
-        raise DataError(f"model folder {local}: no weights ({', '.join(WEIGHT_FILES)}); save it with save_pretrained")
+        raise DataError(
+            f"model folder {local}: no weights ({', '.join(WEIGHT_FILES)}); save it with save_pretrained"
+        )
     try:
         config = AutoConfig.from_pretrained(model_name_or_path)
     except (OSError, ValueError) as error:
         raise DataError(
-            f"model {model_name_or_path!r}: neither a save_pretrained folder nor loadable from the Hugging Face Hub "
+            f"model {model_name_or_path!r}: neither a save_pretrained folder nor loadable from the "
+            "Hugging Face Hub "
             f"({' '.join(str(error).split())[:300]})"
         ) from None
     if config.model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
-        raise DataError(f"model {model_name_or_path!r}: type '{config.model_type}' has no sequence-classification head")
+        raise DataError(
+            f"model {model_name_or_path!r}: type '{config.model_type}' has no sequence-classification head"
+        )
     return config
 
 
@@ -245,7 +285,9 @@ def prepare(options: dict) -> dict[str, Any]:
     tokenizer = load_tokenizer(options["model_name_or_path"])
     limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(limit, int) and limit < 1_000_000 and options["max_seq_length"] > limit:
-        raise _option_error(f"max_seq_length {options['max_seq_length']} exceeds the tokenizer's limit of {limit}")
+        raise _option_error(
+            f"max_seq_length {options['max_seq_length']} exceeds the tokenizer's limit of {limit}"
+        )
     tokens, source = _load_tokens(options, tokenizer)
     train = _train_subset(tokens.train, options["max_train_examples"])
     halves = split_validation(len(tokens.validation), options["data_seed"])
@@ -260,7 +302,7 @@ def prepare(options: dict) -> dict[str, Any]:
 
 
 class RobertaRTETrainable(tune.Trainable):
-    """Fine-tunes a sequence-classification checkpoint on RTE; reports ``eval_acc``, ``test_acc``, ``train_loss``.
+    """Fine-tunes a sequence-classification checkpoint on RTE; reports ``eval_acc``, ``test_acc``, ...
 
     Data, tokenizer and pretrained weights are loaded once per actor in ``setup``; ``reset_config``
     copies the pretrained weights back from host memory and rebuilds optimiser and schedule,
@@ -281,28 +323,45 @@ class RobertaRTETrainable(tune.Trainable):
         self.tokens_from_cache = tokens.from_cache
         self.train_split = _train_subset(tokens.train, int(self.options.get("max_train_examples", 0)))
         halves = split_validation(len(tokens.validation), int(self.options.get("data_seed", 0)))
-        self.baseline_eval_acc = majority_accuracy(self.train_split.labels, tokens.validation.labels[halves["eval"]])
+        self.baseline_eval_acc = majority_accuracy(
+            self.train_split.labels, tokens.validation.labels[halves["eval"]]
+        )
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
         self.model, info = AutoModelForSequenceClassification.from_pretrained(
-            name, num_labels=2, id2label={0: "entailment", 1: "not_entailment"},
-            label2id={"entailment": 0, "not_entailment": 1}, output_loading_info=True,
+            name,
+            num_labels=2,
+            id2label={0: "entailment", 1: "not_entailment"},
+            label2id={"entailment": 0, "not_entailment": 1},
+            output_loading_info=True,
         )
         # Modules whose weights the checkpoint lacked (roberta-base's classification head) are
         # re-initialised with each trial's seed; everything else comes from the pretrained copy
         # kept here in host memory, so later trials never re-read the checkpoint.
         missing = set(info["missing_keys"])
-        self.fresh_modules = [m for prefix, m in self.model.named_modules()
-                              if any((f"{prefix}.{n}" if prefix else n) in missing
-                                     for n, _ in m.named_parameters(recurse=False))]
-        self.pretrained_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        self.fresh_modules = [
+            m
+            for prefix, m in self.model.named_modules()
+            if any(
+                (f"{prefix}.{n}" if prefix else n) in missing for n, _ in m.named_parameters(recurse=False)
+            )
+        ]
+        self.pretrained_state = {
+            k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
+        }
         self.model.to(self.device)
-        self.eval_batches = {split: self._eval_batches(tokens.validation, idx) for split, idx in halves.items()}
+        self.eval_batches = {
+            split: self._eval_batches(tokens.validation, idx) for split, idx in halves.items()
+        }
         self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-        print(f"RobertaRTETrainable: device {describe(self.device)}, {'bf16 autocast' if self.use_bf16 else 'fp32'}, "
-              f"model {name}, {len(self.train_split)} train / {len(halves['eval'])} eval / {len(halves['test'])} "
-              f"test pairs from {source}, tokens {'read from' if tokens.from_cache else 'written to'} {tokens.path}",
-              flush=True)
+        precision = "bf16 autocast" if self.use_bf16 else "fp32"
+        sizes = f"{len(self.train_split)} train / {len(halves['eval'])} eval / {len(halves['test'])} test"
+        cache = f"tokens {'read from' if tokens.from_cache else 'written to'} {tokens.path}"
+        print(
+            f"RobertaRTETrainable: device {describe(self.device)}, {precision}, model {name}, "
+            f"{sizes} pairs from {source}, {cache}",
+            flush=True,
+        )
         self.optimizer = self.scheduler = None
         self._build(config)
 
@@ -325,8 +384,10 @@ class RobertaRTETrainable(tune.Trainable):
         self.settings = settings
         self.group_lrs = layer_lrs(settings)
         self.optimizer = torch.optim.AdamW(
-            parameter_groups(self.model, settings), lr=settings.lr,
-            betas=(settings.adam_beta1, settings.adam_beta2), eps=settings.adam_epsilon,
+            parameter_groups(self.model, settings),
+            lr=settings.lr,
+            betas=(settings.adam_beta1, settings.adam_beta2),
+            eps=settings.adam_epsilon,
         )
         self.steps_per_epoch = math.ceil(len(self.train_split) / settings.batch_size)
         total_steps = self.steps_per_epoch * settings.epochs
@@ -367,8 +428,11 @@ class RobertaRTETrainable(tune.Trainable):
         for r, row in enumerate(rows):
             ids[r, : len(row)] = row
             mask[r, : len(row)] = 1
-        batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
-                 "labels": torch.from_numpy(split.labels[indices])}
+        batch = {
+            "input_ids": torch.from_numpy(ids),
+            "attention_mask": torch.from_numpy(mask),
+            "labels": torch.from_numpy(split.labels[indices]),
+        }
         if split.token_type_ids is not None:
             types = np.zeros((len(rows), width), dtype=np.int64)
             for r, i in enumerate(indices):
@@ -379,8 +443,10 @@ class RobertaRTETrainable(tune.Trainable):
     def _eval_batches(self, split: TokenizedSplit, indices: np.ndarray) -> list[dict[str, torch.Tensor]]:
         # Sorted by length so padding is minimal; accuracy does not depend on the order.
         ordered = sorted(indices, key=lambda i: len(split.input_ids[i]))
-        return [self._batch(split, np.asarray(ordered[i : i + EVAL_BATCH_SIZE]))
-                for i in range(0, len(ordered), EVAL_BATCH_SIZE)]
+        return [
+            self._batch(split, np.asarray(ordered[i : i + EVAL_BATCH_SIZE]))
+            for i in range(0, len(ordered), EVAL_BATCH_SIZE)
+        ]
 
     def _epoch_order(self) -> np.ndarray:
         # Seeded by (trial seed, epoch): a checkpoint restored mid-epoch continues the same order.
@@ -483,15 +549,22 @@ class RobertaRTETrainable(tune.Trainable):
     # -- checkpoints -----------------------------------------------------------------------------
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
-        torch.save({
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "epoch": self.epoch,
-            "examples_in_epoch": self.batch_index * self.settings.batch_size,
-            "single_class_evals": self.single_class_evals,
-        }, os.path.join(checkpoint_dir, CHECKPOINT_FILE))
+        torch.save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "epoch": self.epoch,
+                "examples_in_epoch": self.batch_index * self.settings.batch_size,
+                "single_class_evals": self.single_class_evals,
+            },
+            os.path.join(checkpoint_dir, CHECKPOINT_FILE),
+        )
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
-        state = torch.load(os.path.join(checkpoint_dir, CHECKPOINT_FILE), map_location=self.device, weights_only=True)
+        state = torch.load(
+            os.path.join(checkpoint_dir, CHECKPOINT_FILE), map_location=self.device, weights_only=True
+        )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -509,7 +582,8 @@ class RobertaRTETrainable(tune.Trainable):
             group["betas"], group["eps"] = (s.adam_beta1, s.adam_beta2), s.adam_epsilon
         self.scheduler.base_lrs = [group["initial_lr"] for group in self.optimizer.param_groups]
         self.scheduler.last_epoch = steps
-        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
-                                       self.scheduler.lr_lambdas, strict=True):
+        for group, base, factor in zip(
+            self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas, strict=True
+        ):
             group["lr"] = base * factor(steps)
         self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]

@@ -77,14 +77,16 @@ class RTEData:
         """A hash of every text and label: the cache key's data part."""
         digest = hashlib.sha256()
         for split in (self.train, self.validation):
-            for premise, hypothesis, label in zip(split.premises, split.hypotheses, split.labels, strict=True):
+            for premise, hypothesis, label in zip(
+                split.premises, split.hypotheses, split.labels, strict=True
+            ):
                 digest.update(f"{premise}\x1f{hypothesis}\x1f{int(label)}\x1e".encode())
             digest.update(b"\x1d")
         return digest.hexdigest()[:16]
 
 
 def parse_label(raw: Any, where: str) -> int:
-    """0 for ``entailment`` / 0, 1 for ``not_entailment`` / 1; anything else is a DataError naming ``where``."""
+    """0 for ``entailment`` / 0, 1 for ``not_entailment`` / 1; else a DataError naming ``where``."""
     if isinstance(raw, int) and not isinstance(raw, bool) and raw in (0, 1):
         return int(raw)
     if isinstance(raw, str):
@@ -144,7 +146,9 @@ def read_tsv(path: str | Path) -> RTESplit:
             raise DataError(f"{path}: empty file (expected a header row with sentence1, sentence2, label)")
         missing = [column for column in ("sentence1", "sentence2", "label") if column not in header]
         if missing:
-            raise DataError(f"{path}:1: header lacks column(s) {', '.join(missing)} (has {', '.join(header)})")
+            raise DataError(
+                f"{path}:1: header lacks column(s) {', '.join(missing)} (has {', '.join(header)})"
+            )
         columns = {name: header.index(name) for name in ("sentence1", "sentence2", "label")}
         for fields in reader:
             where = f"{path}:{reader.line_num}"
@@ -168,9 +172,13 @@ def load_folder(folder: str | Path) -> RTEData:
         if train.is_file() or val.is_file():
             missing = [str(p) for p in (train, val) if not p.is_file()]
             if missing:
-                raise DataError(f"{missing[0]}: file not found (an RTE folder needs both {train_name} and {val_name})")
+                raise DataError(
+                    f"{missing[0]}: file not found (an RTE folder needs both {train_name} and {val_name})"
+                )
             return RTEData(reader(train), reader(val), str(folder.resolve()))
-    raise DataError(f"{folder}: no RTE files (expected SuperGLUE train.jsonl + val.jsonl or GLUE train.tsv + dev.tsv)")
+    raise DataError(
+        f"{folder}: no RTE files (expected SuperGLUE train.jsonl + val.jsonl or GLUE train.tsv + dev.tsv)"
+    )
 
 
 def load_hub() -> RTEData:
@@ -187,8 +195,13 @@ def load_hub() -> RTEData:
         splits = []
         for split_name in ("train", "validation"):
             rows = loaded[split_name]
-            labels = [parse_label(label, f"{path}/{name} {split_name}[{i}]") for i, label in enumerate(rows["label"])]
-            splits.append(RTESplit(list(rows[premise]), list(rows[hypothesis]), np.asarray(labels, dtype=np.int64)))
+            labels = [
+                parse_label(label, f"{path}/{name} {split_name}[{i}]")
+                for i, label in enumerate(rows["label"])
+            ]
+            splits.append(
+                RTESplit(list(rows[premise]), list(rows[hypothesis]), np.asarray(labels, dtype=np.int64))
+            )
         return RTEData(splits[0], splits[1], f"hub:{path}/{name}")
     raise DataError(
         "RTE from the Hugging Face Hub could not be loaded ("
@@ -208,7 +221,9 @@ def split_validation(num_pairs: int, seed: int) -> dict[str, np.ndarray]:
     ``eval`` gets the extra pair when ``num_pairs`` is odd; the same seed always gives the same halves.
     """
     if num_pairs < 2:
-        raise DataError(f"the validation set has {num_pairs} pair(s); splitting it into eval and test needs 2")
+        raise DataError(
+            f"the validation set has {num_pairs} pair(s); splitting it into eval and test needs 2"
+        )
     order = np.random.default_rng([int(seed), 5]).permutation(num_pairs)
     n_eval = num_pairs - num_pairs // 2
     return {"eval": np.sort(order[:n_eval]), "test": np.sort(order[n_eval:])}
@@ -258,7 +273,9 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return digest.hexdigest()[:16]
 
 
-def _flatten(split_name: str, encoded: dict[str, list[list[int]]], labels: np.ndarray) -> dict[str, np.ndarray]:
+def _flatten(
+    split_name: str, encoded: dict[str, list[list[int]]], labels: np.ndarray
+) -> dict[str, np.ndarray]:
     ids = encoded["input_ids"]
     arrays = {
         f"{split_name}_offsets": np.cumsum([0] + [len(row) for row in ids]).astype(np.int64),
@@ -308,12 +325,16 @@ def tokenize_rte(data: RTEData, tokenizer: Any, max_seq_length: int, cache_dir: 
         if path.is_file():
             try:
                 with np.load(path) as arrays:
-                    return TokenizedRTE(_unflatten(arrays, "train"), _unflatten(arrays, "validation"), path, True)
+                    return TokenizedRTE(
+                        _unflatten(arrays, "train"), _unflatten(arrays, "validation"), path, True
+                    )
             except (OSError, ValueError, KeyError, zipfile.BadZipFile):
                 pass  # unreadable: tokenise again below
         arrays: dict[str, np.ndarray] = {}
         for split_name, split in (("train", data.train), ("validation", data.validation)):
-            encoded = tokenizer(split.premises, split.hypotheses, truncation=True, max_length=int(max_seq_length))
+            encoded = tokenizer(
+                split.premises, split.hypotheses, truncation=True, max_length=int(max_seq_length)
+            )
             arrays.update(_flatten(split_name, encoded, split.labels))
         temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
         np.savez(temporary, **arrays)
