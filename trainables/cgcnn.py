@@ -35,6 +35,15 @@ def _load(options: dict, progress: bool) -> GraphDataset:
     )
 
 
+def _process_age_s() -> float:
+    """Seconds since this process started (NaN where psutil, which Ray installs, is missing)."""
+    try:
+        import psutil
+    except ImportError:
+        return float("nan")
+    return time.time() - psutil.Process().create_time()
+
+
 def prepare(options: dict) -> dict[str, Any]:
     """Driver side, before any trial: build (or load) the dataset once and report its baseline."""
     dataset = _load(options, progress=True)
@@ -54,6 +63,10 @@ class CGCNNTrainable(tune.Trainable):
     """
 
     def setup(self, config: dict, options: dict | None = None) -> None:
+        started = time.perf_counter()
+        # Seconds from the actor's process start to here (interpreter, imports, Ray worker start-up),
+        # reported once with the first result, like the setup time below.
+        self.time_actor_start_s = _process_age_s()
         self.options = dict(options or {})
         torch.set_num_threads(max(1, int(self.options.get("cpus_per_trial", 1))))
         self.device = select_device()
@@ -76,6 +89,7 @@ class CGCNNTrainable(tune.Trainable):
         print(f"CGCNNTrainable: device {describe(self.device)}, {len(self.dataset.graphs)} graphs "
               f"from {self.dataset.source}", flush=True)
         self._build(config)
+        self.time_setup_s = time.perf_counter() - started
 
     def _build(self, config: dict) -> None:
         """Model, optimiser and loader for ``config``; the data stays as loaded."""
@@ -106,7 +120,7 @@ class CGCNNTrainable(tune.Trainable):
         seconds: experiments/benchmarks/trial_overhead.py subtracts them from a trial's wall time
         to measure what Ray, setup and checkpoints cost.
         """
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), time.time()
         self.model.train()
         total, count = 0.0, 0
         for batch in self.loader:
@@ -122,7 +136,12 @@ class CGCNNTrainable(tune.Trainable):
             "node_id": self.node_id,
             "graphs_trained": count,
             "time_train_s": trained - started,
+            "step_started_at": started_at,  # Unix time: the gaps between steps are Ray's and Tune's share
+            # Setup (or reset_config) and actor start-up seconds, in this trial's first result only.
+            "time_setup_s": self.time_setup_s,
+            "time_actor_start_s": self.time_actor_start_s,
         }
+        self.time_setup_s = self.time_actor_start_s = 0.0
         if not math.isfinite(train_loss):
             # A diverged trial ends itself instead of crashing the experiment.
             return {**result, "val_mae": float("inf"), "test_mae": float("inf"), "diverged": True,
@@ -172,5 +191,7 @@ class CGCNNTrainable(tune.Trainable):
         self.epoch = state["epoch"]
 
     def reset_config(self, new_config: dict) -> bool:
+        started = time.perf_counter()
         self._build(new_config)
+        self.time_actor_start_s, self.time_setup_s = 0.0, time.perf_counter() - started
         return True

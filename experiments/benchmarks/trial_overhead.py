@@ -17,7 +17,12 @@ reporting and scheduling. The figures:
   trial left to run while the last trials finish, which no per-trial saving can shorten) is
   taken out of the slot time; the share with the tail left in is printed too;
 - in-step share: (Ray's ``time_this_iter_s`` - train - eval) / ``time_this_iter_s``, the cost of
-  Ray's own step wrapper and result handling inside the actor.
+  Ray's own step wrapper and result handling inside the actor;
+- where the overhead went: the gaps between a trial's consecutive steps (the trainable stamps
+  each step's start: ``step_started_at``), i.e. result reporting, Tune's scheduling and logging
+  and checkpoints, and the rest, spent starting trials, with the actor start-up (process start to
+  ``setup``, reported as ``time_actor_start_s``) and ``setup`` / ``reset_config`` seconds
+  (``time_setup_s``) shown inside it.
 
 Trial starts and results are timed in the driver by a Tune callback added to the runner's own
 (``build_callbacks`` is wrapped; nothing else in the runner changes).
@@ -71,6 +76,9 @@ class Overhead:
     wall_s: float
     slots: int
     busy_s: float  # sum of train + eval seconds over all results
+    actor_start_s: float  # sum over actors of process start -> setup (imports, Ray worker start-up)
+    setup_s: float  # sum of setup and reset_config seconds
+    between_steps_s: float  # sum of gaps between consecutive steps of the same trial
     tail_idle_s: float
     in_step_share: float
     trials: int
@@ -84,6 +92,11 @@ class Overhead:
     @property
     def share_with_tail(self) -> float:
         return 1.0 - self.busy_s / (self.slots * self.wall_s)
+
+    @property
+    def per_trial_s(self) -> float:
+        """Overhead seconds per trial (slot time outside train+eval, idle tail excluded)."""
+        return (self.slots * self.wall_s - self.tail_idle_s - self.busy_s) / max(1, self.trials)
 
 
 def run_variant(variant: str, args: argparse.Namespace, storage: Path, round_: int) -> Overhead:
@@ -116,18 +129,24 @@ def run_variant(variant: str, args: argparse.Namespace, storage: Path, round_: i
         runner.build_callbacks = original
     exp = load_experiment(storage / config.name)
 
-    busy, step, results = 0.0, 0.0, 0
+    busy, step, actor_start, setup, between, results = 0.0, 0.0, 0.0, 0.0, 0.0, 0
     for history in exp.histories.values():
         busy += float(history["time_train_s"].sum() + history["time_eval_s"].sum())
         step += float(history["time_this_iter_s"].sum())
+        actor_start += float(history["time_actor_start_s"].sum()) if "time_actor_start_s" in history else 0.0
+        setup += float(history["time_setup_s"].sum()) if "time_setup_s" in history else 0.0
         results += len(history)
+        if "step_started_at" in history and len(history) > 1:
+            ordered = history.sort_values("step_started_at")
+            ends = ordered["step_started_at"] + ordered["time_train_s"] + ordered["time_eval_s"]
+            between += float((ordered["step_started_at"].to_numpy()[1:] - ends.to_numpy()[:-1]).sum())
     wall = float(summary["wall_time_s"])
     start = float(summary["start_time"])
     slots = max(1, min(config.num_samples, int(args.cpus // config.cpus_per_trial)))
     ends = sorted(clock.completed.values())
     tail = sum(max(0.0, wall - (end - start)) for end in ends[-slots:])
-    return Overhead(variant, wall, slots, busy, tail, (step - busy) / step if step else float("nan"),
-                    len(summary["trials"]), results)
+    return Overhead(variant, wall, slots, busy, actor_start, setup, between, tail,
+                    (step - busy) / step if step else float("nan"), len(summary["trials"]), results)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,20 +180,26 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {round_ + 1} {variant}: wall {o.wall_s:.1f} s x {o.slots} slots, train+eval "
                       f"{o.busy_s:.1f} s over {o.results} results of {o.trials} trials, idle tail "
                       f"{o.tail_idle_s:.1f} s; overhead {100 * o.share:.1f} % ({100 * o.share_with_tail:.1f} % "
-                      f"with the tail), in-step {100 * o.in_step_share:.1f} %", flush=True)
+                      f"with the tail), {o.per_trial_s:.2f} s per trial, in-step {100 * o.in_step_share:.2f} %",
+                      flush=True)
+                starts = o.slots * o.wall_s - o.tail_idle_s - o.busy_s - o.between_steps_s
+                print(f"  where it went (s, all trials): between a trial's steps (result reporting, Tune's "
+                      f"scheduling and logging, checkpoints) {o.between_steps_s:.1f}; trial starts {starts:.1f}, "
+                      f"of which actor start-up (process start to setup) {o.actor_start_s:.1f} and setup / "
+                      f"reset_config {o.setup_s:.1f}", flush=True)
     for variant, runs in measured.items():
         share = median([o.share for o in runs])
         tail = median([o.share_with_tail for o in runs])
         target = " (target <= 5 %)" if variant == "reuse" else ""
+        per_trial = median([o.per_trial_s for o in runs])
         print(f"OVERHEAD {variant}: {100 * share:.1f} % of trial time outside train+eval{target}; "
-              f"{100 * tail:.1f} % with the idle tail; median of {len(runs)}")
+              f"{100 * tail:.1f} % with the idle tail; {per_trial:.2f} s per trial; median of {len(runs)}")
     if "reuse" in measured:
-        base = median([o.share for o in measured["reuse"]])
+        base = median([o.per_trial_s for o in measured["reuse"]])
         for variant in measured:
-            if variant != "reuse":
-                other = median([o.share for o in measured[variant]])
-                print(f"RATIO overhead {variant} / reuse: {other / base:.2f}x" if base > 0 else
-                      f"RATIO overhead {variant} / reuse: inf")
+            if variant != "reuse" and base > 0:
+                other = median([o.per_trial_s for o in measured[variant]])
+                print(f"RATIO overhead seconds per trial, {variant} / reuse: {other / base:.2f}x")
     return 0
 
 
