@@ -251,12 +251,14 @@ def stage_config(config: TwoStageConfig, parent: Path, stage: str, space: dict[s
 
 def rank_seeds(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Stage 1's trials, best first, as successive halving ranks them: first by how far a trial got
-    (how many rungs ASHA promoted it through), then by its last metric. Errored trials and trials
-    without a finite metric are left out; each seed appears once (its best trial)."""
+    (how many rungs ASHA promoted it through), then by its last metric. Trials that diverged or
+    collapsed to one class come after every healthy one (their metric says nothing about the seed);
+    errored trials and trials without a finite metric are left out; each seed appears once."""
     sign = 1 if summary["mode"] == "min" else -1
     finished = [t for t in summary["trials"]
                 if not t["errored"] and isinstance(t["metric"], (int, float)) and math.isfinite(t["metric"])]
-    ranked = sorted(finished, key=lambda t: (-t["iteration"], sign * t["metric"]))
+    ranked = sorted(finished, key=lambda t: (bool(t.get("diverged") or t.get("collapsed")), -t["iteration"],
+                                             sign * t["metric"]))
     seen: set[int] = set()
     rows = []
     for t in ranked:
@@ -264,6 +266,7 @@ def rank_seeds(summary: dict[str, Any]) -> list[dict[str, Any]]:
         if seed not in seen:
             seen.add(seed)
             rows.append({"seed": seed, "metric": t["metric"], "iteration": t["iteration"], "trial_id": t["trial_id"],
+                         "collapsed": bool(t.get("collapsed")), "diverged": bool(t.get("diverged")),
                          **{k: v for k, v in t.items() if k.startswith("test_")}})
     return rows
 

@@ -47,6 +47,11 @@ def test_seeds_rank_by_rungs_reached_then_metric():
         top_seeds(summary("min", trials), 5)
 
 
+def test_diverged_and_collapsed_seeds_rank_last():
+    trials = [trial(0, 0.9, 2), {**trial(1, 0.1, 4), "collapsed": True}, {**trial(2, 0.05, 4), "diverged": True}]
+    assert [r["seed"] for r in rank_seeds(summary("min", trials))] == [0, 2, 1]
+
+
 def test_a_seed_counts_once():
     trials = [trial(7, 0.2, 3), trial(7, 0.1, 3), trial(8, 0.3, 3)]
     assert [r["seed"] for r in rank_seeds(summary("min", trials))] == [7, 8]
@@ -141,7 +146,8 @@ def test_stage2_receives_exactly_the_top_seeds_of_stage1(smoke_run):
     assert sorted(t["config"]["seed"] for t in stage1["trials"]) == [0, 1, 2, 3]  # every seed, once
     assert all(t["config"]["batch_size"] == 16 for t in stage1["trials"])  # the probe's YAML overlaid
     # The top 2 by ASHA's ranking, computed here from stage 1's own results.
-    ranked = sorted((t for t in stage1["trials"] if not t["errored"]), key=lambda t: (-t["iteration"], t["metric"]))
+    ranked = sorted((t for t in stage1["trials"] if not t["errored"]),
+                    key=lambda t: (t["diverged"] or t["collapsed"], -t["iteration"], t["metric"]))
     expected = []
     for t in ranked:
         if t["config"]["seed"] not in expected:
