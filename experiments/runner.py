@@ -187,7 +187,9 @@ def _ending_cut_trials(logger_class: type) -> type:
 
     When ``time_budget_s`` runs out, Tune stops the running trials without calling the callbacks'
     ``on_trial_complete``: TensorBoard would never get their HParams, and W&B's logging actors would
-    never finish (its callback then waits out its upload timeout, 30 minutes by default).
+    never finish (its callback then waits out its upload timeout, 30 minutes by default). Their logs
+    are ended at the end of the step that stopped them, before Tune's final sync copies the trial
+    folders to the storage path (files written in ``on_experiment_end`` would miss it).
     """
 
     class EndingCutTrials(logger_class):
@@ -196,11 +198,18 @@ def _ending_cut_trials(logger_class: type) -> type:
             super().log_trial_start(trial)
 
         def log_trial_end(self, trial: Any, failed: bool = False) -> None:
-            getattr(self, "_open_trials", set()).discard(trial)
-            super().log_trial_end(trial, failed=failed)
+            if trial in getattr(self, "_open_trials", set()):  # once per start: W&B's end is not idempotent
+                self._open_trials.discard(trial)
+                super().log_trial_end(trial, failed=failed)
+
+        def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+            for trial in list(getattr(self, "_open_trials", ())):
+                if trial.status in ("TERMINATED", "ERROR"):
+                    self.log_trial_end(trial, failed=trial.status == "ERROR")
+            super().on_step_end(iteration, trials, **info)
 
         def on_experiment_end(self, trials: list, **info: Any) -> None:
-            for trial in list(getattr(self, "_open_trials", ())):
+            for trial in list(getattr(self, "_open_trials", ())):  # e.g. still running at Ctrl-C
                 self.log_trial_end(trial)
             super().on_experiment_end(trials, **info)
 
