@@ -4,8 +4,9 @@
 model, optimiser and batches with the model's own trainable (``trainables/<model>.py``, the same
 data loading, model building and ``train_batch`` step a trial runs), on the device a trial would
 get: the GPU if there is one and ``--gpus-per-trial`` is above 0, else the CPU with
-``--cpus-per-trial`` threads. From ``--start`` it doubles the batch size and times ``--steps``
-training steps at each (after ``--warmup-steps`` untimed ones), until
+``--cpus-per-trial`` threads. From ``--start`` it doubles the batch size and times at least
+``--steps`` training steps and ``--min-seconds`` at each (after ``--warmup-steps`` untimed ones;
+throughput is the batch size over the median step time), until
 
 - the step runs out of memory: on a GPU a real CUDA out-of-memory error inside
   ``--gpus-per-trial`` of the card's memory (the process is capped there, so 0.25 probes what a
@@ -251,37 +252,45 @@ def _is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "can't allocate memory" in str(err)
 
 
-def measure(probe: ModelProbe, batch_size: int, steps: int, warmup_steps: int) -> ProbeRow:
-    """Time ``steps`` training steps at ``batch_size``; peak memory as described in the module doc."""
+def _step_times(probe: ModelProbe, batches: list[Any], warmup_steps: int, steps: int, min_seconds: float,
+                sync: Any) -> list[float]:
+    """Seconds per timed step: ``warmup_steps`` untimed, then at least ``steps`` steps and ``min_seconds``."""
+    for batch in batches[:warmup_steps]:
+        probe.step(batch)
+    timed = batches[warmup_steps:]
+    times: list[float] = []
+    while len(times) < steps or sum(times) < min_seconds:
+        sync()
+        start = time.perf_counter()
+        probe.step(timed[len(times) % len(timed)])
+        sync()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def measure(probe: ModelProbe, batch_size: int, steps: int, warmup_steps: int, min_seconds: float = 0.0) -> ProbeRow:
+    """Time training steps at ``batch_size``; peak memory as described in the module doc.
+
+    Throughput is the batch size over the median step time: on a shared machine the median shrugs
+    off the steps another process slowed down, where a mean would not.
+    """
     import torch
 
     probe.rebuild(batch_size)
     batches = [probe.make_batch(batch_size) for _ in range(warmup_steps + steps)]
-    cuda = probe.device.type == "cuda"
     out_of_memory = False
     try:
-        if cuda:
+        if probe.device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(probe.device)
-            for batch in batches[:warmup_steps]:
-                probe.step(batch)
-            torch.cuda.synchronize(probe.device)
-            start = time.perf_counter()
-            for batch in batches[warmup_steps:]:
-                probe.step(batch)
-            torch.cuda.synchronize(probe.device)
-            elapsed = time.perf_counter() - start
+            times = _step_times(probe, batches, warmup_steps, steps, min_seconds,
+                                lambda: torch.cuda.synchronize(probe.device))
             peak = torch.cuda.max_memory_allocated(probe.device)
         else:
             release_cpu_memory()
             before = _rss_bytes()
             with CPUPeakMemory() as memory:
-                for batch in batches[:warmup_steps]:
-                    probe.step(batch)
-                start = time.perf_counter()
-                for batch in batches[warmup_steps:]:
-                    probe.step(batch)
-                elapsed = time.perf_counter() - start
+                times = _step_times(probe, batches, warmup_steps, steps, min_seconds, lambda: None)
             peak = max(0, memory.peak - before)
     except (torch.OutOfMemoryError, RuntimeError) as err:
         if not _is_out_of_memory(err):
@@ -291,7 +300,7 @@ def measure(probe: ModelProbe, batch_size: int, steps: int, warmup_steps: int) -
         del batches
         probe.free()
         return ProbeRow(batch_size, None, None, "out of memory")
-    return ProbeRow(batch_size, batch_size * steps / elapsed, peak / MIB)
+    return ProbeRow(batch_size, batch_size / float(np.median(times)), peak / MIB)
 
 
 def _predicted_mb(rows: list[ProbeRow], next_size: int) -> float | None:
@@ -315,7 +324,7 @@ class ProbeResult:
 
 
 def run_probe(probe: ModelProbe, start: int, max_batch_size: int, steps: int, warmup_steps: int, margin: float,
-              patience: int, budget_mb: float | None) -> ProbeResult:
+              patience: int, budget_mb: float | None, min_seconds: float = 0.0) -> ProbeResult:
     """Double the batch size from ``start`` until it runs out of memory, stops paying, or hits a limit."""
     from trainables.device import describe
 
@@ -335,7 +344,7 @@ def run_probe(probe: ModelProbe, start: int, max_batch_size: int, steps: int, wa
         if predicted is not None and predicted > budget_mb:
             stop = f"batch size {size} would need about {predicted:.0f} MB, over the {budget_mb:.0f} MB budget"
             break
-        row = measure(probe, size, steps, warmup_steps)
+        row = measure(probe, size, steps, warmup_steps, min_seconds)
         if row.fits and budget_mb is not None and row.peak_memory_mb > budget_mb:
             row.status = "over budget"
         rows.append(row)
@@ -402,7 +411,8 @@ def build_probe_parser() -> argparse.ArgumentParser:
                         "default the 'hyperparameters' of configs/<model>/two_stage.yaml")
     p.add_argument("--start", type=int, default=8, help="first batch size")
     p.add_argument("--max-batch-size", type=int, default=4096, help="never probe above this")
-    p.add_argument("--steps", type=int, default=5, help="timed training steps per batch size")
+    p.add_argument("--steps", type=int, default=5, help="timed training steps per batch size, at least")
+    p.add_argument("--min-seconds", type=float, default=2.0, help="time each batch size for at least this long")
     p.add_argument("--warmup-steps", type=int, default=1, help="untimed steps first (allocator, kernels)")
     p.add_argument("--margin", type=float, default=0.05, help="relative throughput gain that still counts")
     p.add_argument("--patience", type=int, default=1, help="doublings without such a gain before stopping")
@@ -434,15 +444,16 @@ def load_hyperparameters(model: str, path: str | None) -> dict[str, Any]:
     return values
 
 
-_PROBE_KEYS = ("hyperparameters", "start", "max_batch_size", "steps", "warmup_steps", "margin", "patience",
-               "memory_budget_mb", "output")
+_PROBE_KEYS = ("hyperparameters", "start", "max_batch_size", "steps", "min_seconds", "warmup_steps", "margin",
+               "patience", "memory_budget_mb", "output")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: probe, print the table and recommendation, write the YAML; exit 2 on bad input."""
     args = vars(build_probe_parser().parse_args(argv))
     try:
-        for name, low in (("start", 1), ("max_batch_size", 1), ("steps", 1), ("warmup_steps", 0), ("patience", 1)):
+        for name, low in (("start", 1), ("max_batch_size", 1), ("steps", 1), ("warmup_steps", 0), ("patience", 1),
+                          ("min_seconds", 0)):
             if args[name] < low:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least {low}, got {args[name]}")
         if args["margin"] < 0:
@@ -495,7 +506,7 @@ def _probe(config: Any, options: dict[str, Any], hyperparameters: dict[str, Any]
     probe = ModelProbe(config.model, options, {**hyperparameters, "batch_size": args["start"]}, seed=config.seed)
     try:
         return run_probe(probe, args["start"], args["max_batch_size"], args["steps"], args["warmup_steps"],
-                         args["margin"], args["patience"], budget), probe.device.type
+                         args["margin"], args["patience"], budget, args["min_seconds"]), probe.device.type
     finally:
         probe.close()
 

@@ -163,7 +163,7 @@ def test_command_writes_the_yaml(tmp_path, cache, monkeypatch, capsys):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # main sets it for a CPU trial; restored after the test
     output = tmp_path / "batch.yaml"
     assert main(["--model", "cgcnn", "--smoke-test", "--start", "16", "--max-batch-size", "32", "--steps", "1",
-                 "--output", str(output)]) == 0
+                 "--min-seconds", "0", "--output", str(output)]) == 0
     out = capsys.readouterr().out
     assert "recommended batch_size:" in out and "batch_size    examples/s     peak_MB" in out
     assert yaml.safe_load(output.read_text())["batch_size"] in (16, 32)
