@@ -436,7 +436,9 @@ def run_two_stage(config: TwoStageConfig, retry_errored: bool = False) -> tuple[
         print(problem[0], file=sys.stderr)
         return finish(problem[1], stage1, None, None, problem[2])
     seeds = top_seeds(stage1, config.top_seeds)
-    print(f"stage 1: best seeds {seeds} (of {len(config.seeds)}); stage 2 starts PBT from them", flush=True)
+    ranking = ", ".join(f"{r['seed']} ({_fmt(r['metric'])}, {r['iteration']} ep)" for r in rank_seeds(stage1)[:8])
+    print(f"stage 1: seeds by {stage1['metric']}, best first: {ranking}\n"
+          f"stage 1: best seeds {seeds} (of {len(config.seeds)}); stage 2 starts PBT from them", flush=True)
 
     space2 = stage2_space(config, seeds, pbt_space)
     stage2_cfg = stage_config(config, parent, STAGE2, space2, num_samples=config.population_per_seed)
@@ -448,7 +450,8 @@ def run_two_stage(config: TwoStageConfig, retry_errored: bool = False) -> tuple[
         print(problem[0], file=sys.stderr)
         return finish(problem[1], stage1, seeds, stage2, problem[2])
     record, code = finish("complete", stage1, seeds, stage2, 0)
-    print(f"two-stage record: {parent / 'two_stage.md'}\nreproduce: {reproduce}")
+    print(f"two-stage record: {parent / 'two_stage.md'} (stage 1 best {_fmt((stage1.get('best') or {}).get('metric'))}"
+          f", stage 2 best {_fmt((stage2.get('best') or {}).get('metric'))} {stage2['metric']})")
     return record, code
 
 
