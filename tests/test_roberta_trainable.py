@@ -58,10 +58,12 @@ def test_epochs_schedule_and_done(options):
         ):
             assert key in first
         assert first["epoch"] == 1.0 and 0 <= first["eval_acc"] <= 1 and np.isfinite(first["train_loss"])
+        assert first["pairs_trained"] == 40 and first["time_train_s"] > 0 and first["time_setup_s"] > 0
         # Linear warmup over 3 steps, then linear decay to zero at the end of the trial's own 2 epochs.
         assert first["lr"] == pytest.approx(1e-3 * 5 / 7)
         second = trainable.train()
         assert second["epoch"] == 2.0 and second["done"] and second["lr"] == 0.0
+        assert second["time_setup_s"] == 0.0  # reported with a trial's first result only
     finally:
         trainable.stop()
 

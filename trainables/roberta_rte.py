@@ -25,6 +25,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -301,6 +302,15 @@ def prepare(options: dict) -> dict[str, Any]:
     }
 
 
+def _process_age_s() -> float:
+    """Seconds since this process started (NaN where psutil, which Ray installs, is missing)."""
+    try:
+        import psutil
+    except ImportError:
+        return float("nan")
+    return time.time() - psutil.Process().create_time()
+
+
 class RobertaRTETrainable(tune.Trainable):
     """Fine-tunes a sequence-classification checkpoint on RTE; reports ``eval_acc``, ``test_acc``, ...
 
@@ -310,6 +320,8 @@ class RobertaRTETrainable(tune.Trainable):
     """
 
     def setup(self, config: dict, options: dict | None = None) -> None:
+        started = time.perf_counter()
+        self.time_actor_start_s = _process_age_s()
         from transformers import AutoModelForSequenceClassification
 
         self.options = dict(options or {})
@@ -364,6 +376,7 @@ class RobertaRTETrainable(tune.Trainable):
         )
         self.optimizer = self.scheduler = None
         self._build(config)
+        self.time_setup_s = time.perf_counter() - started
 
     # -- building and resetting ------------------------------------------------------------------
 
@@ -407,7 +420,9 @@ class RobertaRTETrainable(tune.Trainable):
             torch.cuda.empty_cache()
 
     def reset_config(self, new_config: dict) -> bool:
+        started = time.perf_counter()
         self._build(new_config)
+        self.time_actor_start_s, self.time_setup_s = 0.0, time.perf_counter() - started
         return True
 
     def cleanup(self) -> None:
@@ -466,11 +481,18 @@ class RobertaRTETrainable(tune.Trainable):
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
 
     def step(self) -> dict[str, Any]:
+        """Train ``eval_every_steps`` steps or to the end of the epoch, then evaluate.
+
+        ``time_train_s`` and ``time_eval_s`` are this step's own seconds, ``time_setup_s`` and
+        ``time_actor_start_s`` (first result of a trial only) those of setup or reset_config and of
+        the actor's start-up: experiments/benchmarks/trial_overhead.py reads them as for CGCNN.
+        """
+        started, started_at = time.perf_counter(), time.time()
         every = int(self.options.get("eval_every_steps", 0))
         settings = self.settings
         self.model.train()
         losses: list[float] = []
-        diverged = False
+        pairs, diverged = 0, False
         while self.epoch < settings.epochs:
             start = self.batch_index * settings.batch_size
             indices = self._epoch_order()[start : start + settings.batch_size]
@@ -479,6 +501,7 @@ class RobertaRTETrainable(tune.Trainable):
                 diverged = True  # stopped before the bad step so the weights evaluated stay finite
                 break
             losses.append(loss)
+            pairs += len(indices)
             self.batch_index += 1
             end_of_epoch = self.batch_index >= self.steps_per_epoch
             if end_of_epoch:
@@ -487,13 +510,14 @@ class RobertaRTETrainable(tune.Trainable):
             # max_epochs stop then fall on whole epochs.
             if end_of_epoch or (every and len(losses) >= every):
                 break
+        trained = time.perf_counter()
         eval_acc, eval_loss, single_class = self._evaluate("eval")
         test_acc, _, _ = self._evaluate("test")
         if self.epoch_progress >= 1:
             # Only after a full epoch: early on a model may legitimately predict one class.
             self.single_class_evals = self.single_class_evals + 1 if single_class else 0
         collapsed = self.single_class_evals >= 2
-        return {
+        result = {
             "train_loss": float(np.mean(losses)) if losses else float("nan"),
             "eval_acc": eval_acc,
             "test_acc": test_acc,
@@ -504,8 +528,16 @@ class RobertaRTETrainable(tune.Trainable):
             "collapsed": collapsed,
             "diverged": diverged,
             "node_id": self.node_id,
+            "pairs_trained": pairs,
+            "time_train_s": trained - started,
+            "time_eval_s": time.perf_counter() - trained,
+            "step_started_at": started_at,
+            "time_setup_s": self.time_setup_s,
+            "time_actor_start_s": self.time_actor_start_s,
             tune.result.DONE: diverged or collapsed or self.epoch >= settings.epochs,
         }
+        self.time_setup_s = self.time_actor_start_s = 0.0
+        return result
 
     def train_batch(self, indices: np.ndarray) -> float | None:
         """One optimiser (and schedule) step on the training pairs ``indices``; returns the loss.
