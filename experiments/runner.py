@@ -293,6 +293,15 @@ def saved_trial_states(exp_dir: Path) -> list[str]:
     return [(json.loads(t[0]) if isinstance(t, list) else t).get("status", "") for t in trial_data]
 
 
+def check_space_names(config: ExperimentConfig, space: SearchSpace) -> None:
+    """A space naming a hyperparameter the model's trainable does not accept fails before any trial."""
+    known = config.model_spec.load_hyperparameters()
+    unknown = sorted((set(space.names) | set(space.constants)) - set(known or ()))
+    if known is not None and unknown:
+        raise SpaceError(f"search space '{space.name}': model {config.model} has no hyperparameter(s) "
+                         f"{', '.join(unknown)}; it accepts {', '.join(known)}")
+
+
 def run_experiment(config: ExperimentConfig, resume: bool = False, resume_errored: bool = False) -> dict[str, Any]:
     """Run one experiment end to end (or resume it) and return its summary (also written to disk)."""
     import ray
@@ -370,7 +379,7 @@ def main(strategy: str, description: str, argv: list[str] | None = None) -> int:
             )
         if args.get("resume"):
             config = load_snapshot_config(strategy, args)
-        load_space(config.space)  # a bad space fails here, before any data is built
+        check_space_names(config, load_space(config.space))  # a bad space fails here, before any data is built
         summary = run_experiment(config, resume=bool(args.get("resume")),
                                  resume_errored=bool(args.get("resume_errored")))
     except (ConfigError, SpaceError, DataError) as err:

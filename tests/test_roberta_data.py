@@ -231,3 +231,18 @@ def test_layerwise_groups_cover_every_parameter_once_with_increasing_lrs(tiny_mo
     assert all(p.ndim == 1 for g in groups if g["name"].endswith("no_decay") for p in g["params"])
     with pytest.raises(ValueError, match="exceeds the model's 4 encoder layers"):
         parameter_groups(model, parse_settings({**config, "layer_groups": 5}))
+
+
+def test_every_shipped_rte_space_names_only_known_hyperparameters_and_a_typo_fails_early(tmp_path):
+    from experiments.config import resolve_config
+    from experiments.runner import check_space_names
+    from search_spaces import SpaceError, available_spaces, load_space
+
+    config = resolve_config("asha", {"model": "roberta_rte"}, {}, {})
+    for name in available_spaces():
+        if name.startswith("rte_"):
+            check_space_names(config, load_space(name))
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("params:\n  learning_rate: {type: float, low: 1.0e-5, high: 5.0e-5, log: true}\n")
+    with pytest.raises(SpaceError, match="roberta_rte has no hyperparameter.*learning_rate; it accepts lr"):
+        check_space_names(config, load_space(str(typo)))

@@ -38,9 +38,15 @@ class ModelSpec:
     # RoBERTa reports a fractional ``epoch`` so that --eval-every-steps (several results per
     # epoch) still stops and schedules in epochs.
     time_attr: str = "training_iteration"
+    # "module:NAME" of the hyperparameter names the trainable accepts, so a space naming another
+    # one fails before any trial; None: not checked.
+    hyperparameters: str | None = None
 
     def load_trainable(self) -> type:
         return _import(self.trainable)
+
+    def load_hyperparameters(self) -> tuple[str, ...] | None:
+        return tuple(_import(self.hyperparameters)) if self.hyperparameters else None
 
     def load_prepare(self) -> Callable[[dict], dict]:
         return _import(self.prepare)
@@ -92,5 +98,6 @@ MODELS: dict[str, ModelSpec] = {
         cli_options=("model_name_or_path", "data", "max_seq_length", "eval_every_steps"),
         smoke_options={"max_train_examples": 64, "max_seq_length": 64},
         time_attr="epoch",
+        hyperparameters="trainables.roberta_rte:HYPERPARAMETERS",
     ),
 }
