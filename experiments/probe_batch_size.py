@@ -202,8 +202,10 @@ class ModelProbe:
         self.rng = np.random.default_rng(seed)
         try:
             self.trainable = Bound(dict(self.hyperparameters))
-        except ValueError as err:  # a hyperparameter the trainable refuses
+        except (ValueError, TypeError) as err:  # a hyperparameter the trainable refuses
             raise ConfigError(f"hyperparameters: {err}") from None
+        except KeyError as err:  # one the model needs and the hyperparameters lack
+            raise ConfigError(f"hyperparameters lack {err}, which {model} needs (see --hyperparameters)") from None
         self.device = self.trainable.device
 
     def config(self, batch_size: int) -> dict[str, Any]:

@@ -183,7 +183,10 @@ def validate(config: TwoStageConfig) -> SearchSpace:
         if p.name not in hp:
             raise ConfigError(f"hyperparameters lack '{p.name}', a parameter of pbt space '{space.name}'; give "
                               "the value every trial starts from")
-        if p.mutable and not p.contains(hp[p.name]):
+        value = hp[p.name]
+        if p.kind in ("float", "int") and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(f"hyperparameter {p.name} must be a number, got {value!r}")
+        if p.mutable and not p.contains(value):
             raise ConfigError(f"hyperparameter {p.name}={hp[p.name]!r} lies outside pbt space '{space.name}' "
                               f"({_describe_range(p)}), where PBT perturbs it")
     if not any(p.mutable for p in space.params):
@@ -199,6 +202,7 @@ def _describe_range(p: Param) -> str:
 
 def stage1_space(config: TwoStageConfig) -> dict[str, Any]:
     """Stage 1's search space: the seed is the one parameter (a grid: each seed once), the rest fixed."""
+    # The seed is a label, not a quantity: a choice keeps the order given and gets no boundary check.
     return {
         "description": f"two-stage seed search, stage 1: seeds {config.first_seed}..{config.seeds[-1]} with fixed "
                        "hyperparameters",
