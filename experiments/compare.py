@@ -248,8 +248,13 @@ def compare(dirs: list[str | Path], out_dir: str | Path, k: int = 6, target: flo
         writer = csv.DictWriter(fh, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
-    source = f"the final top-{k} mean of {baseline}" if baseline in groups else "given"
-    target_text = f"{target:.4g} ({source})" if target is not None else "none (no baseline; pass --target)"
+    if target is not None:
+        source = f"the final top-{k} mean of {baseline}" if baseline in groups else "given"
+        target_text = f"{target:.4g} ({source})"
+    elif baseline in groups:
+        target_text = f"none ({baseline} never had {k} trials with a result; pass --target)"
+    else:
+        target_text = f"none (no {baseline} experiment among these; pass --target)"
     lines = [f"# Strategy comparison: {first['model']}, {first['metric']} ({first['mode']}), top-{k} mean", "",
              f"Target: {target_text}. Speed-up = time to target of {baseline} / time to target of the strategy.", "",
              "| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
