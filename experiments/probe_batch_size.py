@@ -507,10 +507,14 @@ def _probe(config: Any, options: dict[str, Any], hyperparameters: dict[str, Any]
         budget = psutil.virtual_memory().available / MIB / 2
     probe = ModelProbe(config.model, options, {**hyperparameters, "batch_size": args["start"]}, seed=config.seed)
     try:
-        return run_probe(probe, args["start"], args["max_batch_size"], args["steps"], args["warmup_steps"],
-                         args["margin"], args["patience"], budget, args["min_seconds"]), probe.device.type
+        result = run_probe(probe, args["start"], args["max_batch_size"], args["steps"], args["warmup_steps"],
+                           args["margin"], args["patience"], budget, args["min_seconds"])
     finally:
         probe.close()
+    if use_gpu:
+        total = torch.cuda.get_device_properties(0).total_memory / 1024**3
+        result.memory_method += f"; the process capped at {share:g} x {total:.1f} GiB"
+    return result, probe.device.type
 
 
 if __name__ == "__main__":
