@@ -207,3 +207,21 @@ def test_non_finite_loss_ends_the_trial_as_diverged(options):
         assert 0 <= result["eval_acc"] <= 1  # the last finite weights were evaluated
     finally:
         trainable.stop()
+
+
+def test_half_precision_checkpoint_with_another_head_trains_in_fp32(options, tmp_path):
+    from transformers import AutoTokenizer, RobertaForSequenceClassification
+
+    # Like roberta-large-mnli: a 3-class head, here saved in fp16.
+    source = options["model_name_or_path"]
+    three_class = RobertaForSequenceClassification.from_pretrained(source, num_labels=3).to(torch.float16)
+    three_class.save_pretrained(str(tmp_path))
+    AutoTokenizer.from_pretrained(source).save_pretrained(str(tmp_path))
+    trainable = bound({**options, "model_name_or_path": str(tmp_path)})(CONFIG)
+    try:
+        assert all(p.dtype == torch.float32 for p in trainable.model.parameters())
+        assert trainable.model.classifier.out_proj.weight.shape == (2, 32)
+        assert trainable.model.classifier.out_proj in trainable.fresh_modules
+        assert np.isfinite(trainable.train()["train_loss"])
+    finally:
+        trainable.stop()

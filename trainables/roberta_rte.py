@@ -346,11 +346,17 @@ class RobertaRTETrainable(tune.Trainable):
             id2label={0: "entailment", 1: "not_entailment"},
             label2id={"entailment": 0, "not_entailment": 1},
             output_loading_info=True,
+            # fp32 master weights even from an fp16/bf16 checkpoint (transformers 5 would keep its
+            # dtype); autocast provides bf16 compute on GPUs.
+            dtype=torch.float32,
+            # A head for another label count (e.g. roberta-large-mnli's 3 classes) is replaced.
+            ignore_mismatched_sizes=True,
         )
-        # Modules whose weights the checkpoint lacked (roberta-base's classification head) are
-        # re-initialised with each trial's seed; everything else comes from the pretrained copy
-        # kept here in host memory, so later trials never re-read the checkpoint.
+        # Modules whose weights the checkpoint lacked or had in another shape (roberta-base's
+        # classification head) are re-initialised with each trial's seed; everything else comes
+        # from the pretrained copy kept here in host memory, so later trials never re-read the checkpoint.
         missing = set(info["missing_keys"])
+        missing |= {key[0] if isinstance(key, tuple) else key for key in info.get("mismatched_keys", ())}
         self.fresh_modules = [
             m
             for prefix, m in self.model.named_modules()
