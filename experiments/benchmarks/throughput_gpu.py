@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, default=768, help="hidden size (roberta-base: 768)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--vocab-size", type=int, default=50265, help="vocabulary (roberta-base: 50265)")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of the variants")
@@ -179,11 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     cores = mp.cpu_count()
     if args.smoke_test:
         args.layers, args.hidden, args.batch_size, args.steps, args.warmup = 2, 64, 8, 4, 1
-        args.repeats, args.rounds, args.max_seq_length = 1, 1, 64
+        args.repeats, args.rounds, args.max_seq_length, args.vocab_size = 1, 1, 64, 1000
     if device == "cpu":
         trials = min(trials, cores)  # one CPU per trial: no more trials than cores
     settings = Settings(args.layers, args.hidden, args.batch_size, args.max_seq_length, args.steps, args.warmup,
-                        device, threads=cores, vocab_size=1000 if args.smoke_test else 50265)
+                        device, threads=cores, vocab_size=args.vocab_size)
     torch.set_num_threads(settings.threads)
     print(describe_hardware(torch_threads=settings.threads))
     model = build_model(settings).to(device)
