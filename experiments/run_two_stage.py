@@ -488,6 +488,12 @@ def build_two_stage_parser() -> Any:
     """The runner's shared CLI (``--space`` names the PBT space) plus the two-stage flags."""
     p = build_parser("pbt", "Two-stage seed search: ASHA over many seeds, then PBT from the best of them.")
     p.prog = "run_two_stage.py"
+    own_help = {"--config": "YAML config (default configs/<model>/two_stage.yaml)",
+                "--space": "stage 2: the search space whose mutable parameters PBT perturbs (default from the config)",
+                "--num-samples": "does not apply (use --num-seeds, --top-seeds, --population-per-seed)"}
+    for action in p._actions:  # the shared parser's wording, where a two-stage run means something else
+        for flag in action.option_strings:
+            action.help = own_help.get(flag, action.help)
     p.add_argument("--num-seeds", type=int, help="stage 1: seeds to try (one ASHA trial each)")
     p.add_argument("--first-seed", type=int, help="stage 1: the first seed")
     p.add_argument("--top-seeds", type=int, help="stage 2: how many of the best seeds PBT starts from")
