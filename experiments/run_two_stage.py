@@ -42,9 +42,11 @@ from typing import Any
 import yaml
 
 from experiments.config import (
+    _FIELD_TYPES,
     CONFIGS_DIR,
     ConfigError,
     ExperimentConfig,
+    _check_type,
     build_parser,
     read_yaml_config,
     resolve_config,
@@ -132,6 +134,8 @@ def resolve_two_stage(args: dict[str, Any]) -> TwoStageConfig:
     for key in data:
         _check_key(key, known, source)
     values = {k: v for k, v in data.items() if k != "model"}
+    if not isinstance(values.get("hyperparameters") or {}, dict):
+        raise ConfigError(f"{source}: 'hyperparameters' must be a mapping of name to value")
     values["hyperparameters"] = dict(values.get("hyperparameters") or {})
     if args.get("smoke_test") or values.get("smoke_test"):
         values.update(SMOKE)
@@ -152,6 +156,8 @@ def resolve_two_stage(args: dict[str, Any]) -> TwoStageConfig:
         else:
             owners = [m.name for m in MODELS.values() if key in m.cli_options]
             raise ConfigError(f"--{key.replace('_', '-')} applies to model {'/'.join(owners)}, not '{model}'")
+    for key in [k for k in values if k in _RUNNER_KEYS]:  # the runner's own types, as it checks a YAML file
+        values[key] = _check_type(key, values[key], _FIELD_TYPES.get(key, str), source)
     for key, kind in TWO_STAGE_KEYS.items():
         if key not in values:
             raise ConfigError(f"{source}: missing two-stage key '{key}'")
@@ -173,6 +179,9 @@ def validate(config: TwoStageConfig) -> SearchSpace:
             raise ConfigError(f"{key.replace('_', '-')} must be at least {low}, got {getattr(config, key)}")
     if config.top_seeds > config.num_seeds:
         raise ConfigError(f"top-seeds ({config.top_seeds}) cannot exceed num-seeds ({config.num_seeds})")
+    # The runner's checks of the shared settings (counts, resources, storage, grace period vs epochs),
+    # now rather than when stage 1 or 2 starts, after the run's folder exists.
+    resolve_config("asha", {"model": config.model, "storage_path": config.storage_path, **config.shared}, {}, {})
     hp = config.hyperparameters
     if "seed" in hp:
         raise ConfigError("hyperparameters must not fix 'seed': it is what stage 1 searches")

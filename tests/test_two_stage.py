@@ -86,6 +86,8 @@ def test_completed_summary(tmp_path):
     (["--population-per-seed", "1"], "population-per-seed must be at least 2"),
     (["--space", "rte_pbt"], "hyperparameters lack 'weight_decay'"),
     (["--space", "nosuch"], "unknown search space 'nosuch'"),
+    (["--max-epochs", "0"], "max-epochs must be a positive integer"),
+    (["--max-epochs", "2"], "grace_period (3) must not exceed max-epochs (2)"),
     (["--resume"], "--resume needs --name"),
     (["--resume", "--name", "nothing-here"], "no two-stage run to resume"),
 ])
@@ -104,6 +106,14 @@ def test_bad_config_file_and_hyperparameters(tmp_path, capsys):
     own.write_text("model: cgcnn\nsearch: hyperopt\n")
     assert main(["--config", str(own)]) == 2
     assert "'search' is set by the two-stage run itself" in capsys.readouterr().err
+    typed = tmp_path / "typed.yaml"
+    typed.write_text("model: cgcnn\nmax_epochs: many\n")
+    assert main(["--config", str(typed)]) == 2
+    assert "'max_epochs' must be int, got 'many'" in capsys.readouterr().err
+    listed = tmp_path / "listed.yaml"
+    listed.write_text("model: cgcnn\nhyperparameters: [1, 2]\n")
+    assert main(["--config", str(listed)]) == 2
+    assert "'hyperparameters' must be a mapping" in capsys.readouterr().err
     outside = tmp_path / "hp.yaml"
     outside.write_text("lr: 5.0\n")
     assert main(["--hyperparameters", str(outside), "--storage-path", str(tmp_path)]) == 2
