@@ -67,7 +67,7 @@ class Experiment:
         if self.summary.get("start_time") is not None:
             return float(self.summary["start_time"])
         starts = [float(h["timestamp"].iloc[0] - h["time_this_iter_s"].iloc[0])
-                  for h in self.histories.values() if len(h) and "timestamp" in h]
+                  for h in self.histories.values() if len(h) and {"timestamp", "time_this_iter_s"} <= set(h)]
         return min(starts) if starts else 0.0
 
     def ranked_trials(self) -> list[dict[str, Any]]:
