@@ -172,7 +172,9 @@ def _connect_ray(config: ExperimentConfig) -> None:
         except ConnectionError as err:
             raise ConfigError(f"cannot join the Ray cluster at {config.address}: {str(err).splitlines()[0]}") from None
     else:
-        ray.init(include_dashboard=False)
+        # "local": always a fresh Ray of this run's own, never a cluster someone else started on
+        # this machine (a bare ray.init() would join it and share or steal its CPUs).
+        ray.init(address="local", include_dashboard=False)
     available = ray.cluster_resources()
     for resource, per_trial in (("CPU", config.cpus_per_trial), ("GPU", config.gpus_per_trial)):
         if per_trial > available.get(resource, 0):

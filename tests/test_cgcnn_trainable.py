@@ -28,7 +28,7 @@ def trainable_cls(options):
     import ray
     from ray import tune
 
-    ray.init(num_cpus=2, include_dashboard=False)  # validate_save_restore runs two actors
+    ray.init(address="local", num_cpus=2, include_dashboard=False)  # validate_save_restore runs two actors
     yield tune.with_parameters(CGCNNTrainable, options=options)
     ray.shutdown()
 

@@ -189,7 +189,7 @@ def test_checkpoint_round_trip_through_ray(options):
     from ray import tune
     from ray.tune.utils import validate_save_restore
 
-    ray.init(num_cpus=2, include_dashboard=False)  # validate_save_restore runs two actors
+    ray.init(address="local", num_cpus=2, include_dashboard=False)  # validate_save_restore runs two actors
     try:
         trainable = tune.with_parameters(RobertaRTETrainable, options=options)
         assert validate_save_restore(trainable, config={**CONFIG, "epochs": 3}, num_gpus=0) is True

@@ -181,7 +181,7 @@ def ray_session(tmp_path_factory):
     options = {**MODELS["cgcnn"].options, **MODELS["cgcnn"].smoke_options, "cache_dir": str(cache),
                "cpus_per_trial": 1}
     MODELS["cgcnn"].load_prepare()(options)  # build the tiny dataset once, as the runner's driver does
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
     yield options
     ray.shutdown()
 
