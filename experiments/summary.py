@@ -41,6 +41,11 @@ def _trial_record(result: Any, config: ExperimentConfig) -> dict[str, Any]:
         "metric": metrics.get(config.metric),
         test_metric: metrics.get(test_metric),
         "iteration": metrics.get("training_iteration", 0),
+        # Epochs trained (the model's time_attr: RoBERTa's --eval-every-steps makes iterations
+        # finer than epochs) and the epochs this trial was meant to train: its own `epochs`
+        # hyperparameter where the space has one, else max_epochs.
+        "epochs": metrics.get(config.model_spec.time_attr, metrics.get("training_iteration", 0)),
+        "planned_epochs": min(config.max_epochs, (result.config or {}).get("epochs", config.max_epochs)),
         "errored": result.error is not None,
         "error": str(result.error).strip().splitlines()[-1] if result.error is not None else None,
         "diverged": bool(metrics.get("diverged", False)),
@@ -92,7 +97,7 @@ def summarize(
         "num_errored": len(trials) - len(finished),
         # Trials a time budget ended before their first result were not stopped by the scheduler.
         "num_not_started": sum(1 for t in finished if not t["iteration"]),
-        "num_early_stopped": sum(1 for t in finished if 0 < t["iteration"] < config.max_epochs
+        "num_early_stopped": sum(1 for t in finished if 0 < t["iteration"] and t["epochs"] < t["planned_epochs"]
                                  and not t["diverged"] and not t["collapsed"]),
         "num_diverged": sum(1 for t in trials if t["diverged"]),
         "num_collapsed": sum(1 for t in trials if t["collapsed"]),
