@@ -192,8 +192,8 @@ def format_markdown(
         f"seed: {_fmt(summary.get('seed'))}",
         f"- config file: {summary['config_file'] or '(built-in defaults)'}",
         f"- trials: {summary['num_trials']} ({summary['num_terminated']} terminated, of which "
-        f"{summary.get('num_early_stopped', 0)} stopped early and {summary.get('num_not_started', 0)} never "
-        f"started (time budget); {summary['num_errored']} errored; "
+        f"{summary.get('num_early_stopped', 0)} stopped early by the scheduler or the time budget and "
+        f"{summary.get('num_not_started', 0)} never started; {summary['num_errored']} errored; "
         f"{summary.get('num_diverged', 0)} diverged; {summary.get('num_collapsed', 0)} collapsed)",
         f"- wall time: {summary['wall_time_s']:.1f} s; Ray {summary['ray_version']}",
         f"- metric: {summary['metric']} ({summary['mode']})",
