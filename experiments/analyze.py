@@ -347,8 +347,9 @@ def check_still_improving(exp: Experiment, k: int = 5, window: int = IMPROVING_W
         history = exp.histories.get(trial["trial_id"], pd.DataFrame())
         if exp.metric not in history or len(history) <= window:
             continue
-        if max_epochs is not None and trial.get("iteration", 0) < max_epochs:
-            continue  # stopped early by the scheduler: its curve was cut on purpose
+        planned = trial.get("planned_epochs", max_epochs)  # a trial's own `epochs` hyperparameter, if any
+        if planned is not None and trial.get("epochs", trial.get("iteration", 0)) < planned:
+            continue  # stopped early by the scheduler or the budget: its curve was cut on purpose
         considered += 1
         values = history[exp.metric].to_numpy(dtype=float) * exp.sign
         total, recent = values[0] - values[-1], values[-1 - window] - values[-1]
