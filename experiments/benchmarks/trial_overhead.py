@@ -186,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  where it went (s, all trials): between a trial's steps (result reporting, Tune's "
                       f"scheduling and logging, checkpoints) {o.between_steps_s:.1f}; trial starts {starts:.1f}, "
                       f"of which actor start-up (process start to setup) {o.actor_start_s:.1f} and setup / "
-                      f"reset_config {o.setup_s:.1f}", flush=True)
+                      f"reset_config {o.setup_s:.1f}; overhead without actor start-up "
+                      f"{100 * (1 - o.busy_s / (o.slots * o.wall_s - o.tail_idle_s - o.actor_start_s)):.1f} %",
+                      flush=True)
     for variant, runs in measured.items():
         share = median([o.share for o in runs])
         tail = median([o.share_with_tail for o in runs])
