@@ -61,7 +61,7 @@ CASES = [
      "'values' must be a non-empty list"),
     ("zero samples", lambda t: ["--num-samples", "0"], "num-samples must be a positive integer"),
     ("negative epochs", lambda t: ["--max-epochs", "-2"], "max-epochs must be a positive integer"),
-    ("grace period above max epochs", lambda t: ["--max-epochs", "2"], "grace_period (3) must not exceed"),
+    ("grace period above max epochs", lambda t: ["--max-epochs", "2"], "must not exceed max-epochs (2)"),
     ("non-positive cpus", lambda t: ["--cpus-per-trial", "0"], "cpus-per-trial must be positive"),
     ("unwritable storage", lambda t: ["--storage-path", str(t / "config.yaml" / "x")], "is not a writable directory"),
     ("resume without name", lambda t: ["--resume"], "--resume needs --name"),
