@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         tokens_per_s = median(rates[variant])
         tflops = 6 * params * tokens_per_s / 1e12
         mfu = f", MFU {100 * tflops / peak:.1f} % (target >= 40 %)" if peak else ""
-        print(f"THROUGHPUT {variant}: {tokens_per_s:.0f} tokens/s, {tflops:.3f} TFLOP/s model FLOPs{mfu}")
+        print(f"THROUGHPUT {variant}: {tokens_per_s:.0f} tokens/s, {tflops:.3g} TFLOP/s model FLOPs{mfu}")
     for variant in variants[1:]:
         print(f"RATIO {variant} / eager step throughput: "
               f"{format_ratios([f / e for f, e in zip(rates[variant], rates['eager'], strict=True)])}")
