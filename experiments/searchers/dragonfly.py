@@ -19,9 +19,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-from ray.tune.search import Searcher
 
 from experiments.config import ConfigError
+from experiments.searchers.base import SpecSearcher
 from search_spaces import SearchSpace
 from search_spaces.compile import from_dragonfly_point, to_dragonfly_domain, to_dragonfly_point
 
@@ -61,7 +61,7 @@ def import_dragonfly() -> SimpleNamespace:
     return SimpleNamespace(load_config=load_config, CPFunctionCaller=CPFunctionCaller, CPGPBandit=CPGPBandit)
 
 
-class DragonflySearch(Searcher):
+class DragonflySearch(SpecSearcher):
     """Dragonfly's GP bandit (``CPGPBandit``) proposing configs from the spec's Dragonfly domain.
 
     Dragonfly maximises, so for ``mode="min"`` results are told negated. A failed trial is not
@@ -101,14 +101,6 @@ class DragonflySearch(Searcher):
             opt = df.CPGPBandit(caller, ask_tell_mode=True)
             opt.initialise()
         return opt
-
-    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
-        # The domain comes from the spec; ``config`` holds only the constants every trial gets.
-        if metric:
-            self._metric = metric
-        if mode:
-            self._mode = mode
-        return True
 
     def suggest(self, trial_id: str) -> dict[str, Any]:
         """Ask Dragonfly for the next point (its initial design first, then GP-UCB/EI proposals)."""

@@ -11,9 +11,9 @@ import pickle
 from typing import Any
 
 import numpy as np
-from ray.tune.search import Searcher
 from scipy.stats import qmc
 
+from experiments.searchers.base import SpecSearcher
 from search_spaces import SearchSpace
 from search_spaces.compile import from_unit_cube
 
@@ -23,7 +23,7 @@ SAMPLERS = ("sobol", "halton")
 _FIRST_BLOCK = 16
 
 
-class QuasiRandomSearch(Searcher):
+class QuasiRandomSearch(SpecSearcher):
     """A Ray Tune searcher proposing the points of one scrambled low-discrepancy sequence, in order.
 
     ``space`` is the declarative spec; each unit-cube point is mapped to a config by
@@ -62,14 +62,6 @@ class QuasiRandomSearch(Searcher):
             self._buffer = list(self._engine.random(block))
             self._drawn += block
         return self._buffer.pop(0)
-
-    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
-        # The space comes from the spec; ``config`` holds only the constants every trial gets.
-        if metric:
-            self._metric = metric
-        if mode:
-            self._mode = mode
-        return True
 
     def suggest(self, trial_id: str) -> dict[str, Any]:
         """The next point of the sequence as a config."""
