@@ -68,6 +68,10 @@ def run_args(strategy: str, searcher: str, seed: int, args: argparse.Namespace, 
         flags.append("--smoke-test")
     if args.max_epochs is not None:
         flags += ["--max-epochs", str(args.max_epochs)]
+    if strategy in ("asha", "ahb"):
+        for flag, value in (("--grace-period", args.grace_period), ("--reduction-factor", args.reduction_factor)):
+            if value is not None:
+                flags += [flag, f"{value:g}"]
     samples = args.num_samples or (BUDGET_BOUND_SAMPLES if strategy not in ("grid", "pbt") else None)
     if samples:
         flags += ["--num-samples", str(samples)]
@@ -78,11 +82,11 @@ def run_args(strategy: str, searcher: str, seed: int, args: argparse.Namespace, 
     return flags
 
 
-def _as_cli_dict(flags: list[str]) -> dict[str, object]:
-    """The flags as the dict the shared parser would produce (for validating before any run)."""
+def _as_cli_dict(strategy: str, flags: list[str]) -> dict[str, object]:
+    """The flags as the dict the strategy's parser would produce (for validating before any run)."""
     from experiments.config import build_parser
 
-    return vars(build_parser("benchmark", "").parse_args(flags))
+    return vars(build_parser(strategy, "").parse_args(flags))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                                                              f"(default: {DEFAULT_SEEDS})")
     parser.add_argument("--time-budget-s", type=float, help=f"wall-clock budget per run (default {DEFAULT_BUDGET_S})")
     parser.add_argument("--max-epochs", type=int, help="epochs per trial at most (default: each config's)")
+    parser.add_argument("--grace-period", type=int, help="ASHA / AHB: epochs before the first stop")
+    parser.add_argument("--reduction-factor", type=float, help="ASHA / AHB: rung reduction factor")
     parser.add_argument("--num-samples", type=int, help="trials per run (default: unbounded except PBT's population)")
     parser.add_argument("--data", help="CGCNN: a CIF folder with id_prop.csv instead of the built-in data")
     parser.add_argument("--address", help="join a running Ray cluster")
@@ -117,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             for seed in seeds:
                 flags = run_args(strategy, searcher, seed, args, storage)
                 # Every run's configuration is checked before the first one starts.
-                resolve_config(strategy, _as_cli_dict(flags), {"search": STRATEGIES[strategy].searchers[0]},
+                resolve_config(strategy, _as_cli_dict(strategy, flags), {"search": STRATEGIES[strategy].searchers[0]},
                                STRATEGIES[strategy].smoke)
                 runs.append((strategy, flags))
     except ConfigError as err:

@@ -149,6 +149,9 @@ def build_parser(strategy: str, description: str) -> argparse.ArgumentParser:
         p.add_argument("--force", action="store_true", help="run a grid larger than max_grid_size")
     p.add_argument("--num-samples", type=int, help="number of trials (grid: repeats of the full grid)")
     p.add_argument("--max-epochs", type=int, help="epochs (training iterations) per trial at most")
+    if strategy in ("asha", "ahb"):
+        p.add_argument("--grace-period", type=int, help="epochs before the first stopping decision")
+        p.add_argument("--reduction-factor", type=float, help="1 / the share of trials promoted at each rung")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs reserved per trial (also torch threads)")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; 0.25 packs four trials per GPU")
     p.add_argument("--max-concurrent-trials", type=int, help="cap on trials running at once (0: no cap)")

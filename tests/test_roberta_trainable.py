@@ -225,3 +225,31 @@ def test_half_precision_checkpoint_with_another_head_trains_in_fp32(options, tmp
         assert np.isfinite(trainable.train()["train_loss"])
     finally:
         trainable.stop()
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_like_eager_and_survives_reset_config(options):
+    """``torch_compile: true`` compiles once per actor; a reused actor's next trial runs the same code."""
+    eager = bound(options)(CONFIG)
+    compiled = bound({**options, "torch_compile": True})(CONFIG)
+    try:
+        assert compiled.forward_model is not compiled.model and eager.forward_model is eager.model
+        first_eager, first_compiled = eager.train(), compiled.train()
+        # Same weights, same batches: the compiled graph computes the same losses up to rounding.
+        assert first_compiled["train_loss"] == pytest.approx(first_eager["train_loss"], rel=1e-3)
+        assert first_compiled["eval_acc"] == first_eager["eval_acc"]
+        forward = compiled.forward_model
+        new_config = {**CONFIG, "lr": 5e-4, "seed": 1}
+        assert eager.reset_config(new_config) and compiled.reset_config(new_config)
+        assert compiled.forward_model is forward  # not recompiled from scratch for the new trial
+        assert compiled.train()["train_loss"] == pytest.approx(eager.train()["train_loss"], rel=1e-3)
+    finally:
+        eager.stop()
+        compiled.stop()
+
+
+def test_torch_compile_option_must_be_a_boolean(options):
+    from experiments.config import ConfigError
+
+    with pytest.raises(ConfigError, match="torch_compile must be true or false"):
+        prepare({**options, "torch_compile": "yes"})

@@ -93,6 +93,7 @@ MODELS: dict[str, ModelSpec] = {
             "eval_every_steps": 0,  # 0: one step (result) per epoch; K: evaluate every K optimiser steps
             "max_train_examples": 0,  # 0: all training pairs; N: the first N (smoke tests)
             "data_seed": 0,  # seed of the eval/test halves of the validation set
+            "torch_compile": False,  # torch.compile the model once per actor (pays on GPUs; slow to start)
             "cache_dir": None,  # None: $HPO_SUITE_CACHE or ~/.cache/hpo-suite
         },
         cli_options=("model_name_or_path", "data", "max_seq_length", "eval_every_steps"),

@@ -48,6 +48,9 @@ from trainables.device import describe, select_device
 
 CHECKPOINT_FILE = "roberta_rte.pt"
 EVAL_BATCH_SIZE = 64
+# On GPUs batches are padded to a multiple of this (bf16 tensor cores want dimensions that are
+# multiples of 8); on CPU to their longest pair exactly.
+GPU_PAD_MULTIPLE = 8
 # Name -> default; None marks a required hyperparameter.
 HYPERPARAMETERS: dict[str, Any] = {
     "lr": None,
@@ -216,6 +219,8 @@ def _check_options(options: dict) -> None:
         value = options.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise _option_error(f"{name} must be a whole number of at least {low}, got {value!r}")
+    if not isinstance(options.get("torch_compile", False), bool):
+        raise _option_error(f"torch_compile must be true or false, got {options.get('torch_compile')!r}")
     if not isinstance(options.get("model_name_or_path"), str) or not options["model_name_or_path"]:
         raise _option_error(
             f"model_name_or_path must be a hub name or a folder, got {options.get('model_name_or_path')!r}"
@@ -329,6 +334,9 @@ class RobertaRTETrainable(tune.Trainable):
         self.device = select_device()
         # bf16 autocast where the GPU supports it; on CPU plain fp32 (bf16 there is slow and lossy).
         self.use_bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        # Fused AdamW (one kernel for the whole update) on GPUs; torch's default elsewhere.
+        self.fused_adamw = self.device.type == "cuda"
+        self.pad_multiple = GPU_PAD_MULTIPLE if self.device.type == "cuda" else 1
         name = self.options["model_name_or_path"]
         self.tokenizer = load_tokenizer(name)
         tokens, source = _load_tokens(self.options, self.tokenizer)
@@ -368,11 +376,17 @@ class RobertaRTETrainable(tune.Trainable):
             k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
         }
         self.model.to(self.device)
+        # torch.compile once per actor: the compiled module shares the model's parameters, which
+        # reset_config overwrites in place, so later trials reuse the compiled code. Dynamic
+        # padding gives varying widths: torch marks the length dynamic after the first recompile.
+        compiled = bool(self.options.get("torch_compile", False))
+        self.forward_model = torch.compile(self.model) if compiled else self.model
         self.eval_batches = {
             split: self._eval_batches(tokens.validation, idx) for split, idx in halves.items()
         }
         self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-        precision = "bf16 autocast" if self.use_bf16 else "fp32"
+        precision = ("bf16 autocast" if self.use_bf16 else "fp32") + (", fused AdamW" if self.fused_adamw else "")
+        precision += ", torch.compile" if compiled else ""
         sizes = f"{len(self.train_split)} train / {len(halves['eval'])} eval / {len(halves['test'])} test"
         cache = f"tokens {'read from' if tokens.from_cache else 'written to'} {tokens.path}"
         print(
@@ -407,6 +421,7 @@ class RobertaRTETrainable(tune.Trainable):
             lr=settings.lr,
             betas=(settings.adam_beta1, settings.adam_beta2),
             eps=settings.adam_epsilon,
+            fused=self.fused_adamw or None,
         )
         self.steps_per_epoch = math.ceil(len(self.train_split) / settings.batch_size)
         total_steps = self.steps_per_epoch * settings.epochs
@@ -433,7 +448,7 @@ class RobertaRTETrainable(tune.Trainable):
 
     def cleanup(self) -> None:
         self._free_training_state()
-        del self.model
+        del self.model, self.forward_model
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -443,7 +458,8 @@ class RobertaRTETrainable(tune.Trainable):
     def _batch(self, split: TokenizedSplit, indices: np.ndarray) -> dict[str, torch.Tensor]:
         """Pairs ``indices`` padded to the longest of them (dynamic padding), on the device."""
         rows = [split.input_ids[i] for i in indices]
-        width = max(len(row) for row in rows)
+        longest = max(len(row) for row in rows)
+        width = -(-longest // self.pad_multiple) * self.pad_multiple
         ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for r, row in enumerate(rows):
@@ -552,7 +568,7 @@ class RobertaRTETrainable(tune.Trainable):
         ``experiments/probe_batch_size.py`` times exactly the step training runs.
         """
         with self._autocast():
-            loss = self.model(**self._batch(self.train_split, indices)).loss
+            loss = self.forward_model(**self._batch(self.train_split, indices)).loss
         if not torch.isfinite(loss):
             return None
         self.optimizer.zero_grad(set_to_none=True)
@@ -575,7 +591,7 @@ class RobertaRTETrainable(tune.Trainable):
         correct, total, loss_sum, predicted = 0, 0, 0.0, set()
         for batch in self.eval_batches[split]:
             with self._autocast():
-                out = self.model(**batch)
+                out = self.forward_model(**batch)
             logits = out.logits.float()
             loss_sum += float(torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum"))
             predictions = logits.argmax(dim=-1)

@@ -40,6 +40,47 @@ LABELS = {"random": "random + fifo", "asha:random": "random + asha", "ahb:random
           "asha:hyperopt": "hyperopt + asha", "asha:dragonfly": "dragonfly + asha", "pbt": "random + pbt"}
 
 
+def rung_evidence(run_dirs: list[Path], epochs: tuple[int, ...] = (1, 2, 4, 8), k: int = 6) -> list[str]:
+    """How well a trial's metric at an early epoch predicts its final one, from random search's full runs.
+
+    ASHA can only be faster if its first rungs keep the trials that end best: for each early
+    epoch, the Spearman rank correlation between the metric there and each trial's best over its
+    whole run, and how many of the k best trials rank in the top half / quarter at that epoch
+    (what a rung with reduction factor 2 / 4 would keep). Only trials that ran every epoch count.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from experiments.analyze import load_experiment
+
+    early: dict[int, list[float]] = {e: [] for e in epochs}
+    final: list[float] = []
+    for run in run_dirs:
+        exp = load_experiment(run)
+        full = max((len(h) for h in exp.histories.values()), default=0)
+        for history in exp.histories.values():
+            if len(history) < full or exp.metric not in history:
+                continue
+            values = exp.sign * history[exp.metric].to_numpy(dtype=float)
+            final.append(float(np.nanmin(values)))
+            for e in epochs:
+                early[e].append(float(values[e - 1]) if e <= len(values) else float("nan"))
+    if len(final) < 2 * k:
+        return [f"rung evidence: only {len(final)} complete random-search trials; need {2 * k}"]
+    lines = [f"rung evidence from {len(final)} complete random-search trials (the {k} best by final metric):"]
+    best = set(np.argsort(final)[:k])
+    for e, values in early.items():
+        series = pd.Series(values)
+        if series.isna().any():
+            continue
+        rho = series.corr(pd.Series(final), method="spearman")
+        ranks = series.rank(method="first").to_numpy()
+        kept = {share: sum(ranks[i] <= len(values) * share for i in best) for share in (0.5, 0.25)}
+        lines.append(f"  epoch {e}: rank correlation with the final metric {rho:.2f}; of the {k} best, "
+                     f"{kept[0.5]} in the top half, {kept[0.25]} in the top quarter there")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     from experiments import benchmark_strategies
 
@@ -50,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--budget", type=float, default=180.0, help="wall-clock seconds per run")
     parser.add_argument("--max-epochs", type=int, help="epochs per trial at most (default: each config's)")
+    parser.add_argument("--grace-period", type=int, help="ASHA / AHB: epochs before the first stop")
+    parser.add_argument("--reduction-factor", type=float, help="ASHA / AHB: rung reduction factor")
     parser.add_argument("--storage-path", help="folder for all runs (default ./results/time_to_solution_<time>)")
     parser.add_argument("--smoke-test", action="store_true", help="RS and ASHA/RS, 1 seed, 20 s, tiny data")
     args = parser.parse_args(argv)
@@ -67,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
              "--storage-path", str(storage), "--top-k", "6"]
     if args.max_epochs:
         flags += ["--max-epochs", str(args.max_epochs)]
+    for flag, value in (("--grace-period", args.grace_period), ("--reduction-factor", args.reduction_factor)):
+        if value is not None:
+            flags += [flag, f"{value:g}"]
     if args.smoke_test:
         flags.append("--smoke-test")
     status = benchmark_strategies.main(flags)
@@ -85,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SPEEDUP {name} vs RS (time to RS's final top-6 mean val_mae): {row['speedup_vs_random']}x{target}; "
               f"time to target {row['time_to_target_s']} s, final top-6 mean {row['final_topk_mean']}, "
               f"trials finished {row['trials_finished']} per run")
+    print("\n".join(rung_evidence(sorted(p.parent for p in storage.glob("random_random_seed*/summary.json")))))
     print(f"runs, comparison.md and comparison.png in {storage}")
     return 0
 
