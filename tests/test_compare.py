@@ -119,12 +119,33 @@ def test_compare_cli_errors_are_one_line(tmp_path):
     assert proc.returncode == 2 and "asha" in proc.stderr and proc.stderr.count("\n") == 1
 
 
+def test_rung_evidence_measures_how_early_epochs_rank_the_final_best(tmp_path):
+    from experiments.benchmarks.time_to_solution import rung_evidence
+
+    # 12 complete trials of 3 epochs: epoch 1 ranks them exactly as their best value does,
+    # epoch 2 in reverse; one trial stopped after 1 epoch does not count.
+    results = []
+    for i in range(12):
+        final = 0.1 + 0.01 * i
+        t = 10.0 * i
+        results += [(t + 1, f"t{i}", final + 1.0), (t + 2, f"t{i}", 2.0 - final), (t + 3, f"t{i}", final)]
+    results.append((200.0, "short", 0.05))
+    exp = write_experiment(tmp_path, "random_random_seed0", "random", "fifo", 0, results)
+    lines = rung_evidence([exp], epochs=(1, 2, 4), k=6)
+    assert lines[0].startswith("rung evidence from 12 complete random-search trials")
+    assert "epoch 1: rank correlation with the final metric 1.00; of the 6 best, 6 in the top half, 3 in" in lines[1]
+    assert "epoch 2: rank correlation with the final metric -1.00; of the 6 best, 0 in the top half, 0 in" in lines[2]
+    assert len(lines) == 3  # no trial has an epoch 4
+    assert "only 12 complete random-search trials; need 14" in rung_evidence([exp], k=7)[0]
+
+
 @pytest.mark.slow
 def test_benchmark_runs_strategies_with_the_same_budget_and_compares_them(tmp_path):
     env = {**os.environ, "HPO_SUITE_CACHE": str(tmp_path / "cache"), "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.run(
         [sys.executable, str(REPO / "experiments" / "benchmark_strategies.py"), "--smoke-test",
-         "--strategies", "random", "asha", "--seeds", "0", "--time-budget-s", "20",
+         "--strategies", "random", "asha", "--seeds", "0", "--time-budget-s", "20", "--grace-period", "1",
+         "--reduction-factor", "4",
          "--storage-path", str(tmp_path / "bench")],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )
@@ -135,6 +156,9 @@ def test_benchmark_runs_strategies_with_the_same_budget_and_compares_them(tmp_pa
         # The budget, not the trial count (unbounded here), ended the run.
         assert summary["num_samples"] == 1000 and 20 <= summary["wall_time_s"] < 90
         assert yaml_value(tmp_path / "bench" / name / "experiment.yaml", "time_budget_s") == 20.0
+    # ASHA's rungs as given; random search has none to set.
+    asha = tmp_path / "bench" / "asha_random_seed0" / "experiment.yaml"
+    assert (yaml_value(asha, "grace_period"), yaml_value(asha, "reduction_factor")) == (1, 4.0)
     table = list(csv.DictReader(open(tmp_path / "bench" / "comparison.csv")))
     assert [r["strategy"] for r in table] == ["random + fifo", "random + asha"]
     assert "comparison.png" in (tmp_path / "bench" / "comparison.md").read_text()
