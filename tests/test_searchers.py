@@ -161,3 +161,40 @@ def test_dragonfly_missing_extra_is_one_clear_line_before_any_trial(tmp_path):
     assert lines[0].startswith("error: --search dragonfly needs the optional dragonfly-opt package")
     assert "pip install --no-build-isolation -e '.[dragonfly]'" in lines[0]
     assert not (tmp_path / "results" / "df").exists() and not (tmp_path / "cache").exists()
+
+
+def test_searchers_import_nothing_from_experiments_outside_searchers(tmp_path):
+    # Imports point one way (scripts -> library -> search_spaces): the searchers must load on their
+    # own and raise their own error, or experiments.config -> searchers -> config is a cycle.
+    code = ("import sys\n"
+            "import experiments.searchers, experiments.searchers.dragonfly, experiments.searchers.quasirandom\n"
+            "outside = sorted(m for m in sys.modules if m.startswith('experiments.')\n"
+            "                 and not m.startswith('experiments.searchers'))\n"
+            "print(outside)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
+
+
+def test_missing_dragonfly_raises_the_searchers_own_one_line_error(tmp_path):
+    shadow = tmp_path / "shadow" / "dragonfly"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'dragonfly'\", name='dragonfly')\n")
+    code = ("from experiments.searchers import SearcherError\n"
+            "from experiments.searchers.dragonfly import import_dragonfly\n"
+            "try:\n    import_dragonfly()\n"
+            "except SearcherError as err:\n    print(type(err).__module__, err)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": f"{shadow.parent}{os.pathsep}{REPO}"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("experiments.searchers.base --search dragonfly needs the optional dragonfly-opt")
+    assert len(proc.stdout.strip().splitlines()) == 1
+
+
+def test_quasirandom_unknown_sampler_is_a_searcher_error():
+    from experiments.searchers import SearcherError
+
+    with pytest.raises(SearcherError, match="quasi-random sampler must be one of sobol, halton, got 'latin'"):
+        QuasiRandomSearch(FLOATS, "val_mae", "min", sampler="latin")

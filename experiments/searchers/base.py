@@ -7,6 +7,14 @@ from typing import Any
 from ray.tune.search import Searcher
 
 
+class SearcherError(ValueError):
+    """A searcher that cannot be built (e.g. a missing optional package); the message is one line.
+
+    The searchers import nothing from the rest of ``experiments``, so they raise their own error;
+    the entry point turns it into an ``error:`` line like the other layers' errors.
+    """
+
+
 class SpecSearcher(Searcher):
     """A Searcher whose space comes from a spec, not from Tune's ``param_space``."""
 

@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.config import ConfigError
-from experiments.searchers.base import SpecSearcher
+from experiments.searchers.base import SearcherError, SpecSearcher
 from search_spaces import SearchSpace
 from search_spaces.compile import from_dragonfly_point, to_dragonfly_domain, to_dragonfly_point
 
@@ -43,7 +42,7 @@ def _restore_numpy_names() -> None:
 
 
 def import_dragonfly() -> SimpleNamespace:
-    """Dragonfly's ask/tell entry points; a one-line ConfigError with the install command if absent."""
+    """Dragonfly's ask/tell entry points; a one-line SearcherError with the install command if absent."""
     _restore_numpy_names()
     try:
         with warnings.catch_warnings():
@@ -54,7 +53,7 @@ def import_dragonfly() -> SimpleNamespace:
             from dragonfly.exd.experiment_caller import CPFunctionCaller
             from dragonfly.opt.gp_bandit import CPGPBandit
     except ImportError as err:
-        raise ConfigError(
+        raise SearcherError(
             f"--search dragonfly needs the optional dragonfly-opt package ({err.msg}); install it with: "
             f"{INSTALL_COMMAND}"
         ) from None

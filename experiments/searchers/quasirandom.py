@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import qmc
 
-from experiments.searchers.base import SpecSearcher
+from experiments.searchers.base import SearcherError, SpecSearcher
 from search_spaces import SearchSpace
 from search_spaces.compile import from_unit_cube
 
@@ -40,7 +40,7 @@ class QuasiRandomSearch(SpecSearcher):
         seed: int | None = 0,
     ):
         if sampler not in SAMPLERS:
-            raise ValueError(f"quasi-random sampler must be one of {', '.join(SAMPLERS)}, got '{sampler}'")
+            raise SearcherError(f"quasi-random sampler must be one of {', '.join(SAMPLERS)}, got '{sampler}'")
         super().__init__(metric=metric, mode=mode)
         self.space = space
         self.sampler = sampler
