@@ -7,7 +7,7 @@ as many trials as ASHA in the same time, so start with ASHA and switch when earl
 
 import sys
 
-from experiments.runner import main
+from experiments.core.runner import main
 
 if __name__ == "__main__":
     sys.exit(main("ahb", __doc__))

@@ -7,7 +7,7 @@ CGCNN on the built-in adsorption-energy data on the local machine.
 
 import sys
 
-from experiments.runner import main
+from experiments.core.runner import main
 
 if __name__ == "__main__":
     sys.exit(main("asha", __doc__))

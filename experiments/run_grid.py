@@ -8,7 +8,7 @@ parameters prefer quasi-random search.
 
 import sys
 
-from experiments.runner import main
+from experiments.core.runner import main
 
 if __name__ == "__main__":
     sys.exit(main("grid", __doc__))

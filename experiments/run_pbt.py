@@ -8,7 +8,7 @@ schedule in the NERSC study. Architecture and batch size stay fixed (``mutable: 
 
 import sys
 
-from experiments.runner import main
+from experiments.core.runner import main
 
 if __name__ == "__main__":
     sys.exit(main("pbt", __doc__))

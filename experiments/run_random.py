@@ -8,7 +8,7 @@ exploration); ``--search hyperopt`` or ``dragonfly`` makes it Bayesian optimisat
 
 import sys
 
-from experiments.runner import main
+from experiments.core.runner import main
 
 if __name__ == "__main__":
     sys.exit(main("random", __doc__))

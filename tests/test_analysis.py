@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from experiments.analyze import (
+from experiments.analysis.pbt_schedule import fit_multistep, read_policy, reconstruct_schedule, schedule_values
+from experiments.analysis.record import (
     analyze,
     best_so_far,
     check_boundary,
@@ -25,7 +26,6 @@ from experiments.analyze import (
     plot_learning_curves,
     plot_metric_vs_params,
 )
-from experiments.pbt_schedule import fit_multistep, read_policy, reconstruct_schedule, schedule_values
 from search_spaces import load_space
 from search_spaces.spec import parse_space
 
@@ -194,7 +194,7 @@ def test_sample_size_and_failure_checks():
 
 
 def test_still_improving_check_on_constructed_curves(tmp_path):
-    from experiments.analyze import Experiment
+    from experiments.analysis.record import Experiment
 
     def exp_with(curves):
         trials = [{"trial_id": f"t{i}", "metric": c[-1], "iteration": len(c), "config": {}}

@@ -1,6 +1,6 @@
 """Bad input: one line on stderr naming the problem, exit status 2, no traceback, nothing started.
 
-Each case runs the real entry point (`experiments.runner.main`, what every run script calls);
+Each case runs the real entry point (`experiments.core.runner.main`, what every run script calls);
 two of them also run as subprocesses to show the user sees no traceback.
 """
 
@@ -13,7 +13,7 @@ import ase.io
 import pytest
 from ase.build import bulk
 
-from experiments.runner import main
+from experiments.core.runner import main
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.compare import compare, mean_curve, time_to_target, topk_curve
-from experiments.config import ConfigError
+from experiments.analysis.comparison import compare, mean_curve, time_to_target, topk_curve
+from experiments.core.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 START = 1_000_000.0  # the experiments' start time (Unix seconds)
@@ -114,7 +114,7 @@ def test_compare_cli_errors_are_one_line(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "experiments" / "compare.py"), str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
-    proc = subprocess.run([sys.executable, str(REPO / "experiments" / "benchmark_strategies.py"),
+    proc = subprocess.run([sys.executable, str(REPO / "experiments" / "benchmarks" / "strategies.py"),
                            "--strategies", "asha:grid"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "asha" in proc.stderr and proc.stderr.count("\n") == 1
 
@@ -143,7 +143,7 @@ def test_rung_evidence_measures_how_early_epochs_rank_the_final_best(tmp_path):
 def test_benchmark_runs_strategies_with_the_same_budget_and_compares_them(tmp_path):
     env = {**os.environ, "HPO_SUITE_CACHE": str(tmp_path / "cache"), "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.run(
-        [sys.executable, str(REPO / "experiments" / "benchmark_strategies.py"), "--smoke-test",
+        [sys.executable, str(REPO / "experiments" / "benchmarks" / "strategies.py"), "--smoke-test",
          "--strategies", "random", "asha", "--seeds", "0", "--time-budget-s", "20", "--grace-period", "1",
          "--reduction-factor", "4",
          "--storage-path", str(tmp_path / "bench")],

@@ -2,8 +2,8 @@
 
 import pytest
 
-from experiments.config import ConfigError, build_parser, resolve_config
-from experiments.runner import STRATEGIES
+from experiments.core.config import ConfigError, build_parser, resolve_config
+from experiments.core.runner import STRATEGIES
 
 
 def resolve(argv, strategy="asha"):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from experiments.probe_batch_size import (
+from experiments.workflows.batch_size_probe import (
     ModelProbe,
     ProbeResult,
     ProbeRow,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from experiments.runner import main, saved_trial_states
+from experiments.core.runner import main, saved_trial_states
 from trainables.registry import MODELS
 
 REPO = Path(__file__).resolve().parents[1]

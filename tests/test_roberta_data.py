@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.config import ConfigError
+from experiments.core.config import ConfigError
 from trainables.data import DataError
 from trainables.data.rte import (
     load_folder,
@@ -234,8 +234,8 @@ def test_layerwise_groups_cover_every_parameter_once_with_increasing_lrs(tiny_mo
 
 
 def test_every_shipped_rte_space_names_only_known_hyperparameters_and_a_typo_fails_early(tmp_path):
-    from experiments.config import resolve_config
-    from experiments.runner import check_space_names
+    from experiments.core.config import resolve_config
+    from experiments.core.runner import check_space_names
     from search_spaces import SpaceError, available_spaces, load_space
 
     config = resolve_config("asha", {"model": "roberta_rte"}, {}, {})

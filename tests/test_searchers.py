@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy.stats import qmc
 
-from experiments.config import resolve_config
-from experiments.runner import STRATEGIES, build_search
+from experiments.core.config import resolve_config
+from experiments.core.runner import STRATEGIES, build_search
 from experiments.searchers.quasirandom import QuasiRandomSearch
 from search_spaces import load_space
 from search_spaces.compile import to_hyperopt, to_ray
@@ -165,7 +165,7 @@ def test_dragonfly_missing_extra_is_one_clear_line_before_any_trial(tmp_path):
 
 def test_searchers_import_nothing_from_experiments_outside_searchers(tmp_path):
     # Imports point one way (scripts -> library -> search_spaces): the searchers must load on their
-    # own and raise their own error, or experiments.config -> searchers -> config is a cycle.
+    # own and raise their own error, or experiments.core.config -> searchers -> config is a cycle.
     code = ("import sys\n"
             "import experiments.searchers, experiments.searchers.dragonfly, experiments.searchers.quasirandom\n"
             "outside = sorted(m for m in sys.modules if m.startswith('experiments.')\n"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.config import ConfigError, resolve_config
-from experiments.runner import STRATEGIES, build_scheduler, build_search, checkpoint_config, main
+from experiments.core.config import ConfigError, resolve_config
+from experiments.core.runner import STRATEGIES, build_scheduler, build_search, checkpoint_config, main
 from search_spaces import load_space
 from search_spaces.spec import parse_space
 

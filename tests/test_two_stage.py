@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from experiments.config import ConfigError
-from experiments.run_two_stage import (
+from experiments.core.config import ConfigError
+from experiments.workflows.two_stage import (
     STAGE1,
     STAGE2,
     completed_summary,

@@ -203,8 +203,8 @@ def parameter_groups(model: torch.nn.Module, settings: FineTuneSettings) -> list
 
 def _option_error(message: str) -> Exception:
     # Options are configuration: report them as the runner's ConfigError (imported late because
-    # experiments.config imports the model registry, which names this module).
-    from experiments.config import ConfigError
+    # experiments.core.config imports the model registry, which names this module).
+    from experiments.core.config import ConfigError
 
     return ConfigError(message)
 

@@ -31,8 +31,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from experiments.analyze import Experiment, load_experiment, result_times  # noqa: E402
-from experiments.config import ConfigError  # noqa: E402
+from experiments.analysis.record import Experiment, load_experiment, result_times  # noqa: E402
+from experiments.core.config import ConfigError  # noqa: E402
 
 RANDOM_SEARCH = "random + fifo"  # plain random search, the baseline of every speed-up
 

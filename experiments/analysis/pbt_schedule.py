@@ -11,7 +11,7 @@ The learning-rate schedule is then fitted with a multistep decay (``torch.optim.
 ``lr = lr0 * gamma ** (number of milestones <= epoch)``), the schedule the NERSC study found PBT
 discovering, so a plain run can reuse it.
 
-``python experiments/pbt_schedule.py DIR`` prints the schedule and the fit and saves
+``python -m experiments.analysis.pbt_schedule DIR`` prints the schedule and the fit and saves
 ``pbt_schedule.png``; ``experiments/analyze.py`` does the same for every PBT experiment.
 """
 
@@ -34,7 +34,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from experiments.config import ConfigError  # noqa: E402
+from experiments.core.config import ConfigError  # noqa: E402
 
 # Below this RMS error (natural-log units, about 1 %) two fits count as equally good, so BIC does
 # not reward extra milestones for fitting rounding noise exactly.
@@ -285,7 +285,7 @@ def plot_schedule(exp: Any, segments: list[Segment], lineage: list[str], schedul
 
 
 def main(argv: list[str] | None = None) -> int:
-    from experiments.analyze import load_experiment
+    from experiments.analysis.record import load_experiment
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("experiment", metavar="DIR", help="a PBT experiment folder (with summary.json)")

@@ -9,7 +9,7 @@ to it:
   bounds drawn as dashed lines);
 - ``learning_curves.png``: the metric per epoch of the best k trials;
 - ``best_so_far.png``: the best metric found so far against wall-clock time;
-- for PBT experiments, ``pbt_schedule.png`` (see ``experiments/pbt_schedule.py``).
+- for PBT experiments, ``pbt_schedule.png`` (see ``experiments/analysis/pbt_schedule.py``).
 
 It also runs the Playbook's checks (best point near a bound, too few trials, failed or diverged
 trials, best trials still improving) and prints them. The runner calls :func:`analyze` at the end
@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from experiments.config import ConfigError  # noqa: E402
+from experiments.core.config import ConfigError  # noqa: E402
 from search_spaces import SearchSpace, SpaceError, load_space  # noqa: E402
 
 BOUNDARY_FRACTION = 0.05  # "near a bound": within 5 % of the range (in log space for log parameters)
@@ -132,7 +132,7 @@ def load_experiment(exp_dir: str | Path) -> Experiment:
         raise ConfigError(f"{summary_file} line {err.lineno}: not valid JSON ({err.msg})") from None
     for key in ("metric", "mode", "trials"):
         if key not in summary:
-            raise ConfigError(f"{summary_file} has no '{key}' field; was it written by experiments/summary.py?")
+            raise ConfigError(f"{summary_file} has no '{key}' field; was it written by experiments/core/summary.py?")
     histories = {}
     for trial in summary["trials"]:
         trial_dir = path / Path(trial.get("path") or "").name if trial.get("path") else None
@@ -387,7 +387,7 @@ def run_checks(exp: Experiment, space: SearchSpace | None) -> list[Finding]:
 
 def analyze(exp_dir: str | Path, save: bool = True, top_k: int = 5) -> Analysis:
     """Analyse one experiment folder: checks, plots and (with ``save``) the record and PNGs."""
-    from experiments.summary import format_markdown
+    from experiments.core.summary import format_markdown
 
     exp = load_experiment(exp_dir)
     space = _space_of(exp)
@@ -397,7 +397,7 @@ def analyze(exp_dir: str | Path, save: bool = True, top_k: int = 5) -> Analysis:
     plots["best_so_far.png"] = plot_best_so_far(exp)
     analysis = Analysis(findings, plots)
     if (exp.path / "pbt_global.txt").is_file() and exp.summary.get("best"):
-        from experiments.pbt_schedule import analyze_pbt
+        from experiments.analysis.pbt_schedule import analyze_pbt
 
         analysis.pbt = analyze_pbt(exp)
         if analysis.pbt is not None:

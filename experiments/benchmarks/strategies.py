@@ -20,10 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.config import ConfigError, resolve_config
-from experiments.runner import STRATEGIES
+from experiments.core.config import ConfigError, resolve_config
+from experiments.core.runner import STRATEGIES
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STRATEGIES = ("random", "asha", "ahb")
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_BUDGET_S = 300.0
@@ -84,13 +84,13 @@ def run_args(strategy: str, searcher: str, seed: int, args: argparse.Namespace, 
 
 def _as_cli_dict(strategy: str, flags: list[str]) -> dict[str, object]:
     """The flags as the dict the strategy's parser would produce (for validating before any run)."""
-    from experiments.config import build_parser
+    from experiments.core.config import build_parser
 
     return vars(build_parser(strategy, "").parse_args(flags))
 
 
 def main(argv: list[str] | None = None) -> int:
-    from experiments.compare import compare
+    from experiments.analysis.comparison import compare
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -3,7 +3,7 @@
 The NERSC study's measurement: every strategy gets the same wall-clock budget per run and the
 same seeds; the target is random search's final mean val_mae of its top 6 trials; the speed-up
 of a strategy is random search's time to that target over the strategy's. The runs and the
-analysis are the suite's own (``experiments/benchmark_strategies.py`` runs strategies x seeds
+analysis are the suite's own (``experiments/benchmarks/strategies.py`` runs strategies x seeds
 through the run scripts with ``--time-budget-s``; ``experiments/compare.py`` computes the
 curves, times and speed-ups); this script picks the strategies, passes the budget and prints
 the figures as ratio lines.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from experiments.benchmarks.hardware import describe_hardware
 
-# The study's names for the strategies -> benchmark_strategies' strategy[:searcher].
+# The study's names for the strategies -> benchmarks/strategies.py's strategy[:searcher].
 STRATEGIES = {
     "RS": "random",
     "ASHA/RS": "asha:random",
@@ -51,7 +51,7 @@ def rung_evidence(run_dirs: list[Path], epochs: tuple[int, ...] = (1, 2, 4, 8), 
     import numpy as np
     import pandas as pd
 
-    from experiments.analyze import load_experiment
+    from experiments.analysis.record import load_experiment
 
     early: dict[int, list[float]] = {e: [] for e in epochs}
     final: list[float] = []
@@ -82,7 +82,7 @@ def rung_evidence(run_dirs: list[Path], epochs: tuple[int, ...] = (1, 2, 4, 8), 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from experiments import benchmark_strategies
+    from experiments.benchmarks import strategies as benchmark_strategies
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)

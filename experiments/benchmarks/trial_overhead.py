@@ -101,9 +101,9 @@ class Overhead:
 
 def run_variant(variant: str, args: argparse.Namespace, storage: Path, round_: int) -> Overhead:
     """Run the experiment once with ``variant``'s settings and measure its overhead."""
-    import experiments.runner as runner
-    from experiments.analyze import load_experiment
-    from experiments.config import resolve_config
+    import experiments.core.runner as runner
+    from experiments.analysis.record import load_experiment
+    from experiments.core.config import resolve_config
 
     flags: dict[str, Any] = {"storage_path": str(storage), "name": f"{variant}_round{round_}", "seed": args.seed}
     flags.update({k: v for k, v in (("num_samples", args.num_samples), ("max_epochs", args.max_epochs)) if v})

@@ -18,7 +18,7 @@ import yaml
 
 from trainables.registry import MODELS, ModelSpec
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS_DIR = REPO_ROOT / "configs"
 SEARCHERS = ("random", "grid", "quasirandom", "hyperopt", "dragonfly")
 

@@ -1,7 +1,7 @@
 """The one place that composes an experiment.
 
 A ``run_<strategy>.py`` script calls :func:`main` with its strategy name. From the resolved
-:class:`~experiments.config.ExperimentConfig` this module builds the search algorithm (from the
+:class:`~experiments.core.config.ExperimentConfig` this module builds the search algorithm (from the
 declarative search space), the scheduler, resources, checkpoint and failure policy and
 callbacks, runs ``tune.Tuner`` on the model's trainable, and writes the experiment summary.
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from experiments.config import ConfigError, ExperimentConfig, build_parser, resolve_config
+from experiments.core.config import ConfigError, ExperimentConfig, build_parser, resolve_config
 from search_spaces import SearchSpace, SpaceError, load_space
 from search_spaces.compile import to_grid, to_hyperopt, to_pbt_mutations, to_ray
 from trainables.data import DataError
@@ -63,7 +63,7 @@ def build_search(config: ExperimentConfig, space: SearchSpace) -> tuple[Any, dic
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
     constants = {**space.constants, "seed": config.seed}
-    if config.search == "grid":  # its size limit is checked with the config (experiments/config.py)
+    if config.search == "grid":  # its size limit is checked with the config (experiments/core/config.py)
         return BasicVariantGenerator(random_state=config.seed), {**constants, **to_grid(space)}
     if config.search == "random":
         return BasicVariantGenerator(random_state=config.seed), {**constants, **to_ray(space)}
@@ -309,7 +309,7 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, resume_errore
     import ray
     from ray import tune
 
-    from experiments.summary import summarize, write_summary
+    from experiments.core.summary import summarize, write_summary
 
     space = load_space(config.space)
     spec = config.model_spec
@@ -356,7 +356,7 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, resume_errore
     summary["resume_command"] = resume_command(config, name)
     write_summary(exp_dir, summary)
     try:  # the record's checks and plots; a failure here must never lose the summary just written
-        from experiments.analyze import report
+        from experiments.analysis.record import report
 
         report(exp_dir)
     except Exception as err:  # noqa: BLE001 - any analysis bug is a warning, the experiment is done
@@ -368,7 +368,7 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, resume_errore
 
 def main(strategy: str, description: str, argv: list[str] | None = None) -> int:
     """Entry point of every ``run_<strategy>.py``: parse, validate, run, print the summary."""
-    from experiments.summary import format_table
+    from experiments.core.summary import format_table
 
     parser = build_parser(strategy, description)
     args = vars(parser.parse_args(argv))

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from experiments.config import ExperimentConfig
+from experiments.core.config import ExperimentConfig
 from search_spaces import SearchSpace
 
 
@@ -67,7 +67,7 @@ def summarize(
     """Build the summary dict of a finished (or stopped) experiment from Ray's ``ResultGrid``."""
     import ray
 
-    from experiments.runner import STRATEGIES
+    from experiments.core.runner import STRATEGIES
 
     trials = [_trial_record(r, config) for r in results]
     sign = 1 if config.mode == "min" else -1

@@ -46,8 +46,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from experiments.config import CONFIGS_DIR, ConfigError, read_yaml_config, resolve_config
-from experiments.runner import default_cache_dir
+from experiments.core.config import CONFIGS_DIR, ConfigError, read_yaml_config, resolve_config
+from experiments.core.runner import default_cache_dir
 from trainables.data import DataError
 from trainables.registry import MODELS
 

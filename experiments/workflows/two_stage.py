@@ -5,7 +5,7 @@ noticeably, and suggested: stage 1, an early-stopping search over many seeds wit
 hyperparameters; stage 2, Population Based Training starting from the best seed(s).
 
 ``python experiments/run_two_stage.py [--model cgcnn|roberta_rte] [flags]`` runs both as two
-ordinary experiments of the runner (``experiments/runner.py``) under one parent folder
+ordinary experiments of the runner (``experiments/core/runner.py``) under one parent folder
 ``<storage>/<name>/``:
 
 - ``stage1_asha/``: ASHA over the seeds ``first_seed .. first_seed + num_seeds - 1``, one trial
@@ -41,7 +41,7 @@ from typing import Any
 
 import yaml
 
-from experiments.config import (
+from experiments.core.config import (
     _FIELD_TYPES,
     CONFIGS_DIR,
     ConfigError,
@@ -51,7 +51,7 @@ from experiments.config import (
     read_yaml_config,
     resolve_config,
 )
-from experiments.runner import run_experiment
+from experiments.core.runner import run_experiment
 from search_spaces import SearchSpace, SpaceError, load_space
 from search_spaces.spec import Param
 from trainables.data import DataError
@@ -422,7 +422,7 @@ def write_record(parent: Path, record: dict[str, Any]) -> None:
 
 def run_two_stage(config: TwoStageConfig, retry_errored: bool = False) -> tuple[dict[str, Any], int]:
     """Run (or resume) both stages under ``<storage_path>/<name>``; returns the record and an exit status."""
-    from experiments.summary import format_table
+    from experiments.core.summary import format_table
 
     pbt_space = validate(config)
     name = config.name or f"{config.model}_two_stage_{time.strftime('%Y%m%d-%H%M%S')}"

@@ -1,0 +1,1 @@
+"""After an experiment: its record and plots, strategy comparison and the PBT schedule."""

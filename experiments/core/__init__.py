@@ -1,0 +1,1 @@
+"""The library every run script composes: config, strategies, runner and summary."""

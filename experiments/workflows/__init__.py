@@ -1,0 +1,1 @@
+"""Multi-experiment workflows: the two-stage seed search and the batch-size probe."""
