@@ -15,10 +15,11 @@ from ase.io import write
 from ase.neighborlist import neighbor_list
 from torch_geometric.data import Data
 
-from trainables.data import DataError, GraphDataset, adsorption, baseline_mae, load_dataset
+from trainables.data import DataError, GraphDataset, adsorption, baseline_mae, elements, load_dataset
 from trainables.data.graphs import (
     DEFAULT_ATOM_FEATURE_DIM,
     atoms_to_graph,
+    default_atom_feature_table,
     gaussian_centers,
     gaussian_expansion,
     group_and_period,
@@ -100,6 +101,41 @@ def test_group_and_period() -> None:
     assert group_and_period(57) == (3, 6)  # lanthanum: f block counts as group 3
     assert group_and_period(78) == (10, 6)
     assert group_and_period(118) == (18, 7)
+
+
+def feature_slots(row: np.ndarray) -> dict[str, int]:
+    """The hot slot of each of CGCNN's nine properties in one row of the atom feature table."""
+    slots, start = {}, 0
+    for feature in elements.FEATURES:
+        block = row[start : start + feature.width]
+        start += feature.width
+        assert block.sum() in (0.0, 1.0)
+        slots[feature.name] = int(block.argmax()) if block.sum() else -1
+    return slots
+
+
+def test_default_atom_features_are_cgcnns_nine_properties_from_mendeleev() -> None:
+    from mendeleev import element
+
+    table = default_atom_feature_table()
+    assert table.shape == (119, DEFAULT_ATOM_FEATURE_DIM) and DEFAULT_ATOM_FEATURE_DIM == elements.ATOM_FEATURE_DIM
+    pt, o = element("Pt"), element("O")
+    assert (pt.en_pauling, pt.covalent_radius_pyykko, pt.electron_affinity) == pytest.approx((2.2, 123, 2.128))
+    # Pt: group 10, period 6, Pauling 2.20 -> bin 4 of 0.5..4.0, 123 pm (Pyykko) -> bin 4 of 25..250,
+    # 6s1 5d9 -> 10 valence electrons, ln(8.96 eV) = 2.19 -> bin 4 of 1.3..3.3, EA 2.13 eV -> bin 7
+    # of -3..3.7, d block, ln(195.08 / 21.5 cm3/mol) = 2.21 -> bin 2 of 1.5..4.3.
+    assert feature_slots(table[78]) == {
+        "group": 9, "period": 5, "electronegativity": 4, "covalent_radius_pm": 4, "valence_electrons": 9,
+        "first_ionisation_energy_ev": 4, "electron_affinity_ev": 7, "block": 2, "atomic_volume_cm3_per_mol": 2,
+    }
+    assert feature_slots(table[8])["electronegativity"] == int((o.en_pauling - 0.5) / 0.35) == 8
+    assert feature_slots(table[8])["valence_electrons"] == 5 and feature_slots(table[8])["block"] == 1
+    # Elements a property is unknown for keep zeros there (mendeleev has no electron affinity for Gd).
+    assert feature_slots(table[64])["electron_affinity_ev"] == -1 and feature_slots(table[64])["block"] == 3
+    # Chemically similar metals share most slots, dissimilar ones few: what the network can generalise on.
+    assert (table[29] * table[47]).sum() > (table[29] * table[13]).sum()
+    assert not table[0].any()
+    assert np.unique(table[1:], axis=0).shape[0] > 100  # nearly every element has its own row
 
 
 # --- built-in EMT dataset ---------------------------------------------------------------------

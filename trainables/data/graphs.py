@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from ase import Atoms
-from ase.data import chemical_symbols, covalent_radii
+from ase.data import chemical_symbols
 from torch_geometric.data import Data
 
 DEFAULT_RADIUS = 8.0
@@ -30,10 +30,8 @@ _MAX_PAIRS_PER_CHUNK = 2_000_000
 
 # First atomic number of each period 1..7 (and one past the last element).
 _PERIOD_STARTS = (1, 3, 11, 19, 37, 55, 87, 119)
-NUM_GROUPS = 18
-NUM_PERIODS = 7
 MAX_ATOMIC_NUMBER = 118
-DEFAULT_ATOM_FEATURE_DIM = NUM_GROUPS + NUM_PERIODS + 1
+DEFAULT_ATOM_FEATURE_DIM = 91  # trainables.data.elements.ATOM_FEATURE_DIM
 
 
 @dataclass
@@ -155,19 +153,15 @@ def group_and_period(z: int) -> tuple[int, int]:
 
 
 def default_atom_feature_table() -> np.ndarray:
-    """Feature row per atomic number 0..118, float32 [119, 26].
+    """Feature row per atomic number 0..118, float32 [119, 91]: CGCNN's nine binned element properties.
 
-    One-hot group (18) and period (7), plus the covalent radius in units of 2 Å. Group and
-    period let the network share what it learns between chemically similar elements (Cu/Ag/Au,
-    Ni/Pd/Pt), which a one-hot atomic number would not. Row 0 is unused.
+    Group, period, electronegativity, covalent radius, valence electrons, first ionisation
+    energy, electron affinity, block and atomic volume, computed from the mendeleev element
+    database (see ``trainables/data/elements.py``). Row 0 is unused. A copy, safe to modify.
     """
-    table = np.zeros((MAX_ATOMIC_NUMBER + 1, DEFAULT_ATOM_FEATURE_DIM), dtype=np.float32)
-    for z in range(1, MAX_ATOMIC_NUMBER + 1):
-        group, period = group_and_period(z)
-        table[z, group - 1] = 1.0
-        table[z, NUM_GROUPS + period - 1] = 1.0
-        table[z, -1] = covalent_radii[z] / 2.0
-    return table
+    from trainables.data.elements import cgcnn_atom_feature_table
+
+    return cgcnn_atom_feature_table().copy()
 
 
 def read_atom_init(path: str | Path) -> np.ndarray:
