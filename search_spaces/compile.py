@@ -57,10 +57,19 @@ def _hyperopt_expr(p: Param) -> Any:
             return hp.loguniform(p.name, np.log(p.low), np.log(p.high))
         return hp.uniform(p.name, p.low, p.high)
     if p.kind == "int":
+        # A (log-)uniform draw over [low, high + 1), floored: every integer gets the cell its own
+        # width (on the log axis for a log int), as in Ray's randint and the unit-cube mapping.
+        # Rounding a draw over [low, high] instead (``quniform``) gives each bound half a cell.
+        # TPE still models the draw as a continuous, ordered value (``hp.randint`` would make it
+        # a category per integer: 501 unrelated ones for warmup steps 0..500). The clip only
+        # catches the measure-zero draw of exactly high + 1. Built-in pyll operations only, so a
+        # pickled HyperOptSearch restores without this module's help.
+        low, high = int(p.low), int(p.high)
         if p.log:
-            # Rounding a log-uniform draw to a whole number keeps it inside the inclusive bounds.
-            return scope.int(hp.qloguniform(p.name, np.log(p.low), np.log(p.high), 1))
-        return hp.uniformint(p.name, int(p.low), int(p.high))
+            draw = hp.loguniform(p.name, np.log(low), np.log(high + 1))
+        else:
+            draw = hp.uniform(p.name, low, high + 1)
+        return scope.int(scope.minimum(draw // 1, high))
     # choice and discrete: TPE models them as categories (a discrete list is a handful of values).
     return hp.choice(p.name, list(p.values))
 
@@ -68,31 +77,47 @@ def _hyperopt_expr(p: Param) -> Any:
 def to_hyperopt(space: SearchSpace) -> dict[str, Any]:
     """HyperOpt search space for ``HyperOptSearch(space=...)``: one ``hp`` expression per parameter.
 
-    Written directly rather than through Ray's converter so integer bounds stay inclusive and log
-    integers and discrete numeric lists are expressed natively. Constants are not part of it: they
-    travel in the Tuner's ``param_space``.
+    Written directly rather than through Ray's converter so every integer, bounds included, gets
+    the same probability as under Ray's own sampling (Ray's converter rounds, ``uniformint``), and
+    discrete numeric lists are expressed natively. A point given to ``points_to_evaluate`` names
+    integers by their value (``{"epochs": 3}``); HyperOpt records the underlying draw, here the
+    same number. Constants are not part of the space: they travel in the Tuner's ``param_space``.
     """
     return {p.name: _hyperopt_expr(p) for p in space.params}
 
 
 # --- Dragonfly --------------------------------------------------------------------------------
 
+def _dragonfly_float_range(p: Param) -> tuple[float, float]:
+    """The float range Dragonfly searches for a float or int parameter (see :func:`to_dragonfly_domain`)."""
+    top = p.high + 1 if p.kind == "int" else p.high
+    return (math.log(p.low), math.log(top)) if p.log else (float(p.low), float(top))
+
+
 def to_dragonfly_domain(space: SearchSpace) -> list[dict[str, Any]]:
     """Dragonfly domain (the ``domain`` list of ``dragonfly.load_config``), in spec order.
 
-    Dragonfly has no log scale: a log float is searched as a float over ``log(value)`` and mapped
-    back by :func:`from_dragonfly_point`. A discrete list becomes ``discrete_numeric`` (Dragonfly's
-    ``"40-61-79"`` items string, as in the NERSC domain), a choice ``discrete``.
+    Dragonfly has no log scale, and its own ``int`` type never proposes its upper bound (it
+    samples a float over ``[min, max]`` and truncates: int 1..3 gives 1 and 2 only). So every
+    float and int is searched as a Dragonfly float and mapped back by :func:`from_dragonfly_point`:
+
+    - a float over ``[low, high]``, a log float over ``[log(low), log(high)]``;
+    - an int over ``[low, high + 1)``, floored, a log int over ``[log(low), log(high + 1))``,
+      exponentiated and floored: each integer gets a cell as wide as its share of the (log)
+      range, as under Ray's ``randint`` / ``lograndint`` and the unit-cube mapping, and the GP
+      models the integer as an ordered value on the scale the spec asks for.
+
+    A discrete list becomes ``discrete_numeric`` with its numbers as a list (Dragonfly's
+    ``"40-61-79"`` string form, used in the NERSC domain, cannot hold a negative number or
+    ``1e-05``); a choice becomes ``discrete`` over the values' strings.
     """
     domain = []
     for p in space.params:
-        if p.kind == "float":
-            low, high = (math.log(p.low), math.log(p.high)) if p.log else (p.low, p.high)
-            domain.append({"name": p.name, "type": "float", "min": float(low), "max": float(high)})
-        elif p.kind == "int":
-            domain.append({"name": p.name, "type": "int", "min": int(p.low), "max": int(p.high)})
+        if p.kind in ("float", "int"):
+            low, high = _dragonfly_float_range(p)
+            domain.append({"name": p.name, "type": "float", "min": low, "max": high})
         elif p.kind == "discrete":
-            domain.append({"name": p.name, "type": "discrete_numeric", "items": "-".join(map(str, p.values))})
+            domain.append({"name": p.name, "type": "discrete_numeric", "items": list(p.values)})
         else:
             domain.append({"name": p.name, "type": "discrete", "items": [str(v) for v in p.values]})
     return domain
@@ -102,13 +127,13 @@ def from_dragonfly_point(space: SearchSpace, point: list[Any]) -> dict[str, Any]
     """A config from a raw Dragonfly point (values in the order of :func:`to_dragonfly_domain`)."""
     config: dict[str, Any] = {}
     for p, raw in zip(space.params, point, strict=True):
-        if p.kind == "float":
+        if p.kind in ("float", "int"):
             value = math.exp(float(raw)) if p.log else float(raw)
-            config[p.name] = min(max(value, p.low), p.high)  # exp(log(x)) may round just outside
-        elif p.kind == "int":
-            config[p.name] = int(raw)
+            # Clipped: exp(log(x)) may round just outside, and an int's range ends at high + 1.
+            value = min(max(value, p.low), p.high)
+            config[p.name] = math.floor(value) if p.kind == "int" else value
         elif p.kind == "discrete":
-            # Dragonfly hands discrete numbers back as floats; return the spec's own value.
+            # Dragonfly hands discrete numbers back as numpy floats; return the spec's own value.
             config[p.name] = min(p.values, key=lambda v: abs(v - float(raw)))
         else:
             config[p.name] = p.values[[str(v) for v in p.values].index(str(raw))]
@@ -116,14 +141,18 @@ def from_dragonfly_point(space: SearchSpace, point: list[Any]) -> dict[str, Any]
 
 
 def to_dragonfly_point(space: SearchSpace, config: dict[str, Any]) -> list[Any]:
-    """The raw Dragonfly point of a config (inverse of :func:`from_dragonfly_point`), for ``tell``."""
+    """A raw Dragonfly point of a config (:func:`from_dragonfly_point` maps it back to ``config``).
+
+    An integer has a whole cell of points; it is represented by the cell's centre (on the log
+    axis for a log int).
+    """
     point: list[Any] = []
     for p in space.params:
         value = config[p.name]
         if p.kind == "float":
             point.append(math.log(value) if p.log else float(value))
         elif p.kind == "int":
-            point.append(int(value))
+            point.append((math.log(value) + math.log(value + 1)) / 2 if p.log else value + 0.5)
         elif p.kind == "discrete":
             point.append(float(value))
         else:
@@ -181,7 +210,11 @@ def to_pbt_mutations(
     ``perturbation_factors``: a log-scale step, right for log parameters, but it can leave the
     bounds and it never moves a linear parameter by a fixed amount. So:
 
-    - choice / discrete lists go to Ray as lists (resample, or shift one place left or right);
+    - discrete lists (ordered numbers) go to Ray as lists (resample, or shift one place left or
+      right);
+    - choices are unordered, so no value is a neighbour of another: they stay out of Ray's
+      mutations (Ray shifts along a list, and multiplies a domain's value by a factor) and the
+      explore function resamples them uniformly with ``resample_probability``, else keeps them;
     - log floats and log ints go to Ray as their sampling domains (resample log-uniformly, or
       multiply by a factor), and the explore function clips them back into bounds;
     - linear floats and ints stay out of Ray's mutations (so the explore function receives the
@@ -197,10 +230,13 @@ def to_pbt_mutations(
     mutations: dict[str, Any] = {}
     linear: list[Param] = []
     bounded: list[Param] = []
+    categorical: list[Param] = []
     for p in space.params:
         if not p.mutable:
             continue
-        if p.kind in ("choice", "discrete"):
+        if p.kind == "choice":
+            categorical.append(p)
+        elif p.kind == "discrete":
             mutations[p.name] = list(p.values)
         elif p.log:
             mutations[p.name] = _ray_domain(p)
@@ -222,6 +258,9 @@ def to_pbt_mutations(
                 config[p.name] = int(config[p.name])
         for p in bounded:
             config[p.name] = min(max(config[p.name], p.low), p.high)
+        for p in categorical:
+            if rng.random() < resample_probability:
+                config[p.name] = rng.choice(p.values)
         return config
 
     return mutations, explore

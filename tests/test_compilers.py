@@ -7,7 +7,6 @@ from collections import Counter
 import numpy as np
 import pytest
 from hyperopt.pyll import stochastic
-from ray.tune.schedulers.pbt import _explore
 from ray.tune.search.variant_generator import generate_variants
 
 from search_spaces import SpaceError, load_space
@@ -22,6 +21,20 @@ from search_spaces.compile import (
     to_pbt_mutations,
 )
 from search_spaces.spec import parse_space
+
+
+def ray_pbt_explore(config: dict, mutations: dict, explore) -> tuple[dict, dict]:
+    """One PBT exploration step as Ray's ``PopulationBasedTraining`` takes it (resample 0.25, factors 1.2/0.8).
+
+    Ray has no public function for this step: the scheduler's ``_get_new_config`` calls the
+    private module function ``ray.tune.schedulers.pbt._explore`` (Ray 2.60). This helper is the
+    one place the tests reach it; ``test_rays_pbt_explore_step_has_the_signature_these_tests_use``
+    fails first, and clearly, if an upgrade moves it.
+    """
+    from ray.tune.schedulers import pbt
+
+    return pbt._explore(config, mutations, 0.25, (1.2, 0.8), explore)
+
 
 # Every kind of parameter, with small integer ranges so inclusive bounds are visible.
 MIXED = parse_space("mixed", {"params": {
@@ -51,27 +64,48 @@ def test_hyperopt_space_samples_inside_the_spec_with_inclusive_bounds():
     assert lrs[0] < 3e-4 and lrs[-1] > 3e-2
 
 
-def test_dragonfly_domain_of_cgcnn_nersc_is_the_domain_as_written():
+def test_dragonfly_domain_of_cgcnn_nersc_holds_the_domain_as_written():
     domain = {d["name"]: d for d in to_dragonfly_domain(load_space("cgcnn_nersc"))}
     assert domain["batch_size"] == {"name": "batch_size", "type": "discrete_numeric",
-                                    "items": "40-61-79-102-120-141-163-183-201-210-225-238"}
-    assert domain["atom_embedding_size"] == {"name": "atom_embedding_size", "type": "int", "min": 1, "max": 100}
-    assert domain["num_graph_conv_layers"]["max"] == 40 and domain["fc_feat_size"]["max"] == 150
+                                    "items": [40, 61, 79, 102, 120, 141, 163, 183, 201, 210, 225, 238]}
+    # Integers are searched as floats over [low, high + 1) and floored (Dragonfly's own int type
+    # never proposes its upper bound): int 1..100 is the float range 1..101.
+    assert domain["atom_embedding_size"] == {"name": "atom_embedding_size", "type": "float", "min": 1.0, "max": 101.0}
+    assert domain["num_graph_conv_layers"]["max"] == 41 and domain["fc_feat_size"]["max"] == 151
     assert domain["lr"] == {"name": "lr", "type": "float", "min": 0.001, "max": 0.1}
 
 
-def test_dragonfly_points_round_trip_and_log_floats_use_log_coordinates():
+def test_dragonfly_points_round_trip_and_log_parameters_use_log_coordinates():
     domain = {d["name"]: d for d in to_dragonfly_domain(MIXED)}
     assert domain["lr"]["min"] == pytest.approx(math.log(1e-4)) and domain["lr"]["max"] == pytest.approx(math.log(0.1))
+    # A log int 4..64: log-uniform over [4, 65), so 4 gets log(5/4) of the log range, as under Ray.
+    assert (domain["width"]["min"], domain["width"]["max"]) == pytest.approx((math.log(4), math.log(65)))
+    assert domain["layers"] == {"name": "layers", "type": "float", "min": 1.0, "max": 4.0}
     assert domain["act"] == {"name": "act", "type": "discrete", "items": ["relu", "gelu", "silu"]}
     config = {"lr": 3e-3, "wd": 0.1, "layers": 2, "width": 17, "act": "gelu", "batch": 79}
     point = to_dragonfly_point(MIXED, config)
     assert point[0] == pytest.approx(math.log(3e-3)) and point[5] == 79.0
+    assert point[2] == 2.5 and math.exp(point[3]) == pytest.approx(math.sqrt(17 * 18))  # the integers' cell centres
     back = from_dragonfly_point(MIXED, point)
     assert back["lr"] == pytest.approx(3e-3) and {k: v for k, v in back.items() if k != "lr"} == {
         "wd": 0.1, "layers": 2, "width": 17, "act": "gelu", "batch": 79}
+    # Anywhere in an integer's cell maps to it, its upper edge (high + 1) to the upper bound;
     # Dragonfly hands discrete numbers back as floats: the spec's own value comes out.
-    assert from_dragonfly_point(MIXED, [math.log(0.1), 0.3, 3, 64, "silu", 102.0])["batch"] == 102
+    edge = from_dragonfly_point(MIXED, [math.log(0.1), 0.3, 4.0, math.log(65), "silu", 102.0])
+    assert (edge["layers"], edge["width"], edge["batch"]) == (3, 64, 102)
+    assert type(edge["layers"]) is int and type(edge["width"]) is int
+    assert from_dragonfly_point(MIXED, [math.log(0.1), 0.3, 1.999, math.log(4.999), "silu", 40.0])["width"] == 4
+
+
+def test_dragonfly_loads_discrete_numbers_that_a_dash_joined_string_cannot_hold():
+    from experiments.searchers.dragonfly import import_dragonfly
+
+    space = parse_space("d", {"params": {"shift": {"type": "discrete", "values": [-1, 1e-05, 0.5]}}})
+    config = import_dragonfly().load_config({"domain": to_dragonfly_domain(space)})
+    # "-1-1e-05-0.5" split on "-" was ['', '1', '1e', '05', '0.5']: a crash, or wrong numbers.
+    assert config.domain.list_of_domains[0].list_of_list_of_items == [[-1, 1e-05, 0.5]]
+    assert from_dragonfly_point(space, [np.float64(1e-05)]) == {"shift": 1e-05}
+    assert from_dragonfly_point(space, [np.float64(-1.0)]) == {"shift": -1}
 
 
 def test_unit_cube_corners_are_the_bounds_and_log_scale_is_respected():
@@ -138,7 +172,7 @@ def test_pbt_exploration_through_rays_explore_stays_in_bounds_and_is_log_scale_f
     lr_ratios, wd_steps = [], []
     for _ in range(400):
         # Ray's own perturbation step (what PopulationBasedTraining calls), with our explore function.
-        new, _ = _explore(base, mutations, 0.25, (1.2, 0.8), explore)
+        new, _ = ray_pbt_explore(base, mutations, explore)
         assert space.contains(new), new
         assert new["batch_size"] == 32 and new["epochs"] == 3  # mutable: false
         lr_ratios.append(new["lr"] / base["lr"])
@@ -149,6 +183,30 @@ def test_pbt_exploration_through_rays_explore_stays_in_bounds_and_is_log_scale_f
     # Linear parameter: additive steps of 0.2 * range / 2 = 0.03, clipped at 0.3, or resampled.
     assert sum(s == pytest.approx(-0.03) for s in wd_steps) > 100
     assert sum(s == pytest.approx(0.01) for s in wd_steps) > 100
+
+
+def test_rays_pbt_explore_step_has_the_signature_these_tests_use():
+    import inspect
+
+    from ray.tune.schedulers import pbt
+
+    assert list(inspect.signature(pbt._explore).parameters) == [
+        "config", "mutations", "resample_probability", "perturbation_factors", "custom_explore_fn"]
+    assert "_explore(" in inspect.getsource(pbt.PopulationBasedTraining._get_new_config)
+
+
+def test_pbt_resamples_a_choice_and_never_moves_it_to_a_neighbour():
+    space = parse_space("c", {"params": {"act": {"type": "choice", "values": ["relu", "gelu", "silu", "tanh"]}}})
+    mutations, explore = to_pbt_mutations(space, seed=0)
+    assert mutations == {}  # a list would make Ray shift it to a neighbour in the list
+    random.seed(0)
+    n = 4000
+    moves = Counter(ray_pbt_explore({"act": "gelu"}, mutations, explore)[0]["act"] for _ in range(n))
+    # Kept unless resampled (p = 0.25), and a resample picks any of the 4 values: gelu stays with
+    # 0.75 + 0.25 / 4, every other value, neighbour in the list or not, comes with 0.25 / 4.
+    assert moves["gelu"] / n == pytest.approx(0.8125, abs=0.02)
+    for value in ("relu", "silu", "tanh"):
+        assert moves[value] / n == pytest.approx(0.0625, abs=0.012), moves
 
 
 def test_pbt_linear_int_steps_by_at_least_one():
