@@ -1,0 +1,138 @@
+"""Searchers across an interruption, and how they meet Ray: Dragonfly save -> restore -> suggest,
+HyperOpt integers through Ray's HyperOptSearch (points_to_evaluate, restore), the Sobol count warning."""
+
+import math
+
+import numpy as np
+import pytest
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.hyperopt import HyperOptSearch
+from scipy.stats import qmc
+
+from experiments.searchers.quasirandom import QuasiRandomSearch, sobol_count_warning
+from search_spaces.compile import from_unit_cube, to_hyperopt
+from search_spaces.spec import parse_space
+
+SPACE = parse_space("resume", {"params": {
+    "lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+    "layers": {"type": "int", "low": 1, "high": 3},
+    "width": {"type": "int", "low": 4, "high": 64, "log": True},
+    "act": {"type": "choice", "values": ["relu", "gelu"]},
+    "batch": {"type": "discrete", "values": [16, 32, 64]},
+}})
+
+
+def objective(config: dict) -> float:
+    return abs(math.log(config["lr"] / 3e-3)) + config["layers"] / 3 + abs(math.log(config["width"] / 16))
+
+
+def dragonfly_limited(seed: int, max_concurrent: int = 3) -> ConcurrencyLimiter:
+    """The Dragonfly searcher as the runner builds it: behind Ray's ConcurrencyLimiter."""
+    from experiments.searchers.dragonfly import DragonflySearch
+
+    return ConcurrencyLimiter(DragonflySearch(SPACE, "val_mae", "min", seed=seed), max_concurrent=max_concurrent)
+
+
+def test_resumed_dragonfly_proposes_new_points_and_learns_the_trials_live_at_the_interruption(tmp_path):
+    first = dragonfly_limited(seed=4)
+    proposed = {f"t{i}": first.suggest(f"t{i}") for i in range(3)}
+    first.on_trial_complete("t0", {"val_mae": objective(proposed["t0"])})
+    first.save_to_dir(str(tmp_path))  # what Tune does at each experiment checkpoint
+
+    resumed = dragonfly_limited(seed=99)  # the seed comes from the saved state
+    resumed.restore_from_dir(str(tmp_path))
+    # The trials running at the interruption finish in the resumed experiment: their results count.
+    for trial in ("t1", "t2"):
+        resumed.on_trial_complete(trial, {"val_mae": objective(proposed[trial])})
+    searcher = resumed.searcher
+    assert [config for config, _ in searcher.history] == [proposed["t0"], proposed["t1"], proposed["t2"]]
+    assert [value for _, value in searcher.history] == pytest.approx([-objective(proposed[t]) for t in proposed])
+
+    # The next proposals are new points (a rebuilt optimiser used to start its initial design over),
+    # and the same ones the uninterrupted searcher proposes from the same results.
+    for trial in ("t1", "t2"):
+        first.on_trial_complete(trial, {"val_mae": objective(proposed[trial])})
+    for i in range(3, 9):
+        config = resumed.suggest(f"t{i}")
+        assert config not in proposed.values(), i
+        assert config == first.suggest(f"t{i}")
+        assert SPACE.contains(config)
+        proposed[f"t{i}"] = config
+        for limiter in (resumed, first):
+            limiter.on_trial_complete(f"t{i}", {"val_mae": objective(config)})
+    assert len(searcher.history) == 9
+
+
+def test_dragonfly_concurrency_cap_survives_a_resume(tmp_path):
+    first = dragonfly_limited(seed=1, max_concurrent=2)
+    running = {trial: first.suggest(trial) for trial in ("a", "b")}
+    assert all(running.values())
+    assert first.suggest("c") is None  # two unfinished: wait
+    first.save_to_dir(str(tmp_path))
+    resumed = dragonfly_limited(seed=1, max_concurrent=2)
+    resumed.restore_from_dir(str(tmp_path))
+    assert resumed.suggest("c") is None  # "a" and "b" are still running after the resume
+    resumed.on_trial_complete("a", {"val_mae": 1.0})
+    assert resumed.searcher.history == [(running["a"], -1.0)]
+    assert resumed.suggest("c") not in (None, running["a"], running["b"])
+
+
+def test_hyperopt_integers_through_rays_hyperoptsearch_points_to_evaluate_and_restore(tmp_path):
+    # The floored draws keep Ray's HyperOptSearch paths working: a given point (the integers' upper
+    # bounds) comes back as given, as Python ints; a restored searcher goes on proposing ints in bounds.
+    start = {"lr": 1e-3, "layers": 3, "width": 64, "act": "gelu", "batch": 64}
+
+    def searcher() -> HyperOptSearch:
+        return HyperOptSearch(space=to_hyperopt(SPACE), metric="val_mae", mode="min", points_to_evaluate=[dict(start)],
+                              n_initial_points=3, random_state_seed=0)
+
+    first = searcher()
+    configs = [first.suggest("t0")]
+    assert configs[0] == start and type(configs[0]["layers"]) is int and type(configs[0]["width"]) is int
+    first.on_trial_complete("t0", {"val_mae": objective(configs[0])})
+    for i in range(1, 5):
+        configs.append(first.suggest(f"t{i}"))
+        first.on_trial_complete(f"t{i}", {"val_mae": objective(configs[-1])})
+    first.save(str(tmp_path / "hyperopt.pkl"))
+    resumed = searcher()
+    resumed.restore(str(tmp_path / "hyperopt.pkl"))
+    for i in range(5, 12):  # past n_initial_points: TPE proposals
+        config = resumed.suggest(f"t{i}")
+        assert SPACE.contains(config), config
+        assert type(config["layers"]) is int and type(config["width"]) is int
+        resumed.on_trial_complete(f"t{i}", {"val_mae": objective(config)})
+        configs.append(config)
+    assert len({tuple(sorted(c.items())) for c in configs}) == len(configs)
+
+
+@pytest.mark.parametrize(("count", "message"), [
+    (20, "num_samples 20, not a power of two: its points are balanced only in counts 2^k; use 16 or 32"),
+    (24, "use 16 or 32"), (30, "use 16 or 32"), (100, "use 64 or 128"), (16, None), (1, None), (64, None)])
+def test_sobol_count_warning_names_the_count_and_the_nearest_powers_of_two(count, message):
+    warning = sobol_count_warning(count)
+    if message is None:
+        assert warning is None
+    else:
+        assert warning.startswith("warning: quasi-random Sobol search with num_samples") and message in warning
+        assert "\n" not in warning
+
+
+def test_quasirandom_warns_once_when_tune_sets_a_sobol_count_that_is_not_a_power_of_two(capsys):
+    # Tune hands every searcher the experiment's num_samples through set_search_properties.
+    QuasiRandomSearch(SPACE, seed=0).set_search_properties("val_mae", "min", {"seed": 0}, num_samples=24)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "num_samples 24" in lines[0] and "use 16 or 32" in lines[0]
+    QuasiRandomSearch(SPACE, seed=0).set_search_properties("val_mae", "min", {"seed": 0}, num_samples=32)
+    QuasiRandomSearch(SPACE, sampler="halton", seed=0).set_search_properties("val_mae", "min", {}, num_samples=24)
+    assert capsys.readouterr().err == ""
+
+
+def test_quasirandom_points_are_scipys_sequence_drawn_one_at_a_time_without_warnings():
+    searcher = QuasiRandomSearch(SPACE, "val_mae", "min", seed=3)
+    with np.testing.suppress_warnings() as sup:
+        record = sup.record(UserWarning)
+        configs = [searcher.suggest(str(i)) for i in range(40)]
+    assert not record
+    expected = qmc.Sobol(d=len(SPACE.params), scramble=True, seed=3).random(64)[:40]
+    assert configs == [from_unit_cube(SPACE, u) for u in expected]
+    assert searcher.get_state()["drawn"] == 40  # nothing drawn ahead of what was proposed
