@@ -167,8 +167,58 @@ def test_builtin_dataset_contents(small_dataset: GraphDataset) -> None:
         assert meta["site"] in adsorption.SITES[meta["facet"]]
         assert graph.x.shape == (graph.num_nodes, small_dataset.node_feature_dim)
         assert graph.edge_attr.shape == (graph.edge_index.shape[1], small_dataset.edge_feature_dim)
-        assert abs(graph.y.item()) <= adsorption.MAX_ABS_ADSORPTION_ENERGY
+        assert 0.0 < meta["binding_distance"] <= adsorption.MAX_BINDING_DISTANCE
+        assert np.isfinite(graph.y.item())
     assert np.std(targets(small_dataset)) > 0.05
+    # Distinct (slab, adsorbate, site, cell) draws: no structure twice.
+    assert len({(m["slab"], m["adsorbate"], m["site"]) for m in small_dataset.metadata}) > 0.9 * SMALL
+
+
+def test_relaxation_moves_only_free_atoms_and_reaches_fmax() -> None:
+    from ase.calculators.emt import EMT
+
+    spec = adsorption.SlabSpec("Cu", "111", "Pt", (0, 2))
+    slab = adsorption.build_slab(spec)
+    bonds = adsorption.equilibrium_bond_lengths(adsorption.gas_references())
+    start = adsorption.place_adsorbate(slab, spec, adsorption.Candidate(0, "OH", "bridge", (1, 0)), bonds)
+    free = adsorption._free_atoms(slab, "111", 2)
+    assert free.sum() == 4 + 2  # top layer and the adsorbate
+    positions, energy, converged = adsorption.relax(start, free, binder=len(slab))
+    assert converged
+    moved = np.linalg.norm(positions - start.positions, axis=1)
+    assert (moved[~free] == 0).all() and moved[free].max() > 1e-3
+    np.testing.assert_allclose(positions[len(slab), :2], start.positions[len(slab), :2])  # binder held above its site
+    relaxed = start.copy()
+    relaxed.positions = positions
+    relaxed.calc = EMT()
+    assert relaxed.get_potential_energy() == pytest.approx(energy)
+    start.calc = EMT()
+    assert energy < start.get_potential_energy()
+    forces = relaxed.get_forces()
+    forces[len(slab), :2] = 0.0  # held laterally
+    assert np.linalg.norm(forces[free], axis=1).max() < adsorption.RELAX_FMAX
+
+
+def test_worker_processes_give_the_serial_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(adsorption, "MIN_PARALLEL_TASKS", 1)
+    serial, serial_meta = adsorption.generate(12, seed=3, progress=False, workers=1)
+    parallel, parallel_meta = adsorption.generate(12, seed=3, progress=False, workers=2)
+    np.testing.assert_array_equal(serial.targets, parallel.targets)
+    np.testing.assert_array_equal(serial.distances, parallel.distances)
+    assert serial_meta == parallel_meta
+
+
+def test_by_slab_split_keeps_each_slab_in_one_split(small_cache: Path) -> None:
+    dataset = load_dataset(num_structures=SMALL, seed=0, cache_dir=str(small_cache), progress=False, split="by_slab")
+    assert dataset.from_cache  # the split is applied at load time
+    slabs = {name: {dataset.metadata[i]["slab"] for i in idx} for name, idx in dataset.splits.items()}
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        assert not slabs[a] & slabs[b]
+    assert sorted(np.concatenate(list(dataset.splits.values())).tolist()) == list(range(SMALL))
+    assert all(len(idx) >= 5 for idx in dataset.splits.values())
+    assert "split=by_slab" in dataset.source
+    with pytest.raises(DataError, match="split 'nope'"):
+        load_dataset(num_structures=SMALL, cache_dir=str(small_cache), split="nope")
 
 
 def test_split_disjoint_complete_and_fixed(small_dataset: GraphDataset, small_cache: Path) -> None:
@@ -318,6 +368,14 @@ def test_cif_folder_errors(tmp_path: Path) -> None:
     write_cif_folder(folder, n=5)
     (folder / "s3.cif").write_text("data_broken\n_cell_length_a oops\nloop_\n_atom_site_label\n")
     assert_one_line_error(folder / "s3.cif", "unreadable CIF", lambda: load_dataset(str(folder), cache_dir=cache))
+
+    write_cif_folder(folder, n=5)
+    text = (folder / "s2.cif").read_text()
+    assert "_atom_site_occupancy" in text and " 1.0000" in text
+    (folder / "s2.cif").write_text(text.replace(" 1.0000", " 0.5000", 1))
+    message = assert_one_line_error(folder / "s2.cif", "partial occupancy 0.5",
+                                    lambda: load_dataset(str(folder), cache_dir=cache))
+    assert "site Na" in message
 
     write_cif_folder(folder, n=2)
     message = assert_one_line_error(id_prop, "2 structure(s)", lambda: load_dataset(str(folder), cache_dir=cache))

@@ -32,6 +32,7 @@ def _load(options: dict, progress: bool) -> GraphDataset:
         gaussian_step=options["gaussian_step"],
         cache_dir=options.get("cache_dir"),
         progress=progress,
+        split=options.get("split", "random"),
     )
 
 

@@ -36,6 +36,7 @@ from trainables.data.graphs import (  # noqa: E402
 )
 
 SPLIT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
+SPLITS = ("random", "by_slab")
 
 
 @dataclass
@@ -50,7 +51,8 @@ class GraphDataset:
         source: "builtin:<parameters>" or the data folder's path.
         node_feature_dim: atom feature length.
         edge_feature_dim: number of Gaussians.
-        metadata: per-graph details (built-in: metal, dopant, adsorbate, facet, site; user: id).
+        metadata: per-graph details (built-in: metal, dopant, adsorbate, facet, site, slab,
+            binding_distance; user: id).
         from_cache: True when the graphs were read from the disk cache rather than computed.
     """
 
@@ -85,6 +87,30 @@ def split_indices(num_graphs: int, seed: int) -> dict[str, np.ndarray]:
         "val": np.sort(order[:n_val]),
         "test": np.sort(order[n_val : n_val + n_test]),
     }
+
+
+def split_by_group(groups: list, seed: int) -> dict[str, np.ndarray]:
+    """Seeded split that keeps every group (e.g. one slab's structures) in one of train/val/test.
+
+    Whole groups, in a seeded order, go to validation until it holds ``SPLIT_FRACTIONS["val"]``
+    of the structures, then to test, the rest to train; so val and test measure unseen groups.
+    """
+    keys = sorted(set(groups), key=str)
+    if len(keys) < 3:
+        raise ValueError(f"{len(keys)} group(s) cannot be split into train/val/test")
+    members: dict = {key: [] for key in keys}
+    for i, key in enumerate(groups):
+        members[key].append(i)
+    order = np.random.default_rng([seed, 7]).permutation(len(keys))
+    targets = {"val": SPLIT_FRACTIONS["val"] * len(groups), "test": SPLIT_FRACTIONS["test"] * len(groups)}
+    parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for position, k in enumerate(order):
+        # Fill val, then test, never leaving train without a group.
+        split = next((name for name in ("val", "test") if len(parts[name]) < targets[name]), "train")
+        if position == len(order) - 1 and not parts["train"]:
+            split = "train"
+        parts[split].extend(members[keys[k]])
+    return {name: np.sort(np.array(indices, dtype=int)) for name, indices in parts.items()}
 
 
 def _load_or_build(
@@ -124,16 +150,23 @@ def load_dataset(
     gaussian_step: float = 0.2,
     cache_dir: str | None = None,
     progress: bool = True,
+    split: str = "random",
 ) -> GraphDataset:
     """Load the built-in EMT adsorption dataset (``data=None``) or a CGCNN-style CIF folder.
 
     ``num_structures`` applies to the built-in set only; ``seed`` seeds its generator and, for
     both sources, the split. ``radius``, ``max_neighbors`` and ``gaussian_step`` are the
-    featurisation parameters (CGCNN defaults).
+    featurisation parameters (CGCNN defaults). ``split``: "random" (structures, 70/15/15) or
+    "by_slab" (built-in data only: whole slabs go to one split, so validation and test MAE measure
+    surfaces the model has not seen).
 
     Raises:
-        DataError: for problems in a user's data folder.
+        DataError: for problems in a user's data folder, or an unknown or inapplicable ``split``.
     """
+    if split not in SPLITS:
+        raise DataError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
+    if split == "by_slab" and data is not None:
+        raise DataError(f"{data}: split 'by_slab' needs the built-in dataset (a CIF folder has no slab ids)")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     graph_parameters = {"radius": float(radius), "max_neighbors": int(max_neighbors)}
     if data is None:
@@ -146,6 +179,8 @@ def load_dataset(
         table = default_atom_feature_table()
         groups = [f"{m['metal']}|{m['adsorbate']}" for m in metadata]
         described = {**parameters, "gaussian_step": gaussian_step}
+        if split != "random":
+            described["split"] = split
         source = "builtin:" + ",".join(f"{name}={value}" for name, value in described.items())
     else:
         rows = cif_folder.read_id_prop(data)
@@ -161,7 +196,8 @@ def load_dataset(
     return GraphDataset(
         graphs=build_graphs(arrays, table, radius, gaussian_step),
         groups=groups,
-        splits=split_indices(len(arrays), seed),
+        splits=split_by_group([m["slab"] for m in metadata], seed) if split == "by_slab"
+        else split_indices(len(arrays), seed),
         source=source,
         node_feature_dim=int(table.shape[1]),
         edge_feature_dim=len(gaussian_centers(radius, gaussian_step)),
@@ -184,4 +220,5 @@ def baseline_mae(dataset: GraphDataset, split: str = "val") -> float:
     return float(np.mean(np.abs(predictions - targets[indices])))
 
 
-__all__ = ["DataError", "GraphDataset", "baseline_mae", "default_cache_dir", "load_dataset", "split_indices"]
+__all__ = ["DataError", "GraphDataset", "baseline_mae", "default_cache_dir", "load_dataset", "split_by_group",
+           "split_indices"]

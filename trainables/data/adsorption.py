@@ -1,44 +1,56 @@
-"""Built-in dataset: adsorption energies on small metal slabs, computed with ASE's EMT calculator.
+"""Built-in dataset: relaxed adsorption energies on small metal slabs, computed with ASE's EMT calculator.
 
-A laptop-sized stand-in for the catalysis data of the NERSC CGCNN study. Each structure is a
-small periodic slab (2x2 surface cells of fcc(111)/(100), 3 layers; 3x2 of fcc(211), 2 layers:
-12 metal atoms) of Al, Cu, Ag, Au, Ni, Pd or Pt, either pure or a surface alloy (1-3 surface atoms
+A laptop-sized stand-in for the catalysis data of the NERSC CGCNN study (what it is and is not:
+see README "Built-in data"). Each structure is a small periodic slab (2x2 surface cells of
+fcc(111)/(100), 3 layers; 3x2 of fcc(211), 2 layers: 12 metal atoms) of Al, Cu, Ag, Au, Ni, Pd
+or Pt, all fcc metals EMT was fitted to, either pure or a surface alloy (1-3 surface atoms
 replaced by another of these metals), with one adsorbate (H, C, N, O, CO, OH, NH) on a top,
-bridge or hollow site. Single-point EMT energies, no relaxation:
+bridge or hollow site.
 
-    E_ads = E(slab + adsorbate) - E(slab) - sum over adsorbate atoms of mu(element)
+Every structure is relaxed under EMT, as adsorption-energy databases do with DFT: the adsorbate
+and the top slab layer move, the layers below are held at the bulk positions (``FixAtoms``), and
+the binding atom is held laterally above its site (``FixCartesian`` on x, y; its height is free),
+a site-resolved relaxation, so that top and bridge sites keep their identity instead of sliding
+into the nearest hollow. The clean slab is relaxed the same way, and
+
+    E_ads = E(relaxed slab + adsorbate) - E(relaxed slab) - sum over adsorbate atoms of mu(element)
 
 with gas references mu(H) = E(H2)/2, mu(N) = E(N2)/2, mu(O) = E(O2)/2 and mu(C) = E(CO) - mu(O),
-each molecule computed with EMT at its experimental bond length. The references only shift each
-adsorbate's energies by a constant; what the network must learn beyond the (metal, adsorbate)
-baseline comes from facet, site, alloy neighbours and adsorbate height.
+each molecule relaxed with EMT. What the network must learn beyond the (metal, adsorbate)
+baseline is therefore what the relaxed geometry encodes: site, facet and alloy neighbours.
 
-Heights are physical rather than fixed: every slab atom j must be at least d(j) from the
-adsorbate's binding atom, where d is EMT's own optimal distance for that metal, binding element
-and site kind (top / bridge / hollow, scanned once on the pure (111) slabs), and the adsorbate
-sits at the lowest height that satisfies all of them. A seeded offset of the bond lengths
-(-0.1 to +0.6 Å: from slightly compressed to partly desorbed) and a small lateral jitter make
-repeated visits to one site give different energies.
+Structures are distinct (slab, adsorbate, site, surface cell) combinations drawn without
+replacement (a pure slab's surface cells are equivalent, so only one is used), so no structure
+appears twice. Relaxations that do not converge within ``RELAX_STEPS`` or end desorbed or
+dissociated are dropped and replaced by further draws.
 
 Metadata per structure: ``metal`` is the slab's host metal (alloys are grouped with their host,
 so the alloying effect is part of the within-group variation a graph network can see), ``dopant``
-the substituting metal or "" for pure slabs, ``adsorbate``, ``facet`` and ``site``.
+the substituting metal or "" for pure slabs, ``adsorbate``, ``facet``, ``site``, ``slab`` (an id
+shared by all structures on one slab, for the ``by_slab`` split) and ``binding_distance`` (Å,
+binding atom to its nearest metal atom after relaxation).
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms
 from ase.build import fcc100, fcc111, fcc211
 from ase.calculators.emt import EMT
+from ase.constraints import FixAtoms, FixCartesian
+from ase.optimize import LBFGS
 from tqdm import tqdm
 
 from trainables.data.graphs import GraphArrays, neighbor_graph
 
 # Bump when the generator changes, so old caches are not reused.
-GENERATOR_VERSION = 6
+GENERATOR_VERSION = 7
 
 METALS = ("Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt")
 FACETS = ("111", "100", "211")
@@ -61,35 +73,27 @@ SITES = {
 # graph the adsorbate is not averaged away by the mean-pooling readout.
 SLAB_SIZES = {"111": (2, 2, 3), "100": (2, 2, 3), "211": (3, 2, 2)}
 VACUUM = 6.0
-ALLOY_SLABS_PER_FACET = 5
+# Many distinct alloys, so that structures rarely share every neighbour of their adsorbate.
+ALLOY_SLABS_PER_FACET = 12
 MAX_SUBSTITUTIONS = 3
-# Bond-length offset from EMT's optimum, uniform in this range (Å). Structures sample the bonding
-# well from slightly compressed to partly desorbed, so within one (metal, adsorbate) group the
-# energy varies by a few tenths of an eV with a geometry a graph network can read from its edge
-# lengths. With only +-0.05 Å the within-group signal (site, alloy) was too subtle for a small
-# CGCNN to beat the group-mean baseline in 10 epochs; 0.7 Å of range lets it do so by 2-3x.
-BOND_OFFSET_RANGE = (-0.10, 0.60)
-LATERAL_JITTER = 0.05  # Å, Gaussian standard deviation per axis
-# Over the sampled bond lengths EMT gives E_ads of about -0.8..+1.9 eV (the top end: atomic N
-# and O pulled 0.6 Å out of their well). Beyond 2 eV only artefacts of the rigid, unrelaxed
-# geometry remain (e.g. NH pushed into an Al(100) hollow, 3 eV); they would dominate an MAE
-# without teaching anything, so they are dropped. The check depends only on the energy, hence on
-# the seed, so the dataset stays deterministic.
-MAX_ABS_ADSORPTION_ENERGY = 2.0  # eV
-# Gas-phase references: molecule -> bond length (Å).
+# Relaxation: LBFGS to a maximum force of RELAX_FMAX eV/Å, at most RELAX_STEPS steps (most
+# structures converge in 10-30; one that has not by then is dropped).
+RELAX_FMAX = 0.05
+RELAX_STEPS = 150
+# A relaxed binding atom farther than this from every metal atom has desorbed (EMT's optimum
+# bonds are 1.6-2.2 Å), and an adsorbate bond stretched past STRETCH_LIMIT x its start has broken.
+MAX_BINDING_DISTANCE = 2.8  # Å
+STRETCH_LIMIT = 1.3
+# Structures to relax per batch beyond those still needed (some are dropped).
+BATCH_MARGIN = 1.1
+# Worker processes for the relaxations (EMT is serial Python + numpy, so processes, not threads).
+DEFAULT_WORKERS = 2
+# Below this many relaxations, starting worker processes (~4 s each: imports) costs more than it saves.
+MIN_PARALLEL_TASKS = 200
+# Gas-phase references: molecule -> starting bond length (Å); each is relaxed under EMT.
 _GAS_BOND_LENGTHS = {"H2": 0.741, "N2": 1.098, "O2": 1.208, "CO": 1.128}
 
-EMT_CALLS = 0  # number of EMT energy evaluations in this process; lets tests prove cache hits
-
-
-@dataclass
-class SlabSpec:
-    """One slab: host metal, facet and (for alloys) the dopant and the surface atoms it replaces."""
-
-    metal: str
-    facet: str
-    dopant: str
-    substituted: tuple[int, ...]
+EMT_CALLS = 0  # EMT energy evaluations and relaxations in this process; lets tests prove cache hits
 
 
 def _emt_energy(atoms: Atoms) -> float:
@@ -100,9 +104,53 @@ def _emt_energy(atoms: Atoms) -> float:
     return float(atoms.get_potential_energy())
 
 
+def relax(atoms: Atoms, free: np.ndarray, binder: int | None = None) -> tuple[np.ndarray, float, bool]:
+    """Relax ``atoms`` under EMT with only the atoms flagged in ``free`` moving.
+
+    ``binder``: an atom held at its x, y (its height relaxes). Returns the relaxed positions,
+    the energy and whether LBFGS reached ``RELAX_FMAX`` within ``RELAX_STEPS``.
+    """
+    global EMT_CALLS
+    EMT_CALLS += 1
+    atoms = atoms.copy()
+    constraints = [FixAtoms(indices=np.flatnonzero(~free))]
+    if binder is not None:
+        constraints.append(FixCartesian(binder, mask=(True, True, False)))
+    atoms.set_constraint(constraints)
+    atoms.calc = EMT()
+    converged = bool(LBFGS(atoms, logfile=None).run(fmax=RELAX_FMAX, steps=RELAX_STEPS))
+    return atoms.positions.copy(), float(atoms.get_potential_energy()), converged
+
+
+def _relax_task(task: tuple[Atoms, np.ndarray, int | None]) -> tuple[np.ndarray, float, bool]:
+    """Module-level so worker processes can unpickle it."""
+    return relax(*task)
+
+
+def _map(tasks: list, workers: int) -> list:
+    """``_relax_task`` over ``tasks`` in order, in ``workers`` processes when that pays."""
+    if workers <= 1 or len(tasks) < MIN_PARALLEL_TASKS:
+        return [_relax_task(task) for task in tasks]
+    global EMT_CALLS
+    EMT_CALLS += len(tasks)  # the workers count in their own processes
+    # spawn, not fork: the driver has imported torch (and may hold threads) by now.
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return list(pool.map(_relax_task, tasks, chunksize=max(1, len(tasks) // (8 * workers))))
+    except BrokenProcessPool:
+        # A spawned worker re-imports the main script; one without an `if __name__ == "__main__"`
+        # guard cannot start workers. The result does not depend on where it is computed.
+        print("EMT dataset: worker processes could not start (main script without a __main__ guard?); "
+              "relaxing in this process", flush=True)
+        return [_relax_task(task) for task in tasks]
+
+
 def gas_references() -> dict[str, float]:
-    """EMT chemical potentials of H, C, N and O from H2, N2, O2 and CO (see module docstring)."""
-    energy = {name: _emt_energy(Atoms(name, [(0, 0, 0), (0, 0, d)])) for name, d in _GAS_BOND_LENGTHS.items()}
+    """EMT chemical potentials of H, C, N and O from relaxed H2, N2, O2 and CO (see module docstring)."""
+    energy = {}
+    for name, d in _GAS_BOND_LENGTHS.items():
+        molecule = Atoms(name, [(0, 0, 0), (0, 0, d)], cell=[10.0, 10.0, 10.0])
+        energy[name] = relax(molecule, np.ones(2, dtype=bool))[1]
     mu = {"H": energy["H2"] / 2, "N": energy["N2"] / 2, "O": energy["O2"] / 2}
     mu["C"] = energy["CO"] - mu["O"]
     return mu
@@ -117,6 +165,16 @@ def _surface_indices(slab: Atoms, facet: str) -> np.ndarray:
     """The highest atoms: the top layer of (111)/(100), the step and two terrace rows of (211)."""
     n_surface = SLAB_SIZES[facet][0] * SLAB_SIZES[facet][1]
     return np.sort(np.argsort(slab.positions[:, 2], kind="stable")[-n_surface:])
+
+
+@dataclass
+class SlabSpec:
+    """One slab: host metal, facet and (for alloys) the dopant and the surface atoms it replaces."""
+
+    metal: str
+    facet: str
+    dopant: str
+    substituted: tuple[int, ...]
 
 
 def slab_specs(rng: np.random.Generator) -> list[SlabSpec]:
@@ -224,25 +282,67 @@ def equilibrium_bond_lengths(mu: dict[str, float]) -> dict[tuple[str, str, str],
     return lengths
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One structure to compute: slab ``slab`` of the spec list, adsorbate, site and surface cell."""
+
+    slab: int
+    adsorbate: str
+    site: str
+    cell: tuple[int, int]
+
+
+def candidates(specs: list[SlabSpec]) -> list[Candidate]:
+    """Every distinct (slab, adsorbate, site, surface cell); a pure slab's cells are equivalent, so one each."""
+    out = []
+    for k, spec in enumerate(specs):
+        size = SLAB_SIZES[spec.facet]
+        # fcc211's sites repeat along the step only (see _site_xy), so its cells differ in y alone.
+        cells = [(i, j) for i in range(1 if spec.facet == "211" else size[0]) for j in range(size[1])]
+        for adsorbate in ADSORBATES:
+            for site in SITES[spec.facet]:
+                for cell in cells if spec.dopant else cells[:1]:
+                    out.append(Candidate(k, adsorbate, site, cell))
+    return out
+
+
 def place_adsorbate(
-    slab: Atoms,
-    spec: SlabSpec,
-    adsorbate: str,
-    site: str,
-    bond_lengths: dict[tuple[str, str, str], float],
-    rng: np.random.Generator,
+    slab: Atoms, spec: SlabSpec, candidate: Candidate, bond_lengths: dict[tuple[str, str, str], float]
 ) -> Atoms:
-    """Slab plus upright ``adsorbate`` on a random copy of ``site``, with seeded jitter."""
-    size = SLAB_SIZES[spec.facet]
-    cell_offset = (int(rng.integers(size[0])), int(rng.integers(size[1])))
-    xy = _site_xy(slab, spec.facet, site, cell_offset) + rng.normal(0.0, LATERAL_JITTER, size=2)
-    binder, others = ADSORBATES[adsorbate]
-    kind = _site_kind(site)
+    """Slab plus upright adsorbate on the candidate's site, at EMT's optimal bond lengths: the relaxation's start."""
+    xy = _site_xy(slab, spec.facet, candidate.site, candidate.cell)
+    binder, others = ADSORBATES[candidate.adsorbate]
+    kind = _site_kind(candidate.site)
     bonds = np.array([bond_lengths[symbol, binder, kind] for symbol in slab.get_chemical_symbols()])
-    z = _binding_height(slab, xy, bonds + rng.uniform(*BOND_OFFSET_RANGE))
+    z = _binding_height(slab, xy, bonds)
     symbols = [binder] + [symbol for symbol, _ in others]
     positions = [(xy[0], xy[1], z)] + [(xy[0], xy[1], z + dz) for _, dz in others]
     return slab + Atoms(symbols, positions)
+
+
+def _free_atoms(slab: Atoms, facet: str, n_adsorbate: int) -> np.ndarray:
+    """Flags of the atoms a relaxation moves: the top slab layer and the adsorbate."""
+    free = np.zeros(len(slab) + n_adsorbate, dtype=bool)
+    free[_surface_indices(slab, facet)] = True
+    free[len(slab) :] = True
+    return free
+
+
+def binding_distance(atoms: Atoms, n_slab: int) -> float:
+    """Distance (Å, periodic in x, y) from the binding atom (the first adsorbate atom) to its nearest metal."""
+    vectors = atoms.positions[:n_slab] - atoms.positions[n_slab]
+    shifts = np.array([i * atoms.cell[0] + j * atoms.cell[1] for i in (-1, 0, 1) for j in (-1, 0, 1)])
+    return float(np.linalg.norm(vectors[None, :, :] + shifts[:, None, :], axis=-1).min())
+
+
+def _intact(start: Atoms, relaxed: Atoms, n_slab: int) -> bool:
+    """Whether the relaxed adsorbate is still bound and in one piece."""
+    if binding_distance(relaxed, n_slab) > MAX_BINDING_DISTANCE:
+        return False
+    for i in range(n_slab + 1, len(start)):
+        if relaxed.get_distance(n_slab, i) > STRETCH_LIMIT * start.get_distance(n_slab, i):
+            return False
+    return True
 
 
 def generate(
@@ -251,46 +351,70 @@ def generate(
     radius: float = 8.0,
     max_neighbors: int = 12,
     progress: bool = True,
+    workers: int | None = None,
 ) -> tuple[GraphArrays, list[dict]]:
-    """Compute ``num_structures`` adsorption energies and their neighbour graphs.
+    """Relax ``num_structures`` adsorbate + slab structures and return their neighbour graphs and energies.
 
-    Deterministic in ``seed``. Structures whose |E_ads| exceeds ``MAX_ABS_ADSORPTION_ENERGY``
-    are skipped and replaced by further draws, so the result has exactly ``num_structures``.
+    Deterministic in ``seed`` (the relaxations themselves are deterministic; workers only change
+    where they run). ``workers``: relaxation processes, default ``min(DEFAULT_WORKERS, CPUs)``.
+
+    Raises:
+        ValueError: ``num_structures`` above the number of distinct structures the generator has.
     """
+    workers = min(DEFAULT_WORKERS, os.cpu_count() or 1) if workers is None else workers
     rng = np.random.default_rng([seed, GENERATOR_VERSION])
     mu = gas_references()
     bond_lengths = equilibrium_bond_lengths(mu)
     specs = slab_specs(rng)
+    pool = candidates(specs)
+    if num_structures > len(pool):
+        raise ValueError(f"at most {len(pool)} distinct built-in structures, {num_structures} asked for")
+    order = [pool[i] for i in rng.permutation(len(pool))]
     slabs = [build_slab(spec) for spec in specs]
-    slab_energies: dict[int, float] = {}  # computed lazily: many adsorbates share one slab
+    relaxed_slabs: dict[int, float] = {}
     graphs, targets, metadata = [], [], []
-    dropped = 0
-    with tqdm(total=num_structures, desc="EMT adsorption dataset", disable=not progress) as bar:
+    dropped, next_draw = 0, 0
+    with tqdm(total=num_structures, desc="EMT adsorption dataset (relaxing)", disable=not progress) as bar:
         while len(targets) < num_structures:
-            if dropped > num_structures:
+            if next_draw >= len(order):
                 raise RuntimeError(f"EMT dataset: dropped {dropped} structures; generator parameters broken")
-            k = int(rng.integers(len(specs)))
-            spec = specs[k]
-            adsorbate = str(rng.choice(list(ADSORBATES)))
-            site = str(rng.choice(SITES[spec.facet]))
-            atoms = place_adsorbate(slabs[k], spec, adsorbate, site, bond_lengths, rng)
-            if k not in slab_energies:
-                slab_energies[k] = _emt_energy(slabs[k])
-            reference = sum(mu[symbol] for symbol in atoms.get_chemical_symbols()[len(slabs[k]) :])
-            energy = _emt_energy(atoms) - slab_energies[k] - reference
-            if not abs(energy) <= MAX_ABS_ADSORPTION_ENERGY:
-                dropped += 1
-                continue
-            graphs.append(neighbor_graph(atoms, radius, max_neighbors))
-            targets.append(energy)
-            metadata.append(
-                {
-                    "metal": spec.metal,
-                    "dopant": spec.dopant,
-                    "adsorbate": adsorbate,
-                    "facet": spec.facet,
-                    "site": site,
-                }
-            )
-            bar.update(1)
+            needed = num_structures - len(targets)
+            batch = order[next_draw : next_draw + max(8, int(np.ceil(needed * BATCH_MARGIN)))]
+            next_draw += len(batch)
+            new_slabs = sorted({c.slab for c in batch} - set(relaxed_slabs))
+            starts = [place_adsorbate(slabs[c.slab], specs[c.slab], c, bond_lengths) for c in batch]
+            tasks = [(slabs[k], _free_atoms(slabs[k], specs[k].facet, 0), None) for k in new_slabs]
+            tasks += [
+                (atoms, _free_atoms(slabs[c.slab], specs[c.slab].facet, len(atoms) - len(slabs[c.slab])),
+                 len(slabs[c.slab]))
+                for c, atoms in zip(batch, starts, strict=True)
+            ]
+            results = _map(tasks, workers)
+            for k, (_, energy, _) in zip(new_slabs, results[: len(new_slabs)], strict=True):
+                relaxed_slabs[k] = energy
+            for c, start, (positions, energy, converged) in zip(batch, starts, results[len(new_slabs) :], strict=True):
+                if len(targets) == num_structures:
+                    break
+                n_slab = len(slabs[c.slab])
+                relaxed = start.copy()
+                relaxed.positions = positions
+                if not converged or not _intact(start, relaxed, n_slab):
+                    dropped += 1
+                    continue
+                reference = sum(mu[symbol] for symbol in relaxed.get_chemical_symbols()[n_slab:])
+                graphs.append(neighbor_graph(relaxed, radius, max_neighbors))
+                targets.append(energy - relaxed_slabs[c.slab] - reference)
+                spec = specs[c.slab]
+                metadata.append(
+                    {
+                        "metal": spec.metal,
+                        "dopant": spec.dopant,
+                        "adsorbate": c.adsorbate,
+                        "facet": spec.facet,
+                        "site": c.site,
+                        "slab": c.slab,
+                        "binding_distance": binding_distance(relaxed, n_slab),
+                    }
+                )
+                bar.update(1)
     return GraphArrays.concatenate(graphs, targets), metadata

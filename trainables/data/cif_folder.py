@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 import ase.io
+import ase.io.cif
 import numpy as np
 from tqdm import tqdm
 
@@ -29,6 +30,8 @@ ID_PROP = "id_prop.csv"
 ATOM_INIT = "atom_init.json"
 # One structure each for train, validation and test.
 MIN_STRUCTURES = 3
+# Occupancies within this of 1 count as full (CIFs round, e.g. 0.9999).
+OCCUPANCY_TOLERANCE = 1e-3
 
 
 def _one_line(text: object) -> str:
@@ -123,6 +126,27 @@ def check_elements(folder: str | Path, rows: list[tuple[str, float]], arrays: Gr
             )
 
 
+def partially_occupied_site(cif: Path) -> tuple[str, float] | None:
+    """(label, occupancy) of the first site with occupancy below 1 in ``cif``, or None.
+
+    ASE reads such a site as one of its species (a 0.5 Fe / 0.5 Co site becomes Co or Fe), so a
+    disordered structure would silently become a different ordered one.
+    """
+    for block in ase.io.cif.parse_cif(str(cif)):
+        occupancies = block.get("_atom_site_occupancy")
+        if occupancies is None:
+            continue
+        labels = block.get("_atom_site_label") or block.get("_atom_site_type_symbol") or []
+        for k, value in enumerate(occupancies):
+            try:
+                occupancy = float(str(value).split("(")[0])  # "0.50(2)": value with its uncertainty
+            except ValueError:
+                continue  # "?" or "." (unknown): CIF readers take full occupancy
+            if occupancy < 1.0 - OCCUPANCY_TOLERANCE:
+                return (str(labels[k]) if k < len(labels) else f"#{k + 1}"), occupancy
+    return None
+
+
 def featurise(
     folder: str | Path,
     rows: list[tuple[str, float]],
@@ -144,6 +168,10 @@ def featurise(
             raise DataError(f"{cif}: unreadable CIF ({type(error).__name__}: {_one_line(error)})") from error
         if len(atoms) == 0:
             raise DataError(f"{cif}: CIF contains no atoms")
+        partial = partially_occupied_site(cif)
+        if partial is not None:
+            raise DataError(f"{cif}: site {partial[0]} has partial occupancy {partial[1]:g}; CGCNN needs ordered "
+                            "structures (give an ordered supercell, one species per site)")
         try:
             graphs.append(neighbor_graph(atoms, radius, max_neighbors))
         except ValueError as error:
