@@ -8,7 +8,8 @@
 #   HPO_VENV               virtual environment to use (default: $VIRTUAL_ENV, else $HPO_REPO/.venv)
 #   HPO_SLURM_LOG_ROOT     where per-job folders go (default: $SLURM_SUBMIT_DIR/slurm-logs);
 #                          must be on a file system every node of the job sees
-#   HPO_RAY_TMPDIR         node-local folder for Ray's sockets and session files (default: /tmp)
+#   HPO_RAY_TMPDIR         node-local folder under which each job makes its private (0700) temp dir
+#                          for Ray's sockets and session files (default: /tmp)
 #   HPO_RAY_PORT_BASE      first port of the per-job port blocks (default 20000)
 #   HPO_RAY_PORT_BLOCK     ports per job (default 500)
 #   HPO_RAY_PORT_SLOTS     number of blocks; job J uses block J mod SLOTS (default 25, so the
@@ -93,11 +94,24 @@ hpo_node_resources() {
     fi
 }
 
-# Node-local Ray temp dir of this job on this Slurm node. Its name carries the job id and
-# the Slurm node name: wait_for_ray.py reads it back from the GCS to tell which Slurm node a
-# Ray node is, and the cleanup knows exactly which folder to remove.
-hpo_ray_tmpdir() {
-    echo "${HPO_RAY_TMPDIR:-/tmp}/hpo-ray-${SLURM_JOB_ID}-${SLURMD_NODENAME:-$(hostname -s)}"
+# A fresh private folder of this job on this node (mktemp -d: a new name nobody could have
+# created before, mode 0700), which holds Ray's temp dir ($dir/r). Ray makes its own temp dir
+# and sockets/ mode 777, so only this private parent keeps other users of a shared node out of
+# Ray's sockets, logs and session files. Its name starts with hpo-ray-<job id>-<node>:
+# wait_for_ray.py reads it back from the GCS to tell which Slurm node a Ray node is.
+hpo_make_private_tmpdir() {
+    local root="${HPO_RAY_TMPDIR:-/tmp}" dir
+    dir="$(mktemp -d "$root/hpo-ray-${SLURM_JOB_ID}-${SLURMD_NODENAME:-$(hostname -s)}.XXXXXX")" \
+        || hpo_die "cannot create a private temp dir under $root (HPO_RAY_TMPDIR)"
+    # mktemp made it; check anyway that it is ours and private before Ray puts sockets in it.
+    [[ -O "$dir" && "$(stat -c %a "$dir")" == 700 ]] \
+        || hpo_die "temp dir $dir is not owned by $(id -un) with mode 0700: refusing to use it"
+    # Unix socket paths are limited to 107 bytes; Ray's longest is
+    # <temp>/session_<date>_<time>_<usec>_<pid>/sockets/plasma_store.
+    local longest="$dir/r/session_2026-01-01_00-00-00_000000_4194304/sockets/plasma_store"
+    (( ${#longest} <= 107 )) \
+        || { rmdir "$dir"; hpo_die "HPO_RAY_TMPDIR=$root is too long for Ray's socket paths (${#longest} > 107 bytes); choose a shorter node-local folder"; }
+    echo "$dir"
 }
 
 # PIDs of all descendants of $1 (children first found, deepest last).
@@ -125,10 +139,10 @@ hpo_tagged_pids() {
 hpo_run_ray_node() {
     local role="$1"; shift
     local tag="${SLURM_JOB_ID}:${role}:${SLURMD_NODENAME:-$(hostname -s)}"
-    HPO_RAY_NODE_TMP="$(hpo_ray_tmpdir)"
+    HPO_RAY_NODE_PRIVATE="$(hpo_make_private_tmpdir)"
+    HPO_RAY_NODE_TMP="$HPO_RAY_NODE_PRIVATE/r"
     HPO_RAY_NODE_ROLE="$role"
     HPO_RAY_NODE_TAG="$tag"
-    mkdir -p "$HPO_RAY_NODE_TMP"
     trap hpo_stop_ray_node EXIT
     trap 'hpo_log "$HPO_RAY_NODE_ROLE: stop requested"; exit 143' TERM INT HUP USR1
     local extra="${HPO_RAY_START_ARGS:-}"
@@ -176,7 +190,7 @@ hpo_stop_ray_node() {
         local dest="$HPO_JOB_DIR/ray-logs/${HPO_RAY_NODE_ROLE}-${SLURMD_NODENAME:-$(hostname -s)}"
         mkdir -p "$dest" && cp -rL "$HPO_RAY_NODE_TMP/session_latest/logs/." "$dest/" 2>/dev/null || true
     fi
-    rm -rf "$HPO_RAY_NODE_TMP"
+    rm -rf "$HPO_RAY_NODE_PRIVATE"
     hpo_log "$HPO_RAY_NODE_ROLE: stopped"
     exit "$rc"
 }

@@ -98,7 +98,8 @@ def _joined(address: str, job_id: str) -> dict[str, float]:
     prefix = f"hpo-ray-{job_id}-"
     joined = {}
     for info in GcsClient(address=address).get_all_node_info(timeout=5).values():
-        name = os.path.basename(info.temp_dir.rstrip("/"))
+        # Ray's temp dir is <private dir>/r, the private dir hpo-ray-<job>-<node>.XXXXXX (ray-common.sh).
+        name = os.path.basename(os.path.dirname(info.temp_dir.rstrip("/"))).rpartition(".")[0]
         if info.state == 0 and name.startswith(prefix):  # 0 = ALIVE
             joined[name[len(prefix):]] = float(info.resources_total.get("GPU", 0))
     return joined

@@ -273,3 +273,133 @@ def test_worker_that_cannot_start_is_named_and_ends_the_job(slurm, tmp_path, cac
     assert "node hpo-n2 did not come up (its srun step exited)" in out, job.report()
     assert not (job.dir / "driver.log").exists(), "the experiment must not start on a partial cluster"
     assert job.leftovers() == []
+
+
+# -- graceful stops, requeue and privacy with the real run_asha.py driver ---------------------------
+
+def _saved_states(experiment: Path) -> list[str]:
+    from experiments.core.runner import saved_trial_states
+
+    return saved_trial_states(experiment)
+
+
+def _wait_for_a_finished_trial(job: Job, experiment: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "TERMINATED" in _saved_states(experiment):
+            return
+        if job.info().get("JobState") in TERMINAL:
+            break
+        time.sleep(1)
+    pytest.fail(f"no trial of {experiment.name} finished within {timeout:.0f}s\n{job.report()}")
+
+
+def _finished(experiment: Path, epochs: int) -> dict[str, list]:
+    """Trial folder -> its (iteration, val_mae) rows, for trials that trained all ``epochs``."""
+    import pandas as pd
+
+    done = {}
+    for progress in experiment.glob("CGCNNTrainable_*/progress.csv"):
+        if progress.stat().st_size:
+            rows = pd.read_csv(progress)
+            if len(rows) and rows["training_iteration"].iloc[-1] == epochs:
+                done[progress.parent.name] = rows[["training_iteration", "val_mae"]].values.tolist()
+    return done
+
+
+ASHA_LONG = ["experiments/run_asha.py", "--smoke-test", "--num-samples", "4", "--max-epochs", "60",
+             "--checkpoint-frequency", "5", "--cpus-per-trial", "1"]
+
+
+def test_scancel_mid_run_writes_the_summary_and_resume_finishes(slurm, tmp_path, cache_dir):
+    storage = tmp_path / "results"
+    job = Job(slurm, tmp_path, [*ASHA_LONG, "--storage-path", str(storage), "--name", "cancelled"], cache_dir)
+    experiment = storage / "cancelled"
+    _wait_for_a_finished_trial(job, experiment, 300)
+    slurm.run("scancel", job.id)
+    info = job.wait(90)
+    assert info["JobState"] == "CANCELLED", info
+    summary = json.loads((experiment / "summary.json").read_text())
+    assert summary["num_unfinished"] > 0, summary
+    assert "resume with: " in (job.dir / "driver.log").read_text(), job.report()
+    assert job.leftovers() == [], job.report()
+    before = _finished(experiment, 60)
+    assert before
+
+    env = {**os.environ, "HPO_SUITE_CACHE": cache_dir, "RAY_AUTH_MODE": "disabled"}
+    res = subprocess.run([sys.executable, str(RUN_ASHA), "--resume", "--name", "cancelled", "--storage-path",
+                          str(storage)], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    summary = json.loads((experiment / "summary.json").read_text())
+    assert summary["num_trials"] == 4 and summary["num_errored"] == 0 and summary["num_unfinished"] == 0, summary
+    after = _finished(experiment, 60)
+    assert {k: after[k] for k in before} == before
+
+
+def test_requeued_job_resumes_its_own_experiment(slurm, tmp_path, cache_dir):
+    storage = tmp_path / "results"
+    job = Job(slurm, tmp_path, [*ASHA_LONG, "--storage-path", str(storage)], cache_dir)
+    experiment = storage / f"cgcnn_asha_random_job{job.id}"  # named after the job, found again after the requeue
+    _wait_for_a_finished_trial(job, experiment, 300)
+    before = _finished(experiment, 60)
+    slurm.run("scontrol", "requeue", job.id)
+    info = job.wait(600)
+    assert info["JobState"] == "COMPLETED" and info.get("Restarts") == "1", f"{info}\n{job.report()}"
+    summary = json.loads((experiment / "summary.json").read_text())
+    assert summary["num_trials"] == 4 and summary["num_errored"] == 0 and summary["num_unfinished"] == 0, summary
+    after = _finished(experiment, 60)
+    assert {k: after[k] for k in before} == before, "a trial finished before the requeue ran again"
+    assert [p.name for p in storage.iterdir()] == [experiment.name]
+
+
+OTHER_USER = "hpo-other"
+PROBE_AS_OTHER = textwrap.dedent("""
+    import glob, os, socket, sys
+    for d in glob.glob(f"/tmp/hpo-ray-{sys.argv[1]}-*"):
+        try:
+            os.listdir(d)
+            print("LISTED", d)
+        except PermissionError:
+            print("DENIED list", d)
+        for sock in ("raylet", "plasma_store"):
+            s = socket.socket(socket.AF_UNIX)
+            try:
+                s.connect(os.path.join(d, "r", "session_latest", "sockets", sock))
+                print("CONNECTED", sock)
+            except PermissionError:
+                print("DENIED connect", sock)
+            except OSError as e:
+                print("FAILED connect", sock, e)
+""")
+
+
+def _as_other_user(code: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``code`` with the system python as an unprivileged user created for the test."""
+    if subprocess.run(["id", OTHER_USER], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", OTHER_USER], check=True)
+    return subprocess.run(["/usr/bin/python3", "-c", code, *args], user=OTHER_USER, cwd="/",
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_another_user_cannot_read_the_temp_dir_or_reach_the_sockets(slurm, tmp_path, cache_dir):
+    driver = tmp_path / "stand_in_driver.py"
+    driver.write_text(STAND_IN_DRIVER)
+    job = Job(slurm, tmp_path, [str(driver), "--sleep", "300"], cache_dir)
+    job.wait_for_file(job.dir / "driver.log", 120, "NODE IDS")
+    dirs = sorted(Path("/tmp").glob(f"hpo-ray-{job.id}-*"))
+    assert len(dirs) == 2, dirs  # one per node
+    for d in dirs:
+        assert d.stat().st_mode & 0o777 == 0o700 and d.stat().st_uid == os.geteuid()
+        assert (d / "r" / "session_latest" / "sockets" / "raylet").exists()  # root sees Ray's socket there
+    probe = _as_other_user(PROBE_AS_OTHER, job.id)
+    slurm.run("scancel", job.id)
+    assert probe.returncode == 0, probe.stderr
+    lines = probe.stdout.splitlines()
+    assert sum(line.startswith("DENIED list") for line in lines) == 2, probe.stdout
+    assert sum(line.startswith("DENIED connect") for line in lines) == 4, probe.stdout
+    assert not any(line.startswith(("LISTED", "CONNECTED")) for line in lines), probe.stdout
+    job.wait(60)
+    token = (job.dir / "ray-auth-token").read_text().strip()
+    leaked = [str(p) for p in job.dir.rglob("*") if p.is_file() and p.name != "ray-auth-token"
+              and token in p.read_text(errors="replace")]
+    assert leaked == [], f"the job's Ray token is in {leaked}"
