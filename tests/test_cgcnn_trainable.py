@@ -2,11 +2,12 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 import trainables.cgcnn as cgcnn_module
-from trainables.cgcnn import CGCNNTrainable
+from trainables.cgcnn import MIN_LR_FRACTION, CGCNNTrainable, lr_factor
 from trainables.models.cgcnn import CGCNN
 from trainables.registry import MODELS
 
@@ -73,7 +74,10 @@ def test_checkpoint_restores_weights_and_epoch_but_keeps_own_lr(trainable_cls, t
     for a, b in zip(donor.model.state_dict().values(), receiver.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert receiver.epoch == 2
-    assert receiver.optimizer.param_groups[0]["lr"] == 1e-4  # PBT's mutated lr, not the donor's
+    # PBT's mutated lr, not the donor's, at the point of the schedule the donor had reached.
+    assert receiver.base_lr == 1e-4
+    expected = 1e-4 * lr_factor(2 * receiver.steps_per_epoch, receiver.warmup_steps, receiver.total_steps)
+    assert receiver.optimizer.param_groups[0]["lr"] == pytest.approx(expected)
     donor.stop()
     receiver.stop()
 
@@ -88,7 +92,63 @@ def test_reset_config_rebuilds_model_without_reloading_data(trainable_cls, monke
     assert trainable.reset(new) is True
     assert calls == [] and trainable.dataset is dataset
     assert trainable.model.embedding.out_features == 8 and len(trainable.model.convs) == 1
-    assert trainable.optimizer.param_groups[0]["lr"] == 1e-3
+    assert trainable.base_lr == 1e-3
     result = trainable.train()
     assert result["training_iteration"] == 1 and result["epoch"] == 1
     trainable.stop()
+
+
+def test_lr_factor_warms_up_then_decays_to_the_floor():
+    warmup, total = 10, 110
+    assert [lr_factor(k, warmup, total) for k in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert lr_factor(10, warmup, total) == pytest.approx(1.0)
+    assert lr_factor(60, warmup, total) == pytest.approx(MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) / 2)
+    assert lr_factor(110, warmup, total) == pytest.approx(MIN_LR_FRACTION)
+    assert lr_factor(500, warmup, total) == pytest.approx(MIN_LR_FRACTION)  # past max_epochs (PBT): the floor
+    factors = [lr_factor(k, warmup, total) for k in range(warmup, total)]
+    assert all(a >= b for a, b in zip(factors, factors[1:], strict=False))
+    assert lr_factor(50, warmup, total, "constant") == 1.0
+    assert lr_factor(0, 0, total) == pytest.approx(1.0)  # no warm-up
+
+
+def test_schedule_length_is_max_epochs_not_when_a_trial_stops(options):
+    from ray import tune
+
+    short = tune.with_parameters(CGCNNTrainable, options={**options, "max_epochs": 3})(config=CONFIG)
+    long = tune.with_parameters(CGCNNTrainable, options={**options, "max_epochs": 30})(config=CONFIG)
+    try:
+        assert short.total_steps == 3 * short.steps_per_epoch and long.total_steps == 30 * long.steps_per_epoch
+        assert short.warmup_steps == short.steps_per_epoch  # warmup_epochs defaults to 1
+        last = [short.train()["lr"] for _ in range(3)][-1]
+        # The third epoch's last step is one before the end of a 3-epoch schedule: near the floor.
+        step = 3 * short.steps_per_epoch - 1
+        assert last == pytest.approx(CONFIG["lr"] * lr_factor(step, short.warmup_steps, short.total_steps))
+        assert last < 0.05 * CONFIG["lr"]
+        # The same epochs of a 30-epoch schedule are still near the peak.
+        assert [long.train()["lr"] for _ in range(3)][-1] > 0.9 * CONFIG["lr"]
+    finally:
+        short.stop()
+        long.stop()
+
+
+def test_restore_continues_the_run_it_was_saved_from(trainable_cls, tmp_path):
+    """Issue 21 item 14: after a restore the shuffle continues from (seed, epoch), not epoch 1's order."""
+    straight = trainable_cls(config=CONFIG)
+    interrupted = trainable_cls(config=CONFIG)
+    resumed = trainable_cls(config=CONFIG)
+    try:
+        assert not (straight._epoch_order(0) == straight._epoch_order(1)).all()
+        np.testing.assert_array_equal(straight._epoch_order(2), resumed._epoch_order(2))
+        expected = [straight.train() for _ in range(3)]
+        interrupted.train()
+        checkpoint = interrupted.save(str(tmp_path / "ckpt"))
+        resumed.restore(checkpoint)
+        results = [resumed.train() for _ in range(2)]
+        assert [r["epoch"] for r in results] == [2, 3]
+        for key in ("train_loss", "val_mae", "lr"):
+            assert [r[key] for r in results] == pytest.approx([e[key] for e in expected[1:]], rel=1e-6)
+        for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+            torch.testing.assert_close(a, b)
+    finally:
+        for trainable in (straight, interrupted, resumed):
+            trainable.stop()

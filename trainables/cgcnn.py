@@ -1,4 +1,14 @@
-"""Ray Tune trainable for CGCNN on adsorption energies (one ``step`` = one epoch)."""
+"""Ray Tune trainable for CGCNN on adsorption energies (one ``step`` = one epoch).
+
+Training recipe (as practitioners train CGCNN: txie-93/cgcnn decays its lr with MultiStepLR,
+OC20's baselines warm up then decay): AdamW, a linear lr warm-up over ``warmup_epochs``, then a
+cosine decay to ``MIN_LR_FRACTION`` of ``lr`` at ``max_epochs``. The schedule's length is the
+experiment's ``max_epochs`` (the runner passes it in ``options``), never the epoch a scheduler
+stops a trial at: at an ASHA rung every trial is at the same point of the same schedule, so
+early results rank configurations by how they train, not by how far their lr has decayed.
+The shuffle of each epoch derives from (seed, epoch), so a trial restored from a checkpoint
+continues with the order it would have had.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +22,6 @@ import ray
 import torch
 from ray import tune
 from torch_geometric.data import Batch
-from torch_geometric.loader import DataLoader
 
 from trainables.data import GraphDataset, baseline_mae, load_dataset
 from trainables.device import describe, select_device
@@ -20,6 +29,26 @@ from trainables.models.cgcnn import CGCNN
 
 CHECKPOINT_FILE = "cgcnn.pt"
 EVAL_BATCH_SIZE = 512
+# Schedule length when the runner passes no max_epochs (a trainable used on its own): the
+# default experiment's (configs/cgcnn/asha.yaml).
+DEFAULT_SCHEDULE_EPOCHS = 20
+# The cosine ends here rather than at 0, so a trial run past max_epochs (PBT) still learns.
+MIN_LR_FRACTION = 0.01
+LR_SCHEDULES = ("cosine", "constant")
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str = "cosine") -> float:
+    """Multiplier of the base lr at optimiser step ``step`` (0-based): linear warm-up, then cosine or constant.
+
+    Warm-up rises to 1 at step ``warmup_steps - 1``; the cosine then falls to ``MIN_LR_FRACTION``
+    at ``total_steps`` and stays there.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return MIN_LR_FRACTION + (1.0 - MIN_LR_FRACTION) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def _load(options: dict, progress: bool) -> GraphDataset:
@@ -58,9 +87,12 @@ def prepare(options: dict) -> dict[str, Any]:
 class CGCNNTrainable(tune.Trainable):
     """CGCNN regressor of adsorption energies; reports ``train_loss``, ``val_mae``, ``test_mae`` (eV).
 
-    Hyperparameters (the trial config): ``lr``, ``batch_size``, ``atom_embedding_size``,
-    ``num_graph_conv_layers``, ``fc_feat_size``, ``num_fc_layers``, optional ``seed`` and
-    ``weight_decay``. Fixed ``options`` (data, featurisation) come from the runner.
+    Hyperparameters (the trial config): ``lr`` (peak), ``batch_size``, ``atom_embedding_size``,
+    ``num_graph_conv_layers``, ``fc_feat_size``, ``num_fc_layers``; optional ``seed`` (0),
+    ``weight_decay`` (0: AdamW's decoupled decay), ``warmup_epochs`` (1) and ``lr_schedule``
+    ("cosine" or "constant" after warm-up). Fixed ``options`` (data, featurisation, the
+    experiment's ``max_epochs``) come from the runner. Every epoch ends with the MAE on the full
+    validation and test sets (eval-mode batch norm), the numbers schedulers decide on.
     """
 
     def setup(self, config: dict, options: dict | None = None) -> None:
@@ -93,8 +125,9 @@ class CGCNNTrainable(tune.Trainable):
         self.time_setup_s = time.perf_counter() - started
 
     def _build(self, config: dict) -> None:
-        """Model, optimiser and loader for ``config``; the data stays as loaded."""
-        torch.manual_seed(int(config.get("seed", 0)))
+        """Model, optimiser and lr schedule for ``config``; the data stays as loaded."""
+        self.seed = int(config.get("seed", 0))
+        torch.manual_seed(self.seed)
         self.model = CGCNN(
             self.dataset.node_feature_dim,
             self.dataset.edge_feature_dim,
@@ -103,16 +136,29 @@ class CGCNNTrainable(tune.Trainable):
             fc_feat_size=int(config["fc_feat_size"]),
             num_fc_layers=int(config["num_fc_layers"]),
         ).to(self.device)
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=float(config["lr"]), weight_decay=float(config.get("weight_decay", 0.0))
+        self.base_lr = float(config["lr"])
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=self.base_lr, weight_decay=float(config.get("weight_decay", 0.0))
         )
-        self.loader = DataLoader(
-            self.train_graphs,
-            batch_size=int(config["batch_size"]),
-            shuffle=True,
-            generator=torch.Generator().manual_seed(int(config.get("seed", 0))),
-        )
+        self.batch_size = int(config["batch_size"])
+        self.lr_schedule = str(config.get("lr_schedule", "cosine"))
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule {self.lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
+        self.steps_per_epoch = math.ceil(len(self.train_graphs) / self.batch_size)
+        schedule_epochs = int(self.options.get("max_epochs") or DEFAULT_SCHEDULE_EPOCHS)
+        self.total_steps = schedule_epochs * self.steps_per_epoch
+        self.warmup_steps = round(float(config.get("warmup_epochs", 1.0)) * self.steps_per_epoch)
         self.epoch = 0
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        """Training order of ``epoch`` (0-based): a function of (seed, epoch) only, so a restore continues it."""
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.train_graphs))
+
+    def _set_lr(self, step: int) -> float:
+        lr = self.base_lr * lr_factor(step, self.warmup_steps, self.total_steps, self.lr_schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
 
     def step(self) -> dict[str, Any]:
         """One epoch of training, then validation and test MAE.
@@ -124,7 +170,10 @@ class CGCNNTrainable(tune.Trainable):
         started, started_at = time.perf_counter(), time.time()
         self.model.train()
         total, count = 0.0, 0
-        for batch in self.loader:
+        order = self._epoch_order(self.epoch)
+        for k, start in enumerate(range(0, len(order), self.batch_size)):
+            lr = self._set_lr(self.epoch * self.steps_per_epoch + k)
+            batch = Batch.from_data_list([self.train_graphs[i] for i in order[start : start + self.batch_size]])
             total += self.train_batch(batch) * batch.num_graphs
             count += batch.num_graphs
         self.epoch += 1
@@ -133,6 +182,7 @@ class CGCNNTrainable(tune.Trainable):
         result = {
             "train_loss": train_loss,
             "epoch": self.epoch,
+            "lr": lr,  # at the epoch's last step
             "baseline_val_mae": self.baseline_val_mae,
             "node_id": self.node_id,
             "graphs_trained": count,
@@ -175,6 +225,8 @@ class CGCNNTrainable(tune.Trainable):
         return errors / count
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
+        # With the trial's config, these determine the rest of the run: the shuffle and the lr
+        # schedule are functions of (seed, epoch); Adam's moments and batch-norm statistics are here.
         torch.save(
             {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": self.epoch},
             os.path.join(checkpoint_dir, CHECKPOINT_FILE),
@@ -186,10 +238,11 @@ class CGCNNTrainable(tune.Trainable):
         self.optimizer.load_state_dict(state["optimizer"])
         # PBT restores a donor's checkpoint into a trial whose config it has just mutated:
         # the optimiser must run with this trial's lr, not the donor's saved one.
+        self.base_lr = float(self.config["lr"])
         for group in self.optimizer.param_groups:
-            group["lr"] = float(self.config["lr"])
             group["weight_decay"] = float(self.config.get("weight_decay", 0.0))
         self.epoch = state["epoch"]
+        self._set_lr(self.epoch * self.steps_per_epoch)
 
     def reset_config(self, new_config: dict) -> bool:
         started = time.perf_counter()
