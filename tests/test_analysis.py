@@ -13,19 +13,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from experiments.analysis.checks import check_boundary, check_failures, check_sample_size, check_still_improving
+from experiments.analysis.experiment import best_so_far, load_experiment
 from experiments.analysis.pbt_schedule import fit_multistep, read_policy, reconstruct_schedule, schedule_values
-from experiments.analysis.record import (
-    analyze,
-    best_so_far,
-    check_boundary,
-    check_failures,
-    check_sample_size,
-    check_still_improving,
-    load_experiment,
-    plot_best_so_far,
-    plot_learning_curves,
-    plot_metric_vs_params,
-)
+from experiments.analysis.plots import plot_best_so_far, plot_learning_curves, plot_metric_vs_params
+from experiments.analysis.record import analyze
 from search_spaces import load_space
 from search_spaces.spec import parse_space
 
@@ -194,7 +186,7 @@ def test_sample_size_and_failure_checks():
 
 
 def test_still_improving_check_on_constructed_curves(tmp_path):
-    from experiments.analysis.record import Experiment
+    from experiments.analysis.experiment import Experiment
 
     def exp_with(curves):
         trials = [{"trial_id": f"t{i}", "metric": c[-1], "iteration": len(c), "config": {}}

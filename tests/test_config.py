@@ -3,7 +3,7 @@
 import pytest
 
 from experiments.core.config import ConfigError, build_parser, resolve_config
-from experiments.core.runner import STRATEGIES
+from experiments.core.strategies import STRATEGIES
 
 
 def resolve(argv, strategy="asha"):

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.core.config import ConfigError
 from trainables.data import DataError
 from trainables.data.rte import (
     load_folder,
@@ -19,6 +18,7 @@ from trainables.data.rte import (
     split_validation,
     tokenize_rte,
 )
+from trainables.errors import ModelConfigError as ConfigError
 from trainables.registry import MODELS
 from trainables.roberta_rte import layer_lrs, parameter_groups, parse_settings, prepare
 

@@ -258,7 +258,7 @@ def test_torch_compile_trains_like_eager_and_survives_reset_config(options, monk
 
 
 def test_torch_compile_option_must_be_a_boolean(options):
-    from experiments.core.config import ConfigError
+    from trainables.errors import ModelConfigError as ConfigError
 
     with pytest.raises(ConfigError, match="torch_compile must be true or false"):
         prepare({**options, "torch_compile": "yes"})

@@ -12,7 +12,7 @@ import pytest
 from scipy.stats import qmc
 
 from experiments.core.config import resolve_config
-from experiments.core.runner import STRATEGIES, build_search
+from experiments.core.strategies import STRATEGIES, build_search
 from experiments.searchers.quasirandom import QuasiRandomSearch
 from search_spaces import load_space
 from search_spaces.compile import to_hyperopt, to_ray

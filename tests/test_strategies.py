@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from experiments.core.config import ConfigError, resolve_config
-from experiments.core.runner import STRATEGIES, build_scheduler, build_search, checkpoint_config, main
+from experiments.core.runner import checkpoint_config, main
+from experiments.core.strategies import STRATEGIES, build_scheduler, build_search
 from search_spaces import load_space
 from search_spaces.spec import parse_space
 

@@ -45,6 +45,7 @@ from trainables.data.rte import (
     tokenize_rte,
 )
 from trainables.device import describe, select_device
+from trainables.errors import ModelConfigError
 
 CHECKPOINT_FILE = "roberta_rte.pt"
 EVAL_BATCH_SIZE = 64
@@ -201,14 +202,6 @@ def parameter_groups(model: torch.nn.Module, settings: FineTuneSettings) -> list
     return groups
 
 
-def _option_error(message: str) -> Exception:
-    # Options are configuration: report them as the runner's ConfigError (imported late because
-    # experiments.core.config imports the model registry, which names this module).
-    from experiments.core.config import ConfigError
-
-    return ConfigError(message)
-
-
 def _check_options(options: dict) -> None:
     for name, low in (
         ("max_seq_length", 8),
@@ -218,11 +211,11 @@ def _check_options(options: dict) -> None:
     ):
         value = options.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise _option_error(f"{name} must be a whole number of at least {low}, got {value!r}")
+            raise ModelConfigError(f"{name} must be a whole number of at least {low}, got {value!r}")
     if not isinstance(options.get("torch_compile", False), bool):
-        raise _option_error(f"torch_compile must be true or false, got {options.get('torch_compile')!r}")
+        raise ModelConfigError(f"torch_compile must be true or false, got {options.get('torch_compile')!r}")
     if not isinstance(options.get("model_name_or_path"), str) or not options["model_name_or_path"]:
-        raise _option_error(
+        raise ModelConfigError(
             f"model_name_or_path must be a hub name or a folder, got {options.get('model_name_or_path')!r}"
         )
 
@@ -291,7 +284,7 @@ def prepare(options: dict) -> dict[str, Any]:
     tokenizer = load_tokenizer(options["model_name_or_path"])
     limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(limit, int) and limit < 1_000_000 and options["max_seq_length"] > limit:
-        raise _option_error(
+        raise ModelConfigError(
             f"max_seq_length {options['max_seq_length']} exceeds the tokenizer's limit of {limit}"
         )
     tokens, source = _load_tokens(options, tokenizer)

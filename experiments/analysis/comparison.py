@@ -23,16 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from experiments.analysis.record import Experiment, load_experiment, result_times  # noqa: E402
-from experiments.core.config import ConfigError  # noqa: E402
+from experiments.analysis.experiment import Experiment, load_experiment, result_times
+from experiments.core.config import ConfigError
 
 RANDOM_SEARCH = "random + fifo"  # plain random search, the baseline of every speed-up
 

@@ -26,15 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from experiments.core.config import ConfigError  # noqa: E402
+from experiments.analysis.experiment import Experiment, load_experiment
+from experiments.core.config import ConfigError
 
 # Below this RMS error (natural-log units, about 1 %) two fits count as equally good, so BIC does
 # not reward extra milestones for fitting rounding noise exactly.
@@ -202,8 +199,8 @@ def _mutated(segments: list[Segment]) -> list[str]:
     return [k for k in keys if len({repr(s.config.get(k)) for s in segments}) > 1]
 
 
-def analyze_pbt(exp: Any, fit_param: str = "lr") -> PBTReport | None:
-    """Lineage, schedules, fit and figure for the best trial of a PBT experiment (an ``analyze.Experiment``)."""
+def analyze_pbt(exp: Experiment, fit_param: str = "lr") -> PBTReport | None:
+    """Lineage, schedules, fit and figure for the best trial of a PBT experiment."""
     best = exp.summary.get("best")
     if not best:
         return None
@@ -226,7 +223,7 @@ def analyze_pbt(exp: Any, fit_param: str = "lr") -> PBTReport | None:
     return PBTReport(trial_id, segments, lineage, schedules, fit, fit_param if fit else None, figure)
 
 
-def _lineage_curve(exp: Any, segments: list[Segment], lineage: list[str], num_epochs: int) -> list[tuple]:
+def _lineage_curve(exp: Experiment, segments: list[Segment], lineage: list[str], num_epochs: int) -> list[tuple]:
     """(epoch, metric, trial id) along the lineage, from each ancestor's results in its segment.
 
     A trial's result.json can hold several lives (it restarts from a donor at each exploitation);
@@ -251,7 +248,7 @@ def _lineage_curve(exp: Any, segments: list[Segment], lineage: list[str], num_ep
     return sorted({p[0]: p for p in points}.values())
 
 
-def plot_schedule(exp: Any, segments: list[Segment], lineage: list[str], schedules: dict[str, np.ndarray],
+def plot_schedule(exp: Experiment, segments: list[Segment], lineage: list[str], schedules: dict[str, np.ndarray],
                   fit: MultiStepFit | None, fit_param: str) -> Figure:
     """Top: the metric along the lineage, coloured by ancestor; below: each mutated hyperparameter."""
     num_epochs = len(next(iter(schedules.values()))) if schedules else max(s.start for s in segments) + 1
@@ -285,8 +282,6 @@ def plot_schedule(exp: Any, segments: list[Segment], lineage: list[str], schedul
 
 
 def main(argv: list[str] | None = None) -> int:
-    from experiments.analysis.record import load_experiment
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("experiment", metavar="DIR", help="a PBT experiment folder (with summary.json)")
     parser.add_argument("--param", default="lr", help="the hyperparameter to fit a multistep schedule to")

@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from experiments.core.config import ConfigError, resolve_config
-from experiments.core.runner import STRATEGIES
+from experiments.core.errors import INPUT_ERRORS, print_error
+from experiments.core.strategies import STRATEGIES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STRATEGIES = ("random", "asha", "ahb")
@@ -126,9 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                 resolve_config(strategy, _as_cli_dict(strategy, flags), {"search": STRATEGIES[strategy].searchers[0]},
                                STRATEGIES[strategy].smoke)
                 runs.append((strategy, flags))
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except INPUT_ERRORS as err:
+        return print_error(err)
 
     storage.mkdir(parents=True, exist_ok=True)
     finished = []
@@ -147,9 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         finished.append(storage / name)
     try:
         rows, _ = compare(finished, storage, k=args.top_k)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except INPUT_ERRORS as err:
+        return print_error(err)
     print((storage / "comparison.md").read_text())
     return 0
 

@@ -39,7 +39,7 @@ CONFIG = {"lr": 3e-3, "batch_size": 32, "atom_embedding_size": 16, "num_graph_co
 
 def dataset_options(dataset_size: int, cache_dir: str | None) -> dict[str, Any]:
     """The CGCNN model options the runner would pass (built-in data of ``dataset_size`` structures)."""
-    from experiments.core.runner import default_cache_dir
+    from experiments.core.config import default_cache_dir
     from trainables.registry import MODELS
 
     options = dict(MODELS["cgcnn"].options)

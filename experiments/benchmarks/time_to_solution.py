@@ -51,7 +51,7 @@ def rung_evidence(run_dirs: list[Path], epochs: tuple[int, ...] = (1, 2, 4, 8), 
     import numpy as np
     import pandas as pd
 
-    from experiments.analysis.record import load_experiment
+    from experiments.analysis.experiment import load_experiment
 
     early: dict[int, list[float]] = {e: [] for e in epochs}
     final: list[float] = []

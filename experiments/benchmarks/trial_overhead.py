@@ -102,14 +102,15 @@ class Overhead:
 def run_variant(variant: str, args: argparse.Namespace, storage: Path, round_: int) -> Overhead:
     """Run the experiment once with ``variant``'s settings and measure its overhead."""
     import experiments.core.runner as runner
-    from experiments.analysis.record import load_experiment
+    from experiments.analysis.experiment import load_experiment
     from experiments.core.config import resolve_config
+    from experiments.core.strategies import STRATEGIES
 
     flags: dict[str, Any] = {"storage_path": str(storage), "name": f"{variant}_round{round_}", "seed": args.seed}
     flags.update({k: v for k, v in (("num_samples", args.num_samples), ("max_epochs", args.max_epochs)) if v})
     if args.smoke_test:
         flags["smoke_test"] = True
-    smoke = runner.STRATEGIES["asha"].smoke
+    smoke = STRATEGIES["asha"].smoke
     config = resolve_config("asha", flags, {"search": "random"}, smoke)
     for key, value in VARIANTS[variant].items():
         setattr(config, key, value)

@@ -23,6 +23,11 @@ CONFIGS_DIR = REPO_ROOT / "configs"
 SEARCHERS = ("random", "grid", "quasirandom", "hyperopt", "dragonfly")
 
 
+def default_cache_dir() -> str:
+    """Where datasets and tokenisations are cached: ``$HPO_SUITE_CACHE`` or ``~/.cache/hpo-suite``."""
+    return str(Path(os.environ.get("HPO_SUITE_CACHE", "~/.cache/hpo-suite")).expanduser().resolve())
+
+
 class ConfigError(ValueError):
     """A configuration a run cannot start with; the message is one line saying what to fix."""
 

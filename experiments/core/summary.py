@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.core.config import ExperimentConfig
+from experiments.core.strategies import STRATEGIES
 from search_spaces import SearchSpace
 
 
@@ -66,8 +67,6 @@ def summarize(
 ) -> dict[str, Any]:
     """Build the summary dict of a finished (or stopped) experiment from Ray's ``ResultGrid``."""
     import ray
-
-    from experiments.core.runner import STRATEGIES
 
     trials = [_trial_record(r, config) for r in results]
     sign = 1 if config.mode == "min" else -1

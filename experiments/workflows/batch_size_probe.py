@@ -46,9 +46,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from experiments.core.config import CONFIGS_DIR, ConfigError, read_yaml_config, resolve_config
-from experiments.core.runner import default_cache_dir
-from trainables.data import DataError
+from experiments.core.config import CONFIGS_DIR, ConfigError, default_cache_dir, read_yaml_config, resolve_config
+from experiments.core.errors import INPUT_ERRORS, print_error
 from trainables.registry import MODELS
 
 MIB = 1024 * 1024
@@ -473,9 +472,8 @@ def main(argv: list[str] | None = None) -> int:
         options["cpus_per_trial"] = config.cpus_per_trial
         config.model_spec.load_prepare()(options)  # checks and caches the data, as the runner's driver does
         result, probe_device = _probe(config, options, hyperparameters, args)
-    except (ConfigError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except INPUT_ERRORS as err:
+        return print_error(err)
     for line in format_report(config.model, result, args["margin"]):
         print(line)
     if result.recommendation is None:

@@ -51,10 +51,10 @@ from experiments.core.config import (
     read_yaml_config,
     resolve_config,
 )
+from experiments.core.errors import INPUT_ERRORS, print_error
 from experiments.core.runner import run_experiment
 from search_spaces import SearchSpace, SpaceError, load_space
 from search_spaces.spec import Param
-from trainables.data import DataError
 from trainables.registry import MODELS
 
 STAGE1, STAGE2 = "stage1_asha", "stage2_pbt"
@@ -523,9 +523,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"two-stage run '{config.name}' already exists under {config.storage_path}; "
                                   "continue it with --resume or choose another --name")
         _, code = run_two_stage(config, retry_errored=bool(args.get("resume_errored")))
-    except (ConfigError, SpaceError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except INPUT_ERRORS as err:
+        return print_error(err)
     finally:  # as the runner does: never leave a Ray started by a failed check running
         ray = sys.modules.get("ray")
         if ray is not None and ray.is_initialized():

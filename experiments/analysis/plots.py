@@ -1,0 +1,105 @@
+"""The plots of one experiment's record: metric against each hyperparameter, learning curves of
+the best trials, and the best metric so far against wall-clock time."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from experiments.analysis.experiment import Experiment, best_so_far, result_times
+from search_spaces import SearchSpace
+
+
+def plot_metric_vs_params(exp: Experiment, space: SearchSpace | None) -> dict[str, Figure]:
+    """One figure per hyperparameter: each trial's final metric against the trial's value.
+
+    Log-scale parameters get a log x axis, choices a categorical axis (one tick per value, in the
+    spec's order). Colour is the number of epochs a trial ran (early-stopped trials are darker);
+    the best trial is a red star; dashed lines mark the search-space bounds.
+    """
+    trials = exp.ranked_trials()
+    names = space.names if space is not None else list(exp.summary.get("space_params") or [])
+    figures = {}
+    for name in names:
+        param = space[name] if space is not None else None
+        points = [(t["config"][name], t["metric"], t.get("iteration", 0)) for t in trials if name in t["config"]]
+        fig, ax = plt.subplots(figsize=(5, 3.6))
+        categorical = param.kind == "choice" if param is not None else not all(
+            isinstance(v, (int, float)) for v, _, _ in points)
+        if categorical:
+            categories = list(param.values) if param is not None else sorted({str(v) for v, _, _ in points})
+            keys = [repr(c) if param is not None else c for c in categories]
+            xs = [keys.index(repr(v) if param is not None else str(v)) for v, _, _ in points]
+            ax.set_xticks(range(len(categories)), [str(c) for c in categories])
+            ax.set_xlim(-0.5, len(categories) - 0.5)
+        else:
+            xs = [float(v) for v, _, _ in points]
+            if param is not None and param.log:
+                ax.set_xscale("log")
+            if param is not None:
+                low, high = (param.values[0], param.values[-1]) if param.kind == "discrete" else (param.low, param.high)
+                # The whole range with a margin, so a best point near a bound shows as such.
+                if param.log:
+                    ax.set_xlim(low / (high / low) ** 0.05, high * (high / low) ** 0.05)
+                elif high > low:
+                    ax.set_xlim(low - 0.05 * (high - low), high + 0.05 * (high - low))
+                for bound in (low, high):
+                    ax.axvline(bound, color="grey", linestyle="--", linewidth=0.8)
+        ys = [m for _, m, _ in points]
+        scatter = ax.scatter(xs, ys, c=[it for _, _, it in points], cmap="viridis", s=22,
+                             vmin=0, vmax=max(1, exp.summary.get("max_epochs") or 1))
+        if points:
+            ax.scatter([xs[0]], [ys[0]], marker="*", s=160, color="red", label="best", zorder=3)
+            ax.legend(loc="best", fontsize=8)
+        fig.colorbar(scatter, ax=ax, label="epochs trained")
+        scale = " (log)" if param is not None and param.log else ""
+        ax.set_xlabel(f"{name}{scale}")
+        ax.set_ylabel(f"{exp.metric} ({exp.summary['mode']})")
+        ax.set_title(f"{exp.metric} vs {name}: {len(points)} trials", fontsize=10)
+        fig.tight_layout()
+        figures[f"metric_vs_{name}.png"] = fig
+    return figures
+
+
+def plot_learning_curves(exp: Experiment, k: int = 5) -> Figure:
+    """The metric per epoch (training_iteration) of the best ``k`` trials, with the baseline if any."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for trial in exp.ranked_trials()[:k]:
+        history = exp.histories.get(trial["trial_id"], pd.DataFrame())
+        if exp.metric not in history:
+            continue
+        ax.plot(history["training_iteration"], history[exp.metric], marker="o", markersize=3,
+                label=f"{trial['trial_id']} ({trial['metric']:.4g})")
+    baseline = exp.summary.get("baseline_val_mae")
+    if baseline is not None and exp.metric == "val_mae":
+        ax.axhline(baseline, color="grey", linestyle="--", label=f"baseline {baseline:.4g}")
+    ax.set_xlabel("epoch (training_iteration)")
+    ax.set_ylabel(exp.metric)
+    ax.set_title(f"learning curves of the best {k} trials", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+
+def plot_best_so_far(exp: Experiment) -> Figure:
+    """The best metric so far against wall-clock time, over every result of every trial."""
+    table = result_times(exp)
+    times, best = best_so_far(exp)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter(table["elapsed_s"], table["value"], s=6, color="lightgrey", label="each result")
+    ax.step(times, best, where="post", color="C0", label="best so far")
+    ax.set_xlabel("wall-clock time since start (s)")
+    ax.set_ylabel(exp.metric)
+    ax.set_title(f"best {exp.metric} so far", fontsize=10)
+    if len(best):
+        spread = table["value"]
+        low, high = float(spread.min()), float(spread.quantile(0.9))
+        if high > low:  # keep the early outliers from flattening the curve
+            pad = 0.05 * (high - low)
+            ax.set_ylim(low - pad, high + pad)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+

@@ -1,0 +1,109 @@
+"""Strategies: which scheduler each ``run_<strategy>.py`` runs, and how its search algorithm and
+scheduler are built from the one search-space spec.
+
+This is where a strategy is composed: :data:`STRATEGIES` names each run script's scheduler, the
+search algorithms it accepts and what ``--smoke-test`` shrinks; :func:`build_search` and
+:func:`build_scheduler` turn an :class:`~experiments.core.config.ExperimentConfig` and a
+:class:`~search_spaces.SearchSpace` into Ray Tune objects. The runner hands them to the Tuner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from experiments.core.config import ConfigError, ExperimentConfig
+from search_spaces import SearchSpace
+from search_spaces.compile import to_grid, to_hyperopt, to_pbt_mutations, to_ray
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A run script's fixed choices: its scheduler and the settings ``--smoke-test`` shrinks."""
+
+    scheduler: str  # "fifo", "asha", "ahb" or "pbt"
+    searchers: tuple[str, ...]  # the first is the default
+    smoke: dict[str, Any]
+
+
+_BO_AND_RANDOM = ("random", "quasirandom", "hyperopt", "dragonfly")
+STRATEGIES: dict[str, Strategy] = {
+    "random": Strategy("fifo", _BO_AND_RANDOM, {"num_samples": 3, "max_epochs": 2}),
+    "grid": Strategy("fifo", ("grid",), {"num_samples": 1, "max_epochs": 1}),
+    "asha": Strategy("asha", _BO_AND_RANDOM,
+                     {"num_samples": 4, "max_epochs": 3, "grace_period": 1, "reduction_factor": 2}),
+    "ahb": Strategy("ahb", _BO_AND_RANDOM,
+                    {"num_samples": 6, "max_epochs": 4, "grace_period": 1, "reduction_factor": 2, "brackets": 2}),
+    "pbt": Strategy("pbt", ("random",), {"num_samples": 4, "max_epochs": 4, "perturbation_interval": 1}),
+}
+
+
+def build_search(config: ExperimentConfig, space: SearchSpace) -> tuple[Any, dict[str, Any]]:
+    """The search algorithm and the ``param_space`` it samples, both from the one spec.
+
+    Ray's own generator samples (random) or enumerates (grid) a ``param_space`` of Tune domains.
+    The other searchers hold their space themselves (compiled from the same spec), so their
+    ``param_space`` carries only the constants every trial gets. The model-based ones (HyperOpt,
+    Dragonfly) run behind a ``ConcurrencyLimiter``: a BO proposal made while many trials are still
+    unfinished learns from little, so ``max_concurrent_search`` bounds how far ahead they propose.
+    """
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
+    constants = {**space.constants, "seed": config.seed}
+    if config.search == "grid":  # its size limit is checked with the config (experiments/core/config.py)
+        return BasicVariantGenerator(random_state=config.seed), {**constants, **to_grid(space)}
+    if config.search == "random":
+        return BasicVariantGenerator(random_state=config.seed), {**constants, **to_ray(space)}
+    if config.search == "quasirandom":
+        from experiments.searchers.quasirandom import QuasiRandomSearch
+
+        searcher = QuasiRandomSearch(space, config.metric, config.mode, sampler=config.quasirandom_sampler,
+                                     seed=config.seed)
+        return searcher, constants
+    if config.search == "hyperopt":
+        from ray.tune.search.hyperopt import HyperOptSearch
+
+        searcher = HyperOptSearch(space=to_hyperopt(space), metric=config.metric, mode=config.mode,
+                                  n_initial_points=config.n_initial_points, random_state_seed=config.seed)
+        return ConcurrencyLimiter(searcher, max_concurrent=config.max_concurrent_search), constants
+    if config.search == "dragonfly":
+        from experiments.searchers.dragonfly import DragonflySearch
+
+        searcher = DragonflySearch(space, config.metric, config.mode, seed=config.seed)
+        return ConcurrencyLimiter(searcher, max_concurrent=config.max_concurrent_search), constants
+    raise ConfigError(f"unknown search algorithm '{config.search}'")
+
+
+def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
+    """The trial scheduler of the strategy: FIFO (none), ASHA, async HyperBand or PBT."""
+    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, PopulationBasedTraining
+
+    kind = STRATEGIES[config.strategy].scheduler
+    if kind == "fifo":
+        return FIFOScheduler()
+    if kind in ("asha", "ahb"):
+        # ASHA is async HyperBand with one bracket; AHB runs several (config.brackets).
+        return AsyncHyperBandScheduler(
+            time_attr=config.model_spec.time_attr,  # the result field counting epochs
+            max_t=config.max_epochs,
+            grace_period=config.grace_period,
+            reduction_factor=config.reduction_factor,
+            brackets=1 if kind == "asha" else config.brackets,
+        )
+    if kind == "pbt":
+        if config.num_samples < 2:
+            raise ConfigError(f"PBT needs a population of at least 2 trials, got num-samples {config.num_samples}")
+        mutations, explore = to_pbt_mutations(space, seed=config.seed)
+        if not any(p.mutable for p in space.params):
+            raise ConfigError(f"search space '{space.name}' has no mutable parameter for PBT to perturb")
+        # Perturb once per perturbation_interval epochs (per-batch perturbation destabilised
+        # training in the write-ups). Exploitation happens in the same actor: Ray calls the
+        # trainable's reset_config with the mutated config, then load_checkpoint with the donor's.
+        return PopulationBasedTraining(
+            time_attr=config.model_spec.time_attr,  # the result field counting epochs
+            perturbation_interval=config.perturbation_interval,
+            hyperparam_mutations=mutations,
+            custom_explore_fn=explore,
+            log_config=True,
+        )
+    raise ConfigError(f"scheduler '{kind}' is not available in this version of the suite")
