@@ -16,13 +16,13 @@ from ase.neighborlist import neighbor_list
 from torch_geometric.data import Data
 
 from trainables.data import DataError, GraphDataset, adsorption, baseline_mae, elements, load_dataset
+from trainables.data.elements import group_and_period
 from trainables.data.graphs import (
     DEFAULT_ATOM_FEATURE_DIM,
     atoms_to_graph,
     default_atom_feature_table,
     gaussian_centers,
     gaussian_expansion,
-    group_and_period,
     neighbor_graph,
 )
 

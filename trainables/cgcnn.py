@@ -25,6 +25,7 @@ from torch_geometric.data import Batch
 
 from trainables.data import GraphDataset, baseline_mae, load_dataset
 from trainables.device import describe, select_device
+from trainables.errors import ModelConfigError
 from trainables.models.cgcnn import CGCNN
 
 CHECKPOINT_FILE = "cgcnn.pt"
@@ -143,7 +144,7 @@ class CGCNNTrainable(tune.Trainable):
         self.batch_size = int(config["batch_size"])
         self.lr_schedule = str(config.get("lr_schedule", "cosine"))
         if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule {self.lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
+            raise ModelConfigError(f"lr_schedule {self.lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
         self.steps_per_epoch = math.ceil(len(self.train_graphs) / self.batch_size)
         schedule_epochs = int(self.options.get("max_epochs") or DEFAULT_SCHEDULE_EPOCHS)
         self.total_steps = schedule_epochs * self.steps_per_epoch

@@ -21,14 +21,9 @@ import numpy as np
 from filelock import FileLock
 from torch_geometric.data import Data
 
-
-class DataError(ValueError):
-    """Bad user data; the message is one line naming the file (and line) at fault."""
-
-
-# The loaders raise DataError, so they are imported once it exists.
-from trainables.data import adsorption, cif_folder  # noqa: E402
-from trainables.data.graphs import (  # noqa: E402
+from trainables.data import adsorption, cif_folder
+from trainables.data.errors import DataError
+from trainables.data.graphs import (
     GraphArrays,
     build_graphs,
     default_atom_feature_table,

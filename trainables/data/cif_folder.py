@@ -17,7 +17,7 @@ import ase.io.cif
 import numpy as np
 from tqdm import tqdm
 
-from trainables.data import DataError
+from trainables.data.errors import DataError
 from trainables.data.graphs import (
     GraphArrays,
     default_atom_feature_table,

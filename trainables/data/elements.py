@@ -65,6 +65,25 @@ FEATURES = (
 )
 ATOM_FEATURE_DIM = sum(feature.width for feature in FEATURES)  # 91
 MAX_ATOMIC_NUMBER = 118
+# First atomic number of each period 1..7 (and one past the last element).
+_PERIOD_STARTS = (1, 3, 11, 19, 37, 55, 87, 119)
+
+
+def group_and_period(z: int) -> tuple[int, int]:
+    """Periodic-table group (1..18) and period (1..7) of element ``z``; f-block elements count as group 3."""
+    period = next(p for p in range(1, 8) if z < _PERIOD_STARTS[p])
+    offset = z - _PERIOD_STARTS[period - 1]
+    if period == 1:
+        return (1 if z == 1 else 18), 1
+    if period <= 3:
+        return (offset + 1 if offset < 2 else offset + 11), period
+    if period <= 5:
+        return offset + 1, period
+    if offset < 2:
+        return offset + 1, period
+    if offset < 17:  # lanthanides / actinides (La..Lu, Ac..Lr)
+        return 3, period
+    return offset - 13, period
 
 
 def _number(value: object) -> float | None:
@@ -79,8 +98,6 @@ def element_properties() -> dict[int, dict[str, float | str | None]]:
     """The nine properties of every element 1..118 from mendeleev, keyed by atomic number."""
     from mendeleev.econf import ElectronicConfiguration
     from mendeleev.fetch import fetch_table
-
-    from trainables.data.graphs import group_and_period
 
     elements = fetch_table("elements").set_index("atomic_number")
     ionisation = fetch_table("ionizationenergies")

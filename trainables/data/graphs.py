@@ -20,6 +20,8 @@ from ase import Atoms
 from ase.data import chemical_symbols
 from torch_geometric.data import Data
 
+from trainables.data.elements import MAX_ATOMIC_NUMBER, cgcnn_atom_feature_table
+
 DEFAULT_RADIUS = 8.0
 DEFAULT_MAX_NEIGHBORS = 12
 DEFAULT_GAUSSIAN_STEP = 0.2
@@ -28,9 +30,6 @@ DEFAULT_GAUSSIAN_STEP = 0.2
 # large bulk cells with many periodic images would otherwise need hundreds of MB.
 _MAX_PAIRS_PER_CHUNK = 2_000_000
 
-# First atomic number of each period 1..7 (and one past the last element).
-_PERIOD_STARTS = (1, 3, 11, 19, 37, 55, 87, 119)
-MAX_ATOMIC_NUMBER = 118
 DEFAULT_ATOM_FEATURE_DIM = 91  # trainables.data.elements.ATOM_FEATURE_DIM
 
 
@@ -135,23 +134,6 @@ def gaussian_expansion(
     return torch.exp(-((d[:, None] - centers[None, :]) ** 2) / step**2)
 
 
-def group_and_period(z: int) -> tuple[int, int]:
-    """Periodic-table group (1..18) and period (1..7) of element ``z``; f-block elements count as group 3."""
-    period = next(p for p in range(1, 8) if z < _PERIOD_STARTS[p])
-    offset = z - _PERIOD_STARTS[period - 1]
-    if period == 1:
-        return (1 if z == 1 else 18), 1
-    if period <= 3:
-        return (offset + 1 if offset < 2 else offset + 11), period
-    if period <= 5:
-        return offset + 1, period
-    if offset < 2:
-        return offset + 1, period
-    if offset < 17:  # lanthanides / actinides (La..Lu, Ac..Lr)
-        return 3, period
-    return offset - 13, period
-
-
 def default_atom_feature_table() -> np.ndarray:
     """Feature row per atomic number 0..118, float32 [119, 91]: CGCNN's nine binned element properties.
 
@@ -159,8 +141,6 @@ def default_atom_feature_table() -> np.ndarray:
     energy, electron affinity, block and atomic volume, computed from the mendeleev element
     database (see ``trainables/data/elements.py``). Row 0 is unused. A copy, safe to modify.
     """
-    from trainables.data.elements import cgcnn_atom_feature_table
-
     return cgcnn_atom_feature_table().copy()
 
 
