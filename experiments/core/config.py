@@ -174,6 +174,9 @@ def build_parser(strategy: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="resume the experiment --name under --storage-path after an interruption")
     p.add_argument("--resume-errored", action="store_true", help="with --resume: also retry errored trials")
+    p.add_argument("--auto-resume", action="store_true",
+                   help="resume the experiment if its folder holds saved state, else start it (what a requeued "
+                        "Slurm job does; also retries errored trials)")
     seen: set[str] = set()
     for spec in MODELS.values():
         for option in spec.cli_options:
@@ -228,7 +231,7 @@ def resolve_config(
             (options if key in spec.options else values)[key] = value
 
     for key, value in args.items():
-        if key in ("config", "resume", "resume_errored"):  # actions, not settings
+        if key in ("config", "resume", "resume_errored", "auto_resume"):  # actions, not settings
             continue
         if key in spec.options:
             options[key] = value

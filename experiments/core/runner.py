@@ -20,8 +20,11 @@ from typing import Any
 import yaml
 
 from experiments.analysis.record import report
+from experiments.core import interrupts
 from experiments.core.config import ConfigError, ExperimentConfig, build_parser, default_cache_dir, resolve_config
 from experiments.core.errors import INPUT_ERRORS, print_error
+from experiments.core.experiment_dir import default_name, has_saved_state, open_experiment_dir
+from experiments.core.seeding import seed_scheduler_rngs
 from experiments.core.strategies import STRATEGIES, build_scheduler, build_search
 from experiments.core.summary import format_table, summarize, write_summary
 from search_spaces import SearchSpace, SpaceError, load_space
@@ -34,7 +37,9 @@ def checkpoint_config(config: ExperimentConfig) -> Any:
     stopped trial, the overhead the NERSC study removed to finish twice the trials. PBT needs
     checkpoints at each perturbation (the donor's weights): ``PopulationBasedTraining`` saves the
     upper quantile itself at every ``perturbation_interval``, so no periodic checkpoints are added
-    for it; only the two newest per trial are kept, bounding disk use on long runs.
+    for it. Periodic checkpoints keep the two newest per trial, bounding disk use on long runs; under PBT
+    at least one per population member is kept: a paused member restores its donor's checkpoint later,
+    and a donor must not have deleted it by then (a failed restore is a trial error).
     """
     from ray import tune
 
@@ -42,12 +47,12 @@ def checkpoint_config(config: ExperimentConfig) -> Any:
     return tune.CheckpointConfig(
         checkpoint_frequency=config.checkpoint_frequency,
         checkpoint_at_end=False,
-        num_to_keep=2 if config.checkpoint_frequency or pbt else None,
+        num_to_keep=max(2, config.num_samples) if pbt else (2 if config.checkpoint_frequency else None),
     )
 
 
 def experiment_name(config: ExperimentConfig) -> str:
-    return config.name or f"{config.model}_{config.strategy}_{config.search}_{time.strftime('%Y%m%d-%H%M%S')}"
+    return config.name or default_name(config)
 
 
 def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
@@ -156,7 +161,8 @@ def _new_tuner(config: ExperimentConfig, trainable: Any, name: str, storage: Pat
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=config.num_samples,
-            max_concurrent_trials=config.max_concurrent_trials or None,
+            # Ray's own generator (random, grid) holds the cap itself (strategies.build_search).
+            max_concurrent_trials=None if config.search in ("random", "grid") else config.max_concurrent_trials or None,
             reuse_actors=config.reuse_actors,
             time_budget_s=config.time_budget_s or None,
         ),
@@ -165,9 +171,10 @@ def _new_tuner(config: ExperimentConfig, trainable: Any, name: str, storage: Pat
             storage_path=str(storage),
             stop={config.model_spec.time_attr: config.max_epochs},
             checkpoint_config=checkpoint_config(config),
-            # fail_fast (the NERSC advice) unless the user asked for retries: Ray allows only one of them.
-            failure_config=tune.FailureConfig(max_failures=config.max_failures, fail_fast=config.max_failures == 0),
-            callbacks=build_callbacks(config),
+            # Fail-fast (the NERSC advice) unless the user asked for retries, but through the interrupt path
+            # (interrupts.TrialErrorPolicy), not Tune's fail_fast, which ends trials a resume cannot finish.
+            failure_config=tune.FailureConfig(max_failures=config.max_failures),
+            callbacks=[*build_callbacks(config), interrupts.TrialErrorPolicy(fail_fast=config.max_failures == 0)],
             verbose=1,
         ),
     )
@@ -187,8 +194,13 @@ def load_snapshot_config(strategy: str, args: dict[str, Any]) -> ExperimentConfi
     if not snapshot.is_file():
         raise ConfigError(f"no experiment to resume at {storage / args['name']} (no experiment.yaml there)")
     chosen = STRATEGIES[strategy]
-    keep = {k: args[k] for k in ("name", "storage_path", "address", "max_failures") if k in args}
-    return resolve_config(strategy, {"config": str(snapshot), **keep}, {"search": chosen.searchers[0]}, chosen.smoke)
+    keep = {k: args[k] for k in ("name", "storage_path", "address") if k in args}
+    config = resolve_config(strategy, {"config": str(snapshot), **keep}, {"search": chosen.searchers[0]}, chosen.smoke)
+    if "max_failures" in args and args["max_failures"] != config.max_failures:
+        # Tuner.restore reloads the run settings it saved; a new value would be silently ignored.
+        raise ConfigError(f"--max-failures cannot change on --resume: Tune restores the saved run settings, "
+                          f"so experiment '{args['name']}' keeps max_failures {config.max_failures}")
+    return config
 
 
 def saved_trial_states(exp_dir: Path) -> list[str]:
@@ -196,7 +208,10 @@ def saved_trial_states(exp_dir: Path) -> list[str]:
     states = sorted(exp_dir.glob("experiment_state-*.json"))  # named by start time; a resume adds one
     if not states:
         return []
-    trial_data = json.loads(states[-1].read_text()).get("trial_data", [])
+    try:
+        trial_data = json.loads(states[-1].read_text()).get("trial_data", [])
+    except (OSError, ValueError):  # truncated (full disk, killed mid-write): Tune.restore reports it
+        return []
     return [(json.loads(t[0]) if isinstance(t, list) else t).get("status", "") for t in trial_data]
 
 
@@ -211,9 +226,22 @@ def check_space_names(config: ExperimentConfig, space: SearchSpace) -> None:
 
 def run_experiment(config: ExperimentConfig, resume: bool = False, resume_errored: bool = False) -> dict[str, Any]:
     """Run one experiment end to end (or resume it) and return its summary (also written to disk)."""
+    name = experiment_name(config)
+    exp_dir, lock = open_experiment_dir(config.storage_path, name, resume)
+    try:
+        return _run_locked(config, name, exp_dir, resume, resume_errored)
+    finally:
+        lock.release()
+
+
+def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool,
+                resume_errored: bool) -> dict[str, Any]:
     import ray
     from ray import tune
 
+    snapshot = exp_dir / "experiment.yaml"
+    if not resume:
+        snapshot.write_text(yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
     space = load_space(config.space)
     spec = config.model_spec
     options = dict(config.model_options)
@@ -222,14 +250,8 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, resume_errore
     # Data problems surface here, in the driver, before any trial or Ray process starts.
     prepared = spec.load_prepare()(options)
 
-    _connect_ray(config)  # before anything is written: a cluster that cannot run the trials is an input error
-    name = experiment_name(config)
-    storage = Path(config.storage_path).expanduser().resolve()
-    exp_dir = storage / name
-    snapshot = exp_dir / "experiment.yaml"
-    if not resume:
-        exp_dir.mkdir(parents=True, exist_ok=True)
-        snapshot.write_text(yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
+    _connect_ray(config)  # a cluster that cannot run the trials is an input error, before any trial
+    storage = exp_dir.parent
     reproduce = f"python experiments/run_{config.strategy}.py --config {shlex.quote(str(snapshot))}"
 
     trainable = tune.with_resources(
@@ -246,17 +268,23 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, resume_errore
         searcher, param_space = build_search(config, space)
         tuner = _new_tuner(config, trainable, name, storage, searcher, build_scheduler(config, space), param_space)
     start = time.monotonic()
-    results = tuner.fit()
+    seed_scheduler_rngs(config.seed)  # PBT's explore and AHB's brackets draw from the global generators
+    with interrupts.graceful_stop_signals():  # SIGTERM/SIGHUP stop it as Ctrl-C does
+        results = tuner.fit()
     wall_time = time.monotonic() - start
     previous = exp_dir / "summary.json"
     if resume and previous.is_file():  # wall time adds up over interrupted sessions
-        wall_time += json.loads(previous.read_text()).get("wall_time_s") or 0.0
+        try:
+            wall_time += json.loads(previous.read_text()).get("wall_time_s") or 0.0
+        except (OSError, ValueError, AttributeError):
+            print(f"warning: {previous} is unreadable; its wall time is not added", file=sys.stderr)
     summary = summarize(config, name, space, results, wall_time, prepared, reproduce)
     # Trials neither finished nor errored mean the run was interrupted (Ctrl-C): Tune saved its
     # state, so the experiment can be resumed where it stopped.
     states = saved_trial_states(exp_dir)
     summary["num_unfinished"] = sum(1 for status in states if status not in ("TERMINATED", "ERROR"))
     summary["resume_command"] = resume_command(config, name)
+    interrupts.mark_interrupted_trials(summary)
     write_summary(exp_dir, summary)
     try:  # the record's checks and plots; a failure here must never lose the summary just written
         report(exp_dir)
@@ -278,11 +306,17 @@ def main(strategy: str, description: str, argv: list[str] | None = None) -> int:
             raise ConfigError(
                 f"run_{strategy}.py works with search algorithm(s) {', '.join(chosen.searchers)}, not '{config.search}'"
             )
-        if args.get("resume"):
+        resume, resume_errored = bool(args.get("resume")), bool(args.get("resume_errored"))
+        if args.get("auto_resume") and not resume:
+            # A requeued Slurm job: resume its experiment if the first run saved a state, else start it.
+            name = args.get("name") or default_name(config)
+            if has_saved_state(Path(config.storage_path).expanduser() / name):
+                args["name"] = name
+                resume = resume_errored = True  # trials the stop signal killed are recorded as errored
+        if resume:
             config = load_snapshot_config(strategy, args)
         check_space_names(config, load_space(config.space))  # a bad space fails here, before any data is built
-        summary = run_experiment(config, resume=bool(args.get("resume")),
-                                 resume_errored=bool(args.get("resume_errored")))
+        summary = run_experiment(config, resume=resume, resume_errored=resume_errored)
     except INPUT_ERRORS as err:
         return print_error(err)
     finally:  # a check that fails after Ray started (e.g. too many CPUs per trial) must not leave it running

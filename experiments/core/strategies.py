@@ -50,10 +50,12 @@ def build_search(config: ExperimentConfig, space: SearchSpace) -> tuple[Any, dic
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
     constants = {**space.constants, "seed": config.seed}
+    # Ray's generator takes the trial cap itself: Tune ignores TuneConfig.max_concurrent_trials for it.
+    cap = config.max_concurrent_trials
     if config.search == "grid":  # its size limit is checked with the config (experiments/core/config.py)
-        return BasicVariantGenerator(random_state=config.seed), {**constants, **to_grid(space)}
+        return BasicVariantGenerator(random_state=config.seed, max_concurrent=cap), {**constants, **to_grid(space)}
     if config.search == "random":
-        return BasicVariantGenerator(random_state=config.seed), {**constants, **to_ray(space)}
+        return BasicVariantGenerator(random_state=config.seed, max_concurrent=cap), {**constants, **to_ray(space)}
     if config.search == "quasirandom":
         from experiments.searchers.quasirandom import QuasiRandomSearch
 

@@ -1,0 +1,223 @@
+"""Graceful stops, experiment folders and failure policy, with the real run scripts on a real local Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from experiments.core.experiment_dir import ExperimentLock
+from experiments.core.runner import main, saved_trial_states
+from trainables.registry import MODELS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script(strategy: str, args: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(REPO / "experiments" / f"run_{strategy}.py"), *args], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def _env(tmp_path: Path) -> dict:
+    return {**os.environ, "HPO_SUITE_CACHE": str(tmp_path / "cache"), "RAY_AUTH_MODE": "disabled"}
+
+
+def _terminated_trials(exp: Path) -> dict[str, pd.DataFrame]:
+    """Trial folder -> its progress rows, for the trials Tune last saved as TERMINATED (done or stopped early)."""
+    state = json.loads(sorted(exp.glob("experiment_state-*.json"))[-1].read_text())
+    done = {}
+    for entry in state["trial_data"]:
+        trial = json.loads(entry[0]) if isinstance(entry, list) else entry
+        if trial["status"] == "TERMINATED":
+            rows = pd.read_csv(exp / trial["relative_logdir"] / "progress.csv")
+            done[trial["relative_logdir"]] = rows[["training_iteration", "val_mae"]].reset_index(drop=True)
+    return done
+
+
+# -- bad input: one line, exit 2, before any data is built ------------------------------------------
+
+def _run_quick(args: list[str], tmp_path: Path, strategy: str = "asha") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "experiments" / f"run_{strategy}.py"), *args], cwd=REPO,
+                          env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
+def test_unwritable_storage_path_is_one_line_before_any_data_is_built(tmp_path):
+    # As root os.access says yes to anything; creating the folder is the only honest check.
+    start = time.monotonic()
+    res = _run_quick(["--storage-path", "/proc/nope"], tmp_path)
+    elapsed = time.monotonic() - start
+    assert res.returncode == 2, res.stderr[-2000:]
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "/proc/nope" in lines[0], res.stderr
+    assert not (tmp_path / "cache").exists(), "the dataset was built before the storage path was checked"
+    assert elapsed < 60, elapsed
+
+
+def test_existing_experiment_name_without_resume_is_refused(tmp_path):
+    exp = tmp_path / "results" / "taken"
+    exp.mkdir(parents=True)
+    (exp / "summary.json").write_text("{}")
+    res = _run_quick(["--smoke-test", "--storage-path", str(tmp_path / "results"), "--name", "taken"], tmp_path)
+    assert res.returncode == 2, res.stderr[-2000:]
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "already exists" in lines[0] and "--resume" in lines[0], res.stderr
+    assert (exp / "summary.json").read_text() == "{}"
+    assert not (tmp_path / "cache").exists()
+
+
+def _snapshot(exp: Path, **changes) -> None:
+    """An experiment.yaml as the runner writes it (the smoke-test random experiment)."""
+    from experiments.core.config import resolve_config
+    from experiments.core.runner import STRATEGIES
+
+    config = resolve_config("random", {"smoke_test": True, **changes}, {"search": "random"},
+                            STRATEGIES["random"].smoke)
+    exp.mkdir(parents=True)
+    (exp / "experiment.yaml").write_text(yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
+
+
+def test_folder_in_use_by_another_driver_is_refused(tmp_path):
+    exp = tmp_path / "results" / "busy"
+    _snapshot(exp)
+    lock = ExperimentLock(exp).acquire()  # this test process plays the first driver
+    try:
+        res = _run_quick(["--resume", "--storage-path", str(tmp_path / "results"), "--name", "busy"], tmp_path,
+                         strategy="random")
+    finally:
+        lock.release()
+    assert res.returncode == 2, res.stderr[-2000:]
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "in use by pid" in lines[0], res.stderr
+
+
+def test_max_failures_that_resume_cannot_apply_is_refused(tmp_path):
+    exp = tmp_path / "results" / "mf"
+    _snapshot(exp, max_failures=0)
+    res = _run_quick(["--resume", "--max-failures", "3", "--storage-path", str(tmp_path / "results"),
+                      "--name", "mf"], tmp_path, strategy="random")
+    assert res.returncode == 2, res.stderr[-2000:]
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--max-failures" in lines[0], res.stderr
+
+
+def test_default_names_are_unique_per_process_and_per_job(monkeypatch):
+    from experiments.core.config import resolve_config
+    from experiments.core.experiment_dir import default_name
+    from experiments.core.runner import STRATEGIES
+
+    config = resolve_config("asha", {}, {"search": "random"}, STRATEGIES["asha"].smoke)
+    monkeypatch.delenv("HPO_EXPERIMENT_TAG", raising=False)
+    assert str(os.getpid()) in default_name(config)
+    monkeypatch.setenv("HPO_EXPERIMENT_TAG", "job42_3")
+    assert default_name(config) == "cgcnn_asha_random_job42_3"
+
+
+# -- graceful stops -------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_sigterm_mid_run_saves_the_summary_and_resume_keeps_finished_trials(tmp_path):
+    """The real run_asha.py driver: SIGTERM (what kill, scancel and preemption send) stops it like Ctrl-C."""
+    env = _env(tmp_path)
+    args = ["--smoke-test", "--num-samples", "4", "--max-epochs", "40", "--checkpoint-frequency", "5",
+            "--max-concurrent-trials", "1", "--storage-path", str(tmp_path), "--name", "sigterm"]
+    exp = tmp_path / "sigterm"
+    proc = _script("asha", args, env)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and "TERMINATED" not in saved_trial_states(exp):
+        time.sleep(0.5)
+    assert "TERMINATED" in saved_trial_states(exp), "no trial finished before the deadline"
+    proc.send_signal(signal.SIGTERM)  # the driver only, as `kill PID` does
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-3000:]
+    summary = json.loads((exp / "summary.json").read_text())
+    assert summary["num_unfinished"] > 0, summary
+    assert f"resume with: {summary['resume_command']}" in out
+    finished_before = _terminated_trials(exp)
+    assert finished_before
+
+    resumed = _script("asha", ["--resume", "--name", "sigterm", "--storage-path", str(tmp_path)], env)
+    out, _ = resumed.communicate(timeout=400)
+    assert resumed.returncode == 0, out[-3000:]
+    summary = json.loads((exp / "summary.json").read_text())
+    assert summary["num_trials"] == 4 and summary["num_errored"] == 0 and summary["num_unfinished"] == 0
+    for name, before in finished_before.items():
+        after = pd.read_csv(exp / name / "progress.csv")[["training_iteration", "val_mae"]]
+        pd.testing.assert_frame_equal(before, after.reset_index(drop=True))
+
+
+@pytest.fixture
+def fail_once_model(monkeypatch, tmp_path):
+    tests_dir = str(Path(__file__).parent)
+    monkeypatch.syspath_prepend(tests_dir)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("HPO_SUITE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(MODELS, "cgcnn_fail_once",
+                        replace(MODELS["cgcnn"], name="cgcnn_fail_once", trainable="faulty_trainables:FailOnceCGCNN"))
+
+
+@pytest.mark.slow
+def test_fail_fast_then_advised_resume_completes_every_planned_trial(fail_once_model, tmp_path, capsys):
+    """Fail-fast stops through the interrupt path, so `--resume --resume-errored` runs the plan to its end."""
+    args = ["--model", "cgcnn_fail_once", "--smoke-test", "--num-samples", "4", "--max-epochs", "5",
+            "--max-concurrent-trials", "1", "--storage-path", str(tmp_path), "--name", "ff"]
+    assert main("random", "test", args) == 1
+    err = capsys.readouterr().err
+    assert "--resume-errored" in err.strip().splitlines()[-1], err[-2000:]
+    first = json.loads((tmp_path / "ff" / "summary.json").read_text())
+    assert first["num_errored"] == 1 and first["num_trials"] < 4, first  # it stopped at the first failure
+
+    code = main("random", "test", ["--resume", "--resume-errored", "--name", "ff", "--storage-path", str(tmp_path)])
+    assert code == 0, capsys.readouterr().err[-3000:]
+    summary = json.loads((tmp_path / "ff" / "summary.json").read_text())
+    assert summary["num_trials"] == 4 and summary["num_errored"] == 0 and summary["num_unfinished"] == 0, summary
+    assert [t["iteration"] for t in summary["trials"]] == [5] * 4, summary["trials"]
+
+
+@pytest.mark.slow
+def test_max_concurrent_trials_caps_random_search(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HPO_SUITE_CACHE", str(tmp_path / "cache"))
+    code = main("random", "test", ["--smoke-test", "--num-samples", "3", "--max-epochs", "15",
+                                   "--max-concurrent-trials", "1", "--cpus-per-trial", "0.5",
+                                   "--storage-path", str(tmp_path), "--name", "cap"])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    pids = {json.loads(line)["pid"] for result in (tmp_path / "cap").glob("CGCNNTrainable_*/result.json")
+            for line in result.read_text().splitlines() if line.strip()}
+    # Room for six trials at once (0.5 CPU each): without the cap the three trials start together, each in
+    # its own actor; with it they run one after another in one reused actor.
+    assert len(pids) == 1, pids
+
+
+def _trial_configs(exp: Path) -> list[tuple]:
+    """Per trial, in trial order: the configs of its results (PBT changes them) and the epochs it trained."""
+    out = []
+    for result in sorted(exp.glob("CGCNNTrainable_*/result.json"), key=lambda p: p.parent.name.split("_")[2]):
+        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        out.append((tuple(json.dumps(r["config"], sort_keys=True) for r in rows), rows[-1]["training_iteration"]))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ahb", "pbt"])
+def test_one_seed_gives_the_same_trials_twice(strategy, tmp_path):
+    """AHB's bracket draws and PBT's explore steps follow --seed: two runs make the same trials."""
+    runs = []
+    for run in ("a", "b"):
+        proc = _script(strategy, ["--smoke-test", "--seed", "5", "--max-concurrent-trials", "1",
+                                  "--storage-path", str(tmp_path), "--name", run], _env(tmp_path))
+        out, _ = proc.communicate(timeout=400)
+        assert proc.returncode == 0, out[-3000:]
+        runs.append(_trial_configs(tmp_path / run))
+    assert runs[0] == runs[1]
+    if strategy == "pbt":  # the runs really explored (configs changed within a trial)
+        assert any(len(set(configs)) > 1 for configs, _ in runs[0]), runs[0]
