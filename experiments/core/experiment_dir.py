@@ -94,3 +94,19 @@ def open_experiment_dir(storage_path: str, name: str, resume: bool) -> tuple[Pat
         raise ConfigError(f"storage path {storage_path} cannot hold the experiment folder {exp_dir}: "
                           f"{err.strerror or err}") from None
     return exp_dir, lock
+
+
+def discard_unstarted(exp_dir: Path) -> None:
+    """Remove a folder this run created if the experiment never started (an input error before Tune ran).
+
+    Only ``experiment.yaml`` and the lock are removed, and the folder only when that empties it; a
+    folder with saved Tune state or a summary is never touched.
+    """
+    if _holds_experiment(exp_dir):
+        return
+    for name in ("experiment.yaml", LOCK_FILE):
+        (exp_dir / name).unlink(missing_ok=True)
+    try:
+        exp_dir.rmdir()
+    except OSError:  # something else is in it: keep it
+        pass
