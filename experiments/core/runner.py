@@ -25,6 +25,7 @@ from experiments.core.config import ConfigError, ExperimentConfig, build_parser,
 from experiments.core.errors import INPUT_ERRORS, print_error
 from experiments.core.experiment_dir import default_name, has_saved_state, open_experiment_dir
 from experiments.core.seeding import seed_scheduler_rngs
+from experiments.core.startup import FirstResultCallback, StartupTimeline
 from experiments.core.strategies import STRATEGIES, build_scheduler, build_search
 from experiments.core.summary import format_table, summarize, write_summary
 from search_spaces import SearchSpace, SpaceError, load_space
@@ -148,7 +149,7 @@ def build_callbacks(config: ExperimentConfig) -> list[Any]:
 
 
 def _new_tuner(config: ExperimentConfig, trainable: Any, name: str, storage: Path, searcher: Any,
-               scheduler: Any, param_space: dict[str, Any]) -> Any:
+               scheduler: Any, param_space: dict[str, Any], extra_callbacks: tuple[Any, ...] = ()) -> Any:
     """The Tuner of a fresh experiment: reuse_actors, fail_fast, minimal checkpoints, stop at max_epochs."""
     from ray import tune
 
@@ -174,7 +175,8 @@ def _new_tuner(config: ExperimentConfig, trainable: Any, name: str, storage: Pat
             # Fail-fast (the NERSC advice) unless the user asked for retries, but through the interrupt path
             # (interrupts.TrialErrorPolicy), not Tune's fail_fast, which ends trials a resume cannot finish.
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
-            callbacks=[*build_callbacks(config), interrupts.TrialErrorPolicy(fail_fast=config.max_failures == 0)],
+            callbacks=[*build_callbacks(config), interrupts.TrialErrorPolicy(fail_fast=config.max_failures == 0),
+                       *extra_callbacks],
             verbose=1,
         ),
     )
@@ -224,18 +226,32 @@ def check_space_names(config: ExperimentConfig, space: SearchSpace) -> None:
                          f"{', '.join(unknown)}; it accepts {', '.join(known)}")
 
 
-def run_experiment(config: ExperimentConfig, resume: bool = False, resume_errored: bool = False) -> dict[str, Any]:
-    """Run one experiment end to end (or resume it) and return its summary (also written to disk)."""
+def trial_options(config: ExperimentConfig) -> dict[str, Any]:
+    """The model's fixed options as every trial's ``setup`` and the driver's ``prepare`` get them."""
+    options = dict(config.model_options)
+    options["cache_dir"] = options.get("cache_dir") or default_cache_dir()
+    options["cpus_per_trial"] = config.cpus_per_trial
+    return options
+
+
+def run_experiment(config: ExperimentConfig, resume: bool = False, resume_errored: bool = False,
+                   timeline: StartupTimeline | None = None) -> dict[str, Any]:
+    """Run one experiment end to end (or resume it) and return its summary (also written to disk).
+
+    ``timeline`` (the entry point's) collects the start-up marks that go into the summary's ``startup``.
+    """
+    timeline = timeline or StartupTimeline()
+    timeline.mark("driver_ready")
     name = experiment_name(config)
     exp_dir, lock = open_experiment_dir(config.storage_path, name, resume)
     try:
-        return _run_locked(config, name, exp_dir, resume, resume_errored)
+        return _run_locked(config, name, exp_dir, resume, resume_errored, timeline)
     finally:
         lock.release()
 
 
 def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool,
-                resume_errored: bool) -> dict[str, Any]:
+                resume_errored: bool, timeline: StartupTimeline) -> dict[str, Any]:
     import ray
     from ray import tune
 
@@ -244,13 +260,15 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
         snapshot.write_text(yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
     space = load_space(config.space)
     spec = config.model_spec
-    options = dict(config.model_options)
-    options["cache_dir"] = options.get("cache_dir") or default_cache_dir()
-    options["cpus_per_trial"] = config.cpus_per_trial
+    options = trial_options(config)
     # Data problems surface here, in the driver, before any trial or Ray process starts.
+    timeline.mark("prepare_start")
     prepared = spec.load_prepare()(options)
+    timeline.mark("prepared")
 
+    timeline.mark("ray_start")
     _connect_ray(config)  # a cluster that cannot run the trials is an input error, before any trial
+    timeline.mark("ray_started")
     storage = exp_dir.parent
     reproduce = f"python experiments/run_{config.strategy}.py --config {shlex.quote(str(snapshot))}"
 
@@ -258,6 +276,7 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
         tune.with_parameters(spec.load_trainable(), options=options),
         {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},
     )
+    timeline.mark("tuner_start")
     if resume:
         # Finished trials stay as they are; unfinished ones continue from their last checkpoint
         # (or restart, where the policy kept none); errored ones only with --resume-errored.
@@ -266,7 +285,8 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
         )
     else:
         searcher, param_space = build_search(config, space)
-        tuner = _new_tuner(config, trainable, name, storage, searcher, build_scheduler(config, space), param_space)
+        tuner = _new_tuner(config, trainable, name, storage, searcher, build_scheduler(config, space), param_space,
+                           (FirstResultCallback(timeline),))
     start = time.monotonic()
     seed_scheduler_rngs(config.seed)  # PBT's explore and AHB's brackets draw from the global generators
     with interrupts.graceful_stop_signals():  # SIGTERM/SIGHUP stop it as Ctrl-C does
@@ -284,6 +304,7 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
     states = saved_trial_states(exp_dir)
     summary["num_unfinished"] = sum(1 for status in states if status not in ("TERMINATED", "ERROR"))
     summary["resume_command"] = resume_command(config, name)
+    summary["startup"] = timeline.summary()
     interrupts.mark_interrupted_trials(summary)
     write_summary(exp_dir, summary)
     try:  # the record's checks and plots; a failure here must never lose the summary just written
@@ -297,6 +318,8 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
 
 def main(strategy: str, description: str, argv: list[str] | None = None) -> int:
     """Entry point of every ``run_<strategy>.py``: parse, validate, run, print the summary."""
+    timeline = StartupTimeline()
+    timeline.mark("driver_ready")  # the driver's imports end here
     parser = build_parser(strategy, description)
     args = vars(parser.parse_args(argv))
     try:
@@ -316,7 +339,7 @@ def main(strategy: str, description: str, argv: list[str] | None = None) -> int:
         if resume:
             config = load_snapshot_config(strategy, args)
         check_space_names(config, load_space(config.space))  # a bad space fails here, before any data is built
-        summary = run_experiment(config, resume=resume, resume_errored=resume_errored)
+        summary = run_experiment(config, resume=resume, resume_errored=resume_errored, timeline=timeline)
     except INPUT_ERRORS as err:
         return print_error(err)
     finally:  # a check that fails after Ray started (e.g. too many CPUs per trial) must not leave it running
