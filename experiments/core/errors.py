@@ -13,8 +13,7 @@ import sys
 from experiments.core.config import ConfigError
 from experiments.searchers.base import SearcherError
 from search_spaces import SpaceError
-from trainables.data import DataError
-from trainables.errors import ModelConfigError
+from trainables.errors import DataError, ModelConfigError
 
 INPUT_ERRORS: tuple[type[Exception], ...] = (ConfigError, SpaceError, SearcherError, DataError, ModelConfigError)
 

@@ -19,7 +19,6 @@ from typing import Any
 
 import yaml
 
-from experiments.analysis.record import report
 from experiments.core import interrupts
 from experiments.core.config import ConfigError, ExperimentConfig, build_parser, default_cache_dir, resolve_config
 from experiments.core.errors import INPUT_ERRORS, print_error
@@ -308,6 +307,8 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
     interrupts.mark_interrupted_trials(summary)
     write_summary(exp_dir, summary)
     try:  # the record's checks and plots; a failure here must never lose the summary just written
+        from experiments.analysis.record import report  # matplotlib and pandas: imported once the trials are done
+
         report(exp_dir)
     except Exception as err:  # noqa: BLE001 - any analysis bug is a warning, the experiment is done
         print(f"warning: analysis failed ({type(err).__name__}: {err}); summary.json is intact; retry with "

@@ -1,5 +1,5 @@
-"""The data layer's error type, in its own module so every loader can raise it without a cycle."""
+"""The data layer's error type (defined in :mod:`trainables.errors`, which imports nothing heavy)."""
 
+from trainables.errors import DataError
 
-class DataError(ValueError):
-    """Bad user data; the message is one line naming the file (and line) at fault."""
+__all__ = ["DataError"]
