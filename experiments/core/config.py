@@ -110,6 +110,11 @@ def _check_type(key: str, value: Any, expected: type, source: str) -> Any:
     return value
 
 
+def check_setting(key: str, value: Any, source: str) -> Any:
+    """A runner setting read from a file, checked against the type of its field (ConfigError naming ``source``)."""
+    return _check_type(key, value, _FIELD_TYPES.get(key, str), source)
+
+
 def _unknown_key(key: str, known: set[str], source: str) -> ConfigError:
     close = difflib.get_close_matches(key, sorted(known), n=1)
     hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(known))}"
@@ -137,46 +142,56 @@ def read_yaml_config(path: Path) -> dict[str, Any]:
     return data
 
 
-def build_parser(strategy: str, description: str) -> argparse.ArgumentParser:
-    """The CLI every ``run_<strategy>.py`` shares. Flags left out keep the YAML / default value."""
+def build_parser(strategy: str, description: str, prog: str | None = None,
+                 flag_help: dict[str, str] | None = None) -> argparse.ArgumentParser:
+    """The CLI every ``run_<strategy>.py`` shares. Flags left out keep the YAML / default value.
+
+    A workflow composed of several experiments (the two-stage run) reuses it with its own ``prog``
+    and ``flag_help``: new help texts for the flags that mean something else there.
+    """
     p = argparse.ArgumentParser(
-        prog=f"run_{strategy}.py",
+        prog=prog or f"run_{strategy}.py",
         description=description,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         argument_default=argparse.SUPPRESS,
     )
-    p.add_argument("--model", help="model to tune: " + ", ".join(MODELS) + " (default cgcnn)")
-    p.add_argument("--config", help=f"YAML config (default configs/<model>/{strategy}.yaml)")
-    p.add_argument("--space", help="search space: a name in search_spaces/ or a .yaml path")
+    reworded = flag_help or {}
+
+    def add(flag: str, **kwargs: Any) -> None:
+        p.add_argument(flag, **{**kwargs, "help": reworded.get(flag, kwargs.get("help"))})
+
+    add("--model", help="model to tune: " + ", ".join(MODELS) + " (default cgcnn)")
+    add("--config", help=f"YAML config (default configs/<model>/{strategy}.yaml)")
+    add("--space", help="search space: a name in search_spaces/ or a .yaml path")
     if strategy not in ("grid", "pbt"):
-        p.add_argument("--search", help="search algorithm: " + ", ".join(s for s in SEARCHERS if s != "grid"))
+        add("--search", help="search algorithm: " + ", ".join(s for s in SEARCHERS if s != "grid"))
     if strategy == "grid":
-        p.add_argument("--force", action="store_true", help="run a grid larger than max_grid_size")
-    p.add_argument("--num-samples", type=int, help="number of trials (grid: repeats of the full grid)")
-    p.add_argument("--max-epochs", type=int, help="epochs (training iterations) per trial at most")
+        add("--force", action="store_true", help="run a grid larger than max_grid_size")
+    add("--num-samples", type=int, help="number of trials (grid: repeats of the full grid)")
+    add("--max-epochs", type=int, help="epochs (training iterations) per trial at most")
     if strategy in ("asha", "ahb"):
-        p.add_argument("--grace-period", type=int, help="epochs before the first stopping decision")
-        p.add_argument("--reduction-factor", type=float, help="1 / the share of trials promoted at each rung")
-    p.add_argument("--cpus-per-trial", type=float, help="CPUs reserved per trial (also torch threads)")
-    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; 0.25 packs four trials per GPU")
-    p.add_argument("--max-concurrent-trials", type=int, help="cap on trials running at once (0: no cap)")
-    p.add_argument("--storage-path", help="where experiment folders go (default ./results)")
-    p.add_argument("--name", help="experiment name (default <model>_<strategy>_<search>_<timestamp>)")
-    p.add_argument("--seed", type=int, help="seed of the search algorithm and of every trial's model init")
-    p.add_argument("--address", help="join a running Ray cluster (e.g. 10.0.0.1:6379 or 'auto')")
-    p.add_argument("--smoke-test", action="store_true", help="a complete tiny run in well under a minute")
-    p.add_argument("--max-failures", type=int, help="restarts of a crashed trial before it counts as errored")
-    p.add_argument("--time-budget-s", type=float, help="wall-clock budget of the experiment in seconds (0: none)")
-    p.add_argument("--wandb", dest="wandb_project", metavar="PROJECT",
-                   help="also log to this W&B project (API key from WANDB_API_KEY or `wandb login`; "
-                        "WANDB_MODE=offline needs none)")
-    p.add_argument("--checkpoint-frequency", type=int, help="epochs between checkpoints (0: only if needed)")
-    p.add_argument("--resume", action="store_true",
-                   help="resume the experiment --name under --storage-path after an interruption")
-    p.add_argument("--resume-errored", action="store_true", help="with --resume: also retry errored trials")
-    p.add_argument("--auto-resume", action="store_true",
-                   help="resume the experiment if its folder holds saved state, else start it (what a requeued "
-                        "Slurm job does; also retries errored trials)")
+        add("--grace-period", type=int, help="epochs before the first stopping decision")
+        add("--reduction-factor", type=float, help="1 / the share of trials promoted at each rung")
+    add("--cpus-per-trial", type=float, help="CPUs reserved per trial (also torch threads)")
+    add("--gpus-per-trial", type=float, help="GPUs per trial; 0.25 packs four trials per GPU")
+    add("--max-concurrent-trials", type=int, help="cap on trials running at once (0: no cap)")
+    add("--storage-path", help="where experiment folders go (default ./results)")
+    add("--name", help="experiment name (default <model>_<strategy>_<search>_<timestamp>)")
+    add("--seed", type=int, help="seed of the search algorithm and of every trial's model init")
+    add("--address", help="join a running Ray cluster (e.g. 10.0.0.1:6379 or 'auto')")
+    add("--smoke-test", action="store_true", help="a complete tiny run in well under a minute")
+    add("--max-failures", type=int, help="restarts of a crashed trial before it counts as errored")
+    add("--time-budget-s", type=float, help="wall-clock budget of the experiment in seconds (0: none)")
+    add("--wandb", dest="wandb_project", metavar="PROJECT",
+        help="also log to this W&B project (API key from WANDB_API_KEY or `wandb login`; "
+             "WANDB_MODE=offline needs none)")
+    add("--checkpoint-frequency", type=int, help="epochs between checkpoints (0: only if needed)")
+    add("--resume", action="store_true",
+        help="resume the experiment --name under --storage-path after an interruption")
+    add("--resume-errored", action="store_true", help="with --resume: also retry errored trials")
+    add("--auto-resume", action="store_true",
+        help="resume the experiment if its folder holds saved state, else start it (what a requeued "
+             "Slurm job does; also retries errored trials)")
     seen: set[str] = set()
     for spec in MODELS.values():
         for option in spec.cli_options:
@@ -186,8 +201,8 @@ def build_parser(strategy: str, description: str) -> argparse.ArgumentParser:
             default = spec.options[option]
             kind = type(default) if default is not None else str
             users = [m.name for m in MODELS.values() if option in m.cli_options]
-            p.add_argument("--" + option.replace("_", "-"), type=kind, dest=option,
-                           help=f"{option} for {'/'.join(users)} (default from the config: {default})")
+            add("--" + option.replace("_", "-"), type=kind, dest=option,
+                help=f"{option} for {'/'.join(users)} (default from the config: {default})")
     return p
 
 
@@ -223,7 +238,7 @@ def resolve_config(
         if key in spec.options:
             options[key] = value
         else:
-            values[key] = _check_type(key, value, _FIELD_TYPES.get(key, str), source)
+            values[key] = check_setting(key, value, source)
 
     smoke = bool(args.get("smoke_test", values.get("smoke_test", False)))
     if smoke:
