@@ -2,6 +2,11 @@
 HyperOpt integers through Ray's HyperOptSearch (points_to_evaluate, restore), the Sobol count warning."""
 
 import math
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +18,7 @@ from experiments.searchers.quasirandom import QuasiRandomSearch, sobol_count_war
 from search_spaces.compile import from_unit_cube, to_hyperopt
 from search_spaces.spec import parse_space
 
+REPO = Path(__file__).resolve().parents[1]
 SPACE = parse_space("resume", {"params": {
     "lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
     "layers": {"type": "int", "low": 1, "high": 3},
@@ -136,3 +142,96 @@ def test_quasirandom_points_are_scipys_sequence_drawn_one_at_a_time_without_warn
     expected = qmc.Sobol(d=len(SPACE.params), scramble=True, seed=3).random(64)[:40]
     assert configs == [from_unit_cube(SPACE, u) for u in expected]
     assert searcher.get_state()["drawn"] == 40  # nothing drawn ahead of what was proposed
+
+
+@pytest.mark.slow
+def test_tune_passes_num_samples_to_the_quasirandom_searcher_and_the_warning_reaches_the_user(tmp_path, capfd):
+    # A real Tuner on a real local Ray: the count reaches set_search_properties from Tune itself.
+    import ray
+    from ray import tune
+
+    def trainable(config):  # self-contained: the workers cannot import this test module
+        tune.report({"val_mae": config["lr"]})
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        tuner = tune.Tuner(trainable, param_space={"seed": 0},
+                           tune_config=tune.TuneConfig(search_alg=QuasiRandomSearch(SPACE, seed=0), metric="val_mae",
+                                                       mode="min", num_samples=3),
+                           run_config=tune.RunConfig(storage_path=str(tmp_path), name="q", verbose=0))
+        results = tuner.fit()
+    finally:
+        ray.shutdown()
+    assert len(results) == 3 and not results.errors
+    warnings = [line for line in capfd.readouterr().err.splitlines() if "quasi-random Sobol" in line]
+    assert warnings == [sobol_count_warning(3)] and "use 2 or 4" in warnings[0]
+
+
+# Phase 1 runs 6 Dragonfly trials, two at a time, and the third trial to start interrupts the
+# driver (SIGINT: Tune saves the experiment and stops, trials still running); phase 2 resumes it
+# with Tuner.restore, as `--resume` does.
+RESUME_SCRIPT = """
+import os, signal, sys, time
+import ray
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter
+from experiments.searchers.dragonfly import DragonflySearch
+from search_spaces.spec import parse_space
+
+storage, phase = sys.argv[1], sys.argv[2]
+space = parse_space("r", {"params": {"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+                                     "layers": {"type": "int", "low": 1, "high": 3}}})
+
+def trainable(config):
+    starts = os.path.join(storage, "starts")
+    os.makedirs(starts, exist_ok=True)
+    open(os.path.join(starts, tune.get_context().get_trial_id()), "w").close()
+    if len(os.listdir(starts)) == 3:
+        try:  # once: the first trial to see three starts interrupts the driver
+            os.close(os.open(os.path.join(storage, "interrupted"), os.O_CREAT | os.O_EXCL))
+            os.kill(config["driver_pid"], signal.SIGINT)
+        except FileExistsError:
+            pass
+    for i in range(3):
+        time.sleep(0.3)
+        tune.report({"val_mae": config["lr"] + config["layers"]})
+
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+trainable = tune.with_resources(trainable, {"cpu": 1})
+if phase == "1":
+    searcher = ConcurrencyLimiter(DragonflySearch(space, "val_mae", "min", seed=3), max_concurrent=2)
+    tuner = tune.Tuner(trainable, param_space={"driver_pid": os.getpid()},
+                       tune_config=tune.TuneConfig(search_alg=searcher, metric="val_mae", mode="min", num_samples=6),
+                       run_config=tune.RunConfig(storage_path=storage, name="df", verbose=0))
+else:
+    tuner = tune.Tuner.restore(os.path.join(storage, "df"), trainable=trainable, resume_unfinished=True)
+results = tuner.fit()
+print("RESULT", sum(1 for r in results if r.metrics and r.metrics.get("training_iteration") == 3))
+"""
+
+
+@pytest.mark.slow
+def test_dragonfly_experiment_interrupted_and_resumed_with_tune_asks_once_per_trial_and_learns_every_result(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(RESUME_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"}
+
+    def phase(number: str) -> tuple[int, dict]:
+        proc = subprocess.run([sys.executable, str(script), str(tmp_path), number], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        finished = int(proc.stdout.split("RESULT")[-1])
+        # What Tune saved of the searcher at the end of the phase (Searcher.save_to_dir).
+        newest = sorted((tmp_path / "df").glob("searcher-state-*.pkl"))[-1]
+        with open(newest, "rb") as f:
+            return finished, pickle.load(f)
+
+    finished, state = phase("1")
+    assert (tmp_path / "interrupted").exists() and finished < 6
+    assert state["live"], "the interruption should leave trials running"
+    finished, state = phase("2")  # an unpickled searcher used to fail here on Dragonfly's numpy names
+    assert finished == 6
+    # One proposal per trial (a restored optimiser used to propose its initial design again),
+    # and every trial's result told, those running at the interruption included.
+    assert state["asked"] == 6 and len(state["told"]) == 6 and state["live"] == {}
+    assert len(list((tmp_path / "starts").iterdir())) >= 6

@@ -186,6 +186,18 @@ class DragonflySearch(SpecSearcher):
             self._tell(point, value)
         self._asked, self._live, self._rng_state = state["asked"], dict(state["live"]), state["rng_state"]
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles the searcher with the experiment (tuner.pkl) and unpickles it in the resumed
+        # process: pickled as its state, it is rebuilt there through import_dragonfly, which puts
+        # back the numpy names Dragonfly needs (an unpickled optimiser failed on np.math).
+        return {"space": self.space, **self.get_state()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        SpecSearcher.__init__(self, metric=state["metric"], mode=state["mode"])
+        self._df = import_dragonfly()
+        self.space = state["space"]
+        self.set_state(state)
+
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
             pickle.dump(self.get_state(), f)
