@@ -1,0 +1,238 @@
+"""The simulated comparison: compare.py's time-to-solution table and top-k plot, drawn from simulated runs.
+
+The curves, the table and the figure are ``experiments/analysis/comparison.py``'s own
+(``topk_curve``, ``summarize_strategies``, ``plot_comparison``, ``table_rows``): a simulated run
+is handed to them as an experiment whose summary lists its trials, so real and simulated results
+read alike. What differs is said on every output: the title, the axis and the files
+(``simulated_comparison.{md,csv,png}``) say *simulated*, and a second table gives what only a
+simulation knows (epochs trained, trials stopped, passes over the pool).
+
+A top-k curve counts each recorded trial once, with its best result over its replays (the
+curve's trial key is the recorded trial's key), so drawing a recorded trial again in a later
+pass over the pool never counts as a new model.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from experiments.analysis.comparison import (
+    RANDOM_SEARCH,
+    Curve,
+    StrategyResult,
+    plot_comparison,
+    summarize_strategies,
+    table_rows,
+    topk_curve,
+)
+from experiments.analysis.experiment import Experiment
+from experiments.simulation.engine import SimulatedRun
+from experiments.simulation.pool import Pool
+from experiments.simulation.strategies import StrategyName
+
+
+@dataclass
+class StrategyRuns:
+    """One strategy's simulated runs (one per seed) and what its searcher did with the pool."""
+
+    name: StrategyName
+    runs: list[SimulatedRun] = field(default_factory=list)
+    passes: list[int] = field(default_factory=list)  # passes over the pool per run
+    distinct: list[int] = field(default_factory=list)  # distinct recorded trials used per run
+    distances: list[float] = field(default_factory=list)  # nearest-recorded distances (model-based searchers)
+
+
+def run_curve(run: SimulatedRun, k: int, mode: str) -> Curve:
+    """The top-k curve of one simulated run: compare.py's ``topk_curve`` over its results.
+
+    The run keeps only the results that improved their recorded trial's best so far (the others
+    cannot change the curve), keyed by recorded trial, so a recorded trial replayed again counts once.
+    """
+    return topk_curve(np.array(run.times, dtype=float), list(run.keys), np.array(run.values, dtype=float), k, mode,
+                      end=run.end)
+
+
+def as_experiment(label: str, run: SimulatedRun, pool: Pool) -> Experiment:
+    """A simulated run as the experiment compare.py's table reads: a summary listing its trials."""
+    test_key = pool.test_metric or "test_metric"
+    trials = []
+    for i, (index, epochs) in enumerate(zip(run.trial_keys, run.trial_epochs, strict=True)):
+        rec = pool.trials[index]
+        trials.append({"trial_id": f"sim_{i:06d}", "metric": float(rec.values[epochs - 1]) if epochs else None,
+                       test_key: float(rec.tests[epochs - 1]) if epochs and rec.tests is not None else None,
+                       "iteration": epochs, "errored": False})
+    summary = {"name": f"simulated {label} seed {run.seed}", "seed": run.seed, "metric": pool.metric,
+               "mode": pool.mode, "model": pool.model, "trials": trials}
+    return Experiment(path=Path("simulated"), summary=summary, histories={})
+
+
+def pool_topk(pool: Pool, k: int) -> float | None:
+    """The best any strategy can reach on this pool: the mean of the k best recorded trials' best values."""
+    sign = 1.0 if pool.mode == "min" else -1.0
+    best = sorted(sign * float(np.nanmin(sign * t.values)) for t in pool.trials
+                  if np.isfinite(t.values).any())
+    return sign * float(np.mean(best[:k])) if len(best) >= k else None
+
+
+def summarize(results: list[StrategyRuns], pool: Pool, k: int, target: float | None = None,
+              baseline: str = RANDOM_SEARCH) -> tuple[list[StrategyResult], float | None]:
+    """compare.py's rows (time to target, speed-up, trials, best trial) for the simulated strategies."""
+    groups = {r.name.label: [as_experiment(r.name.label, run, pool) for run in r.runs] for r in results}
+    curves = {r.name.label: [run_curve(run, k, pool.mode) for run in r.runs] for r in results}
+    return summarize_strategies(groups, curves, pool.mode, target, baseline)
+
+
+def simulation_rows(results: list[StrategyRuns]) -> list[dict[str, str]]:
+    """What only the simulation knows, per strategy (means over seeds)."""
+    rows = []
+    for r in results:
+        def mean(values: list[float]) -> str:
+            return f"{np.mean(values):.1f}" if values else "-"
+
+        rows.append({
+            "strategy": r.name.label,
+            "trials_started": mean([run.num_trials for run in r.runs]),
+            "trials_to_max_epochs": mean([sum(f and not s for f, s in zip(run.trial_finished, run.trial_stopped,
+                                                                          strict=True)) for run in r.runs]),
+            "trials_stopped_early": mean([sum(run.trial_stopped) for run in r.runs]),
+            "epochs_trained": mean([run.epochs_trained for run in r.runs]),
+            "distinct_recorded_trials": mean(r.distinct),
+            "passes_over_pool": mean(r.passes),
+            "mean_nearest_distance": f"{np.mean(r.distances):.3f}" if r.distances else "-",
+        })
+    return rows
+
+
+def _markdown_table(rows: list[dict[str, str]]) -> list[str]:
+    return (["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+            + ["| " + " | ".join(row.values()) + " |" for row in rows])
+
+
+def plot_simulated(rows: list[StrategyResult], pool: Pool, k: int, target: float | None, workers: int,
+                   ceiling: float | None) -> Figure:
+    """compare.py's figure, labelled as simulated, with the pool's own top-k (the ceiling) drawn in."""
+    fig = plot_comparison(rows, pool.metric, k, target)
+    ax = fig.axes[0]
+    if ceiling is not None:
+        ax.axhline(ceiling, color="black", linestyle=":", linewidth=0.8, label=f"pool's top-{k} {ceiling:.4g}")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("SIMULATED wall-clock time (s of the pool's recorded epochs and overheads)")
+    ax.set_title(f"SIMULATED time to solution, {workers} workers: mean ± std over seeds", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def write_report(results: list[StrategyRuns], pool: Pool, out_dir: str | Path, *, k: int, workers: int,
+                 budget_s: float, target: float | None = None, baseline: str = RANDOM_SEARCH,
+                 command: str = "", elapsed_s: float | None = None) -> tuple[str, list[StrategyResult], Figure]:
+    """Write ``simulated_comparison.{png,md,csv}`` (and ``simulated_runs.csv``) to ``out_dir``; return the md text."""
+    rows, target = summarize(results, pool, k, target, baseline)
+    ceiling = pool_topk(pool, k)
+    fig = plot_simulated(rows, pool, k, target, workers, ceiling)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out / "simulated_comparison.png", dpi=100)
+    table = table_rows(rows)
+    for row in table:  # every run named in the table is a simulated one
+        row["best_trial_experiment"] = row["best_trial_experiment"] or "-"
+    with open(out / "simulated_comparison.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    extra = simulation_rows(results)
+    with open(out / "simulated_runs.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(extra[0]))
+        writer.writeheader()
+        writer.writerows(extra)
+    if target is not None:
+        source = f"the final top-{k} mean of {baseline}" if baseline in {r.name.label for r in results} else "given"
+        target_text = f"{target:.4g} ({source})"
+    else:
+        target_text = f"none (no {baseline} among the strategies, or it never had {k} trials; pass --target)"
+    o = pool.overheads
+    meta = pool.metadata
+    recorded = ", ".join(f"{key} {meta[key]}" for key in ("git_commit", "recorded_utc") if key in meta)
+    lines = [
+        f"# SIMULATED strategy comparison: {pool.model}, {pool.metric} ({pool.mode}), top-{k} mean", "",
+        f"**Simulated, not measured**: {workers} workers, a budget of {budget_s:g} s on a virtual clock, replaying "
+        f"{len(pool.trials)} recorded {pool.max_epochs}-epoch curves (space {pool.space}"
+        f"{'; ' + recorded if recorded else ''}) through Ray Tune's own schedulers. Overheads from the pool's "
+        f"timestamps: a slot's first start {o.first_start_s:.2f} s, switch between trials {o.switch_s:.2f} s, "
+        f"between results {o.between_results_s:.3f} s.", "",
+        f"Target: {target_text}. Speed-up = time to target of {baseline} / time to target of the strategy. "
+        f"The best any strategy can reach on this pool (its own top-{k} mean): "
+        f"{'-' if ceiling is None else format(ceiling, '.4g')}.", "",
+        *_markdown_table(table), "",
+        "What the simulation adds (means over seeds):", "",
+        *_markdown_table(extra), "",
+    ]
+    if pool.notes:
+        lines += ["Pool notes: " + "; ".join(pool.notes) + ".", ""]
+    if any(max(r.passes, default=0) > 1 for r in results):
+        lines += [f"Some strategies used the pool more than once (passes > 1): beyond one pass a re-drawn recorded "
+                  f"trial stands in for a new configuration, and no curve can pass the pool's top-{k} "
+                  f"({'-' if ceiling is None else format(ceiling, '.4g')}). Record a larger pool for budgets "
+                  "this long.", ""]
+    if command:
+        lines += [f"Command: `{command}`" + (f" ({elapsed_s:.1f} s)" if elapsed_s is not None else ""), ""]
+    lines += ["![simulated comparison](simulated_comparison.png)", ""]
+    text = "\n".join(lines)
+    (out / "simulated_comparison.md").write_text(text)
+    return text, rows, fig
+
+
+def _spread(values: list[float]) -> str:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return "-"
+    return f"{np.mean(values):.4g} ± {np.std(values):.2g}" if len(values) > 1 else f"{values[0]:.4g}"
+
+
+def validation_rows(results: list[StrategyRuns], pool: Pool, real_dirs: list[str | Path],
+                    k: int) -> list[dict[str, str]]:
+    """Real vs simulated, per strategy found in both: trials with a result, epochs trained, final top-k mean.
+
+    Each cell is the mean ± standard deviation over seeds (real runs: over the experiment folders).
+    """
+    from experiments.analysis.comparison import experiment_curve, final_value, load_groups
+
+    real = load_groups(real_dirs)
+    rows = []
+    for r in results:
+        label = r.name.label
+        if label not in real:
+            continue
+        exps = real[label]
+        real_curves = [experiment_curve(e, k) for e in exps]
+        sim_curves = [run_curve(run, k, pool.mode) for run in r.runs]
+        rows.append({
+            "strategy": label,
+            "runs real / simulated": f"{len(exps)} / {len(r.runs)}",
+            "trials with a result, real": _spread([sum(1 for t in e.summary["trials"] if t.get("iteration"))
+                                                   for e in exps]),
+            "simulated": _spread([sum(1 for e in run.trial_epochs if e) for run in r.runs]),
+            "epochs trained, real": _spread([sum(t.get("iteration") or 0 for t in e.summary["trials"]) for e in exps]),
+            "simulated ": _spread([run.epochs_trained for run in r.runs]),
+            f"final top-{k} mean, real": _spread([final_value(c.times, c.values) for c in real_curves]),
+            "simulated  ": _spread([final_value(c.times, c.values) for c in sim_curves]),
+        })
+    return rows
+
+
+def validation_table(results: list[StrategyRuns], pool: Pool, real_dirs: list[str | Path], k: int,
+                     out_dir: Path) -> str:
+    """The real-vs-simulated table as Markdown, also written to ``out_dir/simulated_vs_real.md``."""
+    rows = validation_rows(results, pool, real_dirs, k)
+    if not rows:
+        text = "No strategy of the real experiments is among the simulated ones.\n"
+    else:
+        text = "\n".join(["# Real vs SIMULATED (mean ± std over seeds)", "", *_markdown_table(rows), ""])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "simulated_vs_real.md").write_text(text)
+    return text
