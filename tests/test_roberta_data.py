@@ -20,7 +20,9 @@ from trainables.data.rte import (
 )
 from trainables.errors import ModelConfigError as ConfigError
 from trainables.registry import MODELS
-from trainables.roberta_rte import layer_lrs, parameter_groups, parse_settings, prepare
+from trainables.roberta.layerwise import layer_lrs, parameter_groups
+from trainables.roberta.settings import parse_settings
+from trainables.roberta_rte import prepare
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "rte"
 sys.path.insert(0, str(FIXTURES))  # the tiny-checkpoint builder lives beside the fixture data

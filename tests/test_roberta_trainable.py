@@ -87,7 +87,7 @@ def test_eval_every_steps_reports_fractional_epochs(options):
 def test_reset_config_never_retokenises_or_reloads(options, monkeypatch):
     import transformers
 
-    import trainables.roberta_rte as module
+    import trainables.roberta.pretrained as module
 
     trainable = bound(options)(CONFIG)
     try:

@@ -99,6 +99,6 @@ MODELS: dict[str, ModelSpec] = {
         cli_options=("model_name_or_path", "data", "max_seq_length", "eval_every_steps"),
         smoke_options={"max_train_examples": 64, "max_seq_length": 64},
         time_attr="epoch",
-        hyperparameters="trainables.roberta_rte:HYPERPARAMETERS",
+        hyperparameters="trainables.roberta.settings:HYPERPARAMETERS",
     ),
 }

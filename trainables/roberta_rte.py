@@ -18,6 +18,11 @@ Hyperparameters (the trial config; unknown names are an error):
   groups, bottom to top; the top group trains with ``lr``, each group below with
   ``layer_lr_decay`` (1.0) times the lr of the group above, the embeddings one step below the
   bottom group; ``classifier_lr`` (default ``lr``) is the lr of the classification head.
+
+This module is the trainable and the driver-side :func:`prepare`; its parts are in
+``trainables/roberta/``: ``settings.py`` (hyperparameters and options), ``layerwise.py`` (layer
+groups and their parameter groups), ``optimization.py`` (AdamW and its schedule) and
+``pretrained.py`` (checkpoint, tokenizer and tokenised data).
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ import gc
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,237 +39,18 @@ import ray
 import torch
 from ray import tune
 
-from trainables.data import DataError
-from trainables.data.rte import (
-    TokenizedRTE,
-    TokenizedSplit,
-    load_rte,
-    majority_accuracy,
-    split_validation,
-    tokenize_rte,
-)
+from trainables.data.rte import TokenizedSplit, majority_accuracy, split_validation
 from trainables.device import describe, select_device
 from trainables.errors import ModelConfigError
+from trainables.roberta.optimization import build_optimizer, build_schedule, continue_schedule
+from trainables.roberta.pretrained import check_model_source, load_classifier, load_tokenizer, load_tokens, train_subset
+from trainables.roberta.settings import check_options, parse_settings
 
 CHECKPOINT_FILE = "roberta_rte.pt"
 EVAL_BATCH_SIZE = 64
 # On GPUs batches are padded to a multiple of this (bf16 tensor cores want dimensions that are
 # multiples of 8); on CPU to their longest pair exactly.
 GPU_PAD_MULTIPLE = 8
-# Name -> default; None marks a required hyperparameter.
-HYPERPARAMETERS: dict[str, Any] = {
-    "lr": None,
-    "batch_size": 32,
-    "epochs": 3,
-    "weight_decay": 0.0,
-    "warmup_steps": 0,
-    "warmup_ratio": 0.0,
-    "seed": 0,
-    "max_grad_norm": 1.0,
-    "adam_beta1": 0.9,
-    "adam_beta2": 0.999,
-    "adam_epsilon": 1e-8,
-    "layer_groups": 1,
-    "layer_lr_decay": 1.0,
-    "classifier_lr": None,
-}
-# Weight files ``save_pretrained`` writes; a local model folder needs one of them.
-WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
-
-
-@dataclass(frozen=True)
-class FineTuneSettings:
-    """One trial's hyperparameters, validated, with defaults filled in."""
-
-    lr: float
-    batch_size: int
-    epochs: int
-    weight_decay: float
-    warmup_steps: int
-    warmup_ratio: float
-    seed: int
-    max_grad_norm: float
-    adam_beta1: float
-    adam_beta2: float
-    adam_epsilon: float
-    layer_groups: int
-    layer_lr_decay: float
-    classifier_lr: float
-
-
-def parse_settings(config: dict) -> FineTuneSettings:
-    """Validate a trial config into :class:`FineTuneSettings` (ValueError naming the bad hyperparameter)."""
-    unknown = sorted(set(config) - set(HYPERPARAMETERS))
-    if unknown:
-        raise ValueError(f"unknown RoBERTa/RTE hyperparameter(s) {unknown}; known: {sorted(HYPERPARAMETERS)}")
-    missing = [
-        name
-        for name, default in HYPERPARAMETERS.items()
-        if default is None and name != "classifier_lr" and config.get(name) is None
-    ]
-    if missing:
-        raise ValueError(f"the trial config lacks required hyperparameter(s) {missing}")
-    values = {name: config.get(name, default) for name, default in HYPERPARAMETERS.items()}
-    if values["classifier_lr"] is None:
-        values["classifier_lr"] = values["lr"]
-    for name in ("batch_size", "epochs", "warmup_steps", "seed", "layer_groups"):
-        if float(values[name]) != int(values[name]):
-            raise ValueError(f"hyperparameter {name} must be a whole number, got {values[name]!r}")
-        values[name] = int(values[name])
-    settings = FineTuneSettings(**{k: (v if isinstance(v, int) else float(v)) for k, v in values.items()})
-    if settings.batch_size < 1 or settings.epochs < 1 or settings.layer_groups < 1:
-        raise ValueError("batch_size, epochs and layer_groups must be at least 1")
-    if (
-        settings.lr < 0
-        or settings.classifier_lr < 0
-        or settings.weight_decay < 0
-        or settings.warmup_steps < 0
-    ):
-        raise ValueError("lr, classifier_lr, weight_decay and warmup_steps must not be negative")
-    if settings.warmup_steps and settings.warmup_ratio:
-        raise ValueError("give warmup_steps or warmup_ratio, not both")
-    if not 0 <= settings.warmup_ratio <= 1 or not 0 < settings.layer_lr_decay <= 1:
-        raise ValueError("warmup_ratio must lie in [0, 1] and layer_lr_decay in (0, 1]")
-    return settings
-
-
-def layer_lrs(settings: FineTuneSettings) -> dict[str, float]:
-    """The lr of each layer group, bottom to top: embeddings, ``layers_0`` .. ``layers_{G-1}``, classifier."""
-    groups = settings.layer_groups
-    lrs = {"embeddings": settings.lr * settings.layer_lr_decay**groups}
-    lrs.update(
-        {f"layers_{g}": settings.lr * settings.layer_lr_decay ** (groups - 1 - g) for g in range(groups)}
-    )
-    lrs["classifier"] = settings.classifier_lr
-    return lrs
-
-
-def _layer_group_of(model: torch.nn.Module, groups: int) -> dict[int, str]:
-    """Parameter id -> layer group name, for every parameter of ``model``.
-
-    BERT-style encoders (``base_model.embeddings`` and ``base_model.encoder.layer``: BERT,
-    RoBERTa, ELECTRA, DeBERTa, ...) get real layer groups; for other architectures the whole base
-    model is one group, so only ``layer_groups: 1`` applies.
-    """
-    base = model.base_model
-    layers = getattr(getattr(base, "encoder", None), "layer", None)
-    embeddings = getattr(base, "embeddings", None)
-    top = f"layers_{groups - 1}"
-    owner: dict[int, str] = {}
-    if layers is None or embeddings is None:
-        if groups > 1:
-            raise ValueError(
-                f"layer-wise learning rates need a BERT-style encoder; {type(model).__name__} has none"
-            )
-    else:
-        if groups > len(layers):
-            raise ValueError(f"layer_groups ({groups}) exceeds the model's {len(layers)} encoder layers")
-        for p in embeddings.parameters():
-            owner[id(p)] = "embeddings"
-        for index, layer in enumerate(layers):
-            for p in layer.parameters():
-                owner[id(p)] = f"layers_{index * groups // len(layers)}"
-    # Whatever else belongs to the pretrained base model (a pooler, a final norm) sits on top of
-    # the encoder; everything outside it is the freshly trained classification head.
-    for p in base.parameters():
-        owner.setdefault(id(p), top)
-    for p in model.parameters():
-        owner.setdefault(id(p), "classifier")
-    return owner
-
-
-def parameter_groups(model: torch.nn.Module, settings: FineTuneSettings) -> list[dict[str, Any]]:
-    """AdamW parameter groups: each layer group's lr, split into decayed and undecayed parameters.
-
-    Biases and normalisation weights (1-d tensors) get no weight decay, as in transformers'
-    Trainer. Every parameter lands in exactly one group; each group carries a ``name``.
-    """
-    owner = _layer_group_of(model, settings.layer_groups)
-    groups: list[dict[str, Any]] = []
-    for group_name, lr in layer_lrs(settings).items():
-        for decay in (True, False):
-            params = [p for p in model.parameters() if owner[id(p)] == group_name and (p.ndim >= 2) == decay]
-            if params:
-                groups.append(
-                    {
-                        "name": f"{group_name}/{'decay' if decay else 'no_decay'}",
-                        "params": params,
-                        "lr": lr,
-                        "weight_decay": settings.weight_decay if decay else 0.0,
-                    }
-                )
-    return groups
-
-
-def _check_options(options: dict) -> None:
-    for name, low in (
-        ("max_seq_length", 8),
-        ("eval_every_steps", 0),
-        ("max_train_examples", 0),
-        ("data_seed", 0),
-    ):
-        value = options.get(name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ModelConfigError(f"{name} must be a whole number of at least {low}, got {value!r}")
-    if not isinstance(options.get("torch_compile", False), bool):
-        raise ModelConfigError(f"torch_compile must be true or false, got {options.get('torch_compile')!r}")
-    if not isinstance(options.get("model_name_or_path"), str) or not options["model_name_or_path"]:
-        raise ModelConfigError(
-            f"model_name_or_path must be a hub name or a folder, got {options.get('model_name_or_path')!r}"
-        )
-
-
-def load_tokenizer(model_name_or_path: str) -> Any:
-    """The checkpoint's tokenizer (a hub name or a ``save_pretrained`` folder); DataError if unavailable."""
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(model_name_or_path)
-    except (OSError, ValueError) as error:
-        problem = " ".join(str(error).split())[:300]
-        raise DataError(f"model {model_name_or_path!r}: cannot load its tokenizer ({problem})") from None
-
-
-def check_model_source(model_name_or_path: str) -> Any:
-    """The checkpoint's config, after checking it is a sequence-classification model with weights."""
-    from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
-
-    local = Path(model_name_or_path).expanduser()
-    if local.is_dir() and not any((local / name).is_file() for name in WEIGHT_FILES):
-        raise DataError(
-            f"model folder {local}: no weights ({', '.join(WEIGHT_FILES)}); save it with save_pretrained"
-        )
-    try:
-        config = AutoConfig.from_pretrained(model_name_or_path)
-    except (OSError, ValueError) as error:
-        raise DataError(
-            f"model {model_name_or_path!r}: neither a save_pretrained folder nor loadable from the "
-            "Hugging Face Hub "
-            f"({' '.join(str(error).split())[:300]})"
-        ) from None
-    if config.model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
-        raise DataError(
-            f"model {model_name_or_path!r}: type '{config.model_type}' has no sequence-classification head"
-        )
-    return config
-
-
-def _load_tokens(options: dict, tokenizer: Any) -> tuple[TokenizedRTE, str]:
-    data = load_rte(options.get("data"))
-    return tokenize_rte(data, tokenizer, options["max_seq_length"], options["cache_dir"]), data.source
-
-
-def _train_subset(split: TokenizedSplit, limit: int) -> TokenizedSplit:
-    if not limit or limit >= len(split):
-        return split
-    types = split.token_type_ids[:limit] if split.token_type_ids is not None else None
-    return TokenizedSplit(split.input_ids[:limit], types, split.labels[:limit])
 
 
 def prepare(options: dict) -> dict[str, Any]:
@@ -275,7 +60,7 @@ def prepare(options: dict) -> dict[str, Any]:
     most frequent training label) and the split sizes. Local paths in ``options`` (data folder,
     model folder) are made absolute in place: trials run in their own working directories.
     """
-    _check_options(options)
+    check_options(options)
     if options.get("data") is not None:
         options["data"] = str(Path(options["data"]).expanduser().resolve())
     if Path(options["model_name_or_path"]).expanduser().is_dir():
@@ -287,8 +72,8 @@ def prepare(options: dict) -> dict[str, Any]:
         raise ModelConfigError(
             f"max_seq_length {options['max_seq_length']} exceeds the tokenizer's limit of {limit}"
         )
-    tokens, source = _load_tokens(options, tokenizer)
-    train = _train_subset(tokens.train, options["max_train_examples"])
+    tokens, source = load_tokens(options, tokenizer)
+    train = train_subset(tokens.train, options["max_train_examples"])
     halves = split_validation(len(tokens.validation), options["data_seed"])
     return {
         "baseline_eval_acc": majority_accuracy(train.labels, tokens.validation.labels[halves["eval"]]),
@@ -320,8 +105,6 @@ class RobertaRTETrainable(tune.Trainable):
     def setup(self, config: dict, options: dict | None = None) -> None:
         started = time.perf_counter()
         self.time_actor_start_s = _process_age_s()
-        from transformers import AutoModelForSequenceClassification
-
         self.options = dict(options or {})
         torch.set_num_threads(max(1, int(self.options.get("cpus_per_trial", 1))))
         self.device = select_device()
@@ -332,39 +115,19 @@ class RobertaRTETrainable(tune.Trainable):
         self.pad_multiple = GPU_PAD_MULTIPLE if self.device.type == "cuda" else 1
         name = self.options["model_name_or_path"]
         self.tokenizer = load_tokenizer(name)
-        tokens, source = _load_tokens(self.options, self.tokenizer)
+        tokens, source = load_tokens(self.options, self.tokenizer)
         self.tokens_from_cache = tokens.from_cache
-        self.train_split = _train_subset(tokens.train, int(self.options.get("max_train_examples", 0)))
+        self.train_split = train_subset(tokens.train, int(self.options.get("max_train_examples", 0)))
         halves = split_validation(len(tokens.validation), int(self.options.get("data_seed", 0)))
         self.baseline_eval_acc = majority_accuracy(
             self.train_split.labels, tokens.validation.labels[halves["eval"]]
         )
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
-        self.model, info = AutoModelForSequenceClassification.from_pretrained(
-            name,
-            num_labels=2,
-            id2label={0: "entailment", 1: "not_entailment"},
-            label2id={"entailment": 0, "not_entailment": 1},
-            output_loading_info=True,
-            # fp32 master weights even from an fp16/bf16 checkpoint (transformers 5 would keep its
-            # dtype); autocast provides bf16 compute on GPUs.
-            dtype=torch.float32,
-            # A head for another label count (e.g. roberta-large-mnli's 3 classes) is replaced.
-            ignore_mismatched_sizes=True,
-        )
-        # Modules whose weights the checkpoint lacked or had in another shape (roberta-base's
-        # classification head) are re-initialised with each trial's seed; everything else comes
-        # from the pretrained copy kept here in host memory, so later trials never re-read the checkpoint.
-        missing = set(info["missing_keys"])
-        missing |= {key[0] if isinstance(key, tuple) else key for key in info.get("mismatched_keys", ())}
-        self.fresh_modules = [
-            m
-            for prefix, m in self.model.named_modules()
-            if any(
-                (f"{prefix}.{n}" if prefix else n) in missing for n, _ in m.named_parameters(recurse=False)
-            )
-        ]
+        # The fresh modules (roberta-base's classification head) are re-initialised with each
+        # trial's seed; everything else comes from the pretrained copy kept here in host memory,
+        # so later trials never re-read the checkpoint.
+        self.model, self.fresh_modules = load_classifier(name)
         self.pretrained_state = {
             k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
         }
@@ -395,8 +158,6 @@ class RobertaRTETrainable(tune.Trainable):
 
     def _build(self, config: dict) -> None:
         """Pretrained weights, fresh head, optimiser, schedule and counters for ``config``."""
-        from transformers import get_linear_schedule_with_warmup
-
         settings = parse_settings(config)
         self._free_training_state()
         torch.manual_seed(settings.seed)
@@ -408,18 +169,9 @@ class RobertaRTETrainable(tune.Trainable):
                         del param._is_hf_initialized  # else transformers' init functions skip it
                 self.model._init_weights(module)
         self.settings = settings
-        self.group_lrs = layer_lrs(settings)
-        self.optimizer = torch.optim.AdamW(
-            parameter_groups(self.model, settings),
-            lr=settings.lr,
-            betas=(settings.adam_beta1, settings.adam_beta2),
-            eps=settings.adam_epsilon,
-            fused=self.fused_adamw or None,
-        )
+        self.optimizer = build_optimizer(self.model, settings, fused=self.fused_adamw)
         self.steps_per_epoch = math.ceil(len(self.train_split) / settings.batch_size)
-        total_steps = self.steps_per_epoch * settings.epochs
-        warmup = settings.warmup_steps or round(settings.warmup_ratio * total_steps)
-        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, total_steps)
+        self.scheduler = build_schedule(self.optimizer, settings, self.steps_per_epoch)
         self.epoch = 0  # completed epochs
         self.batch_index = 0  # batches done in the current epoch
         self.single_class_evals = 0
@@ -618,19 +370,8 @@ class RobertaRTETrainable(tune.Trainable):
         self.epoch = int(state["epoch"])
         self.batch_index = int(state["examples_in_epoch"]) // self.settings.batch_size
         self.single_class_evals = int(state["single_class_evals"])
-        # PBT restores a donor's checkpoint into a trial whose config it has just mutated: the
-        # optimiser continues with this trial's hyperparameters, at the donor's point in training
-        # (counted in this trial's batches, in case the batch size was mutated too).
+        # PBT may have mutated this trial's config since the donor saved: continue with this
+        # trial's hyperparameters at the donor's point in training (counted in this trial's
+        # batches, in case the batch size was mutated too).
         steps = self.epoch * self.steps_per_epoch + self.batch_index
-        s = self.settings
-        for group in self.optimizer.param_groups:
-            group["initial_lr"] = self.group_lrs[group["name"].split("/")[0]]
-            group["weight_decay"] = s.weight_decay if group["name"].endswith("/decay") else 0.0
-            group["betas"], group["eps"] = (s.adam_beta1, s.adam_beta2), s.adam_epsilon
-        self.scheduler.base_lrs = [group["initial_lr"] for group in self.optimizer.param_groups]
-        self.scheduler.last_epoch = steps
-        for group, base, factor in zip(
-            self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas, strict=True
-        ):
-            group["lr"] = base * factor(steps)
-        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        continue_schedule(self.optimizer, self.scheduler, self.settings, steps)

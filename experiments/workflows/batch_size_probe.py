@@ -32,12 +32,10 @@ table and written to ``--output`` as YAML (``batch_size: N``, the table as comme
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import os
 import shlex
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +46,7 @@ import yaml
 
 from experiments.core.config import CONFIGS_DIR, ConfigError, default_cache_dir, read_yaml_config, resolve_config
 from experiments.core.errors import INPUT_ERRORS, print_error
+from experiments.workflows.process_memory import CPUPeakMemory, release_cpu_memory, rss_bytes
 from trainables.registry import MODELS
 
 MIB = 1024 * 1024
@@ -109,78 +108,6 @@ def throughput_stalled(rows: list[ProbeRow], margin: float, patience: int) -> bo
     """Whether the last ``patience`` fitting rows all failed to improve on the recommendation."""
     chosen = recommend(rows, margin, patience)
     return chosen is not None and sum(1 for r in rows if r.fits and r.batch_size > chosen.batch_size) >= patience
-
-
-# --- memory -------------------------------------------------------------------------------------
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * _page_size()
-
-
-def _page_size() -> int:
-    return os.sysconf("SC_PAGE_SIZE")
-
-
-class CPUPeakMemory:
-    """Peak resident set size of this process over a block of code, in bytes.
-
-    Linux keeps the high-water mark (``VmHWM``); writing 5 to ``/proc/self/clear_refs`` resets it
-    to the current size, so each batch size gets its own peak. Where that is not allowed a thread
-    samples the resident size every 2 ms instead (it can miss a very short peak).
-    """
-
-    def __init__(self) -> None:
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.method = "VmHWM"
-
-    @staticmethod
-    def _reset_hwm() -> bool:
-        try:
-            with open("/proc/self/clear_refs", "w") as refs:
-                refs.write("5")
-            return True
-        except OSError:
-            return False
-
-    @staticmethod
-    def _hwm() -> int:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-        raise OSError("no VmHWM in /proc/self/status")
-
-    def __enter__(self) -> CPUPeakMemory:
-        self.peak = _rss_bytes()
-        if not self._reset_hwm():
-            self.method = "sampled RSS"
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.002):
-            self.peak = max(self.peak, _rss_bytes())
-
-    def __exit__(self, *exc: object) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self.peak = max(self.peak, _rss_bytes())
-        else:
-            self.peak = max(self.peak, self._hwm())
-
-
-def release_cpu_memory() -> None:
-    """Return freed heap memory to the OS, so the next batch size's peak starts from what is in use."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: the measurement is only less tight
-        pass
 
 
 # --- the model's own training step ----------------------------------------------------------------
@@ -289,7 +216,7 @@ def measure(probe: ModelProbe, batch_size: int, steps: int, warmup_steps: int, m
             peak = torch.cuda.max_memory_allocated(probe.device)
         else:
             release_cpu_memory()
-            before = _rss_bytes()
+            before = rss_bytes()
             with CPUPeakMemory() as memory:
                 times = _step_times(probe, batches, warmup_steps, steps, min_seconds, lambda: None)
             peak = max(0, memory.peak - before)

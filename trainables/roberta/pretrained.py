@@ -1,0 +1,101 @@
+"""The pretrained checkpoint and its tokenised data: checking the source, loading tokenizer and
+classifier, and the training pairs a trial uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainables.data import DataError
+from trainables.data.rte import TokenizedRTE, TokenizedSplit, load_rte, tokenize_rte
+
+# Weight files ``save_pretrained`` writes; a local model folder needs one of them.
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def load_tokenizer(model_name_or_path: str) -> Any:
+    """The checkpoint's tokenizer (a hub name or a ``save_pretrained`` folder); DataError if unavailable."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(model_name_or_path)
+    except (OSError, ValueError) as error:
+        problem = " ".join(str(error).split())[:300]
+        raise DataError(f"model {model_name_or_path!r}: cannot load its tokenizer ({problem})") from None
+
+
+def check_model_source(model_name_or_path: str) -> Any:
+    """The checkpoint's config, after checking it is a sequence-classification model with weights."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+
+    local = Path(model_name_or_path).expanduser()
+    if local.is_dir() and not any((local / name).is_file() for name in WEIGHT_FILES):
+        raise DataError(
+            f"model folder {local}: no weights ({', '.join(WEIGHT_FILES)}); save it with save_pretrained"
+        )
+    try:
+        config = AutoConfig.from_pretrained(model_name_or_path)
+    except (OSError, ValueError) as error:
+        raise DataError(
+            f"model {model_name_or_path!r}: neither a save_pretrained folder nor loadable from the "
+            "Hugging Face Hub "
+            f"({' '.join(str(error).split())[:300]})"
+        ) from None
+    if config.model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+        raise DataError(
+            f"model {model_name_or_path!r}: type '{config.model_type}' has no sequence-classification head"
+        )
+    return config
+
+
+def load_tokens(options: dict, tokenizer: Any) -> tuple[TokenizedRTE, str]:
+    """The RTE pairs of ``options["data"]`` tokenised (from the cache when it holds them) and where they came from."""
+    data = load_rte(options.get("data"))
+    return tokenize_rte(data, tokenizer, options["max_seq_length"], options["cache_dir"]), data.source
+
+
+def train_subset(split: TokenizedSplit, limit: int) -> TokenizedSplit:
+    """The first ``limit`` training pairs (all of them for 0): ``max_train_examples`` for smoke tests."""
+    if not limit or limit >= len(split):
+        return split
+    types = split.token_type_ids[:limit] if split.token_type_ids is not None else None
+    return TokenizedSplit(split.input_ids[:limit], types, split.labels[:limit])
+
+
+def load_classifier(model_name_or_path: str) -> tuple[torch.nn.Module, list[torch.nn.Module]]:
+    """The checkpoint as a two-label RTE classifier in fp32, and the modules whose weights it lacked.
+
+    Modules whose weights the checkpoint lacked or had in another shape (roberta-base's
+    classification head) must be initialised by each trial with its own seed; everything else
+    is pretrained.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    model, info = AutoModelForSequenceClassification.from_pretrained(
+        model_name_or_path,
+        num_labels=2,
+        id2label={0: "entailment", 1: "not_entailment"},
+        label2id={"entailment": 0, "not_entailment": 1},
+        output_loading_info=True,
+        # fp32 master weights even from an fp16/bf16 checkpoint (transformers 5 would keep its
+        # dtype); autocast provides bf16 compute on GPUs.
+        dtype=torch.float32,
+        # A head for another label count (e.g. roberta-large-mnli's 3 classes) is replaced.
+        ignore_mismatched_sizes=True,
+    )
+    missing = set(info["missing_keys"])
+    missing |= {key[0] if isinstance(key, tuple) else key for key in info.get("mismatched_keys", ())}
+    fresh = [
+        m
+        for prefix, m in model.named_modules()
+        if any((f"{prefix}.{n}" if prefix else n) in missing for n, _ in m.named_parameters(recurse=False))
+    ]
+    return model, fresh
