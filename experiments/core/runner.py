@@ -14,6 +14,7 @@ import json
 import shlex
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +234,37 @@ def trial_options(config: ExperimentConfig) -> dict[str, Any]:
     return options
 
 
+def _prepare_while_ray_starts(config: ExperimentConfig, prepare: Any, options: dict[str, Any],
+                              timeline: StartupTimeline) -> dict[str, Any]:
+    """The model's driver-side ``prepare`` (data checks and cache) in a thread while Ray starts here.
+
+    Both come before any trial, and both are mostly waiting (Ray on its processes, ``prepare`` on
+    imports and the disk), so side by side they cost about the longer of the two. A data problem
+    or a cluster that cannot run the trials is reported as an input error either way (the entry
+    point shuts down a Ray that was started for nothing).
+    """
+    def timed_prepare() -> dict[str, Any]:
+        timeline.mark("prepare_start")
+        result = prepare(options)
+        timeline.mark("prepared")
+        return result
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool:
+        prepared = pool.submit(timed_prepare)
+        timeline.mark("ray_start")
+        ray_error: Exception | None = None
+        try:
+            _connect_ray(config)  # ray.init belongs in the main thread (it sets the driver's signal handlers)
+        except Exception as err:  # noqa: BLE001 - re-raised below, once prepare has finished
+            ray_error = err
+        timeline.mark("ray_started")
+        data_error = prepared.exception()  # waits for prepare
+    for err in (data_error, ray_error):  # a data problem is the one to fix first
+        if err is not None:
+            raise err
+    return prepared.result()
+
+
 def run_experiment(config: ExperimentConfig, resume: bool = False, resume_errored: bool = False,
                    timeline: StartupTimeline | None = None) -> dict[str, Any]:
     """Run one experiment end to end (or resume it) and return its summary (also written to disk).
@@ -260,14 +292,7 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
     space = load_space(config.space)
     spec = config.model_spec
     options = trial_options(config)
-    # Data problems surface here, in the driver, before any trial or Ray process starts.
-    timeline.mark("prepare_start")
-    prepared = spec.load_prepare()(options)
-    timeline.mark("prepared")
-
-    timeline.mark("ray_start")
-    _connect_ray(config)  # a cluster that cannot run the trials is an input error, before any trial
-    timeline.mark("ray_started")
+    prepared = _prepare_while_ray_starts(config, spec.load_prepare(), options, timeline)
     storage = exp_dir.parent
     reproduce = f"python experiments/run_{config.strategy}.py --config {shlex.quote(str(snapshot))}"
 
