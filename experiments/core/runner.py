@@ -23,7 +23,7 @@ import yaml
 from experiments.core import interrupts
 from experiments.core.config import ConfigError, ExperimentConfig, build_parser, default_cache_dir, resolve_config
 from experiments.core.errors import INPUT_ERRORS, print_error
-from experiments.core.experiment_dir import default_name, has_saved_state, open_experiment_dir
+from experiments.core.experiment_dir import default_name, discard_unstarted, has_saved_state, open_experiment_dir
 from experiments.core.seeding import seed_scheduler_rngs
 from experiments.core.startup import FirstResultCallback, StartupTimeline
 from experiments.core.strategies import STRATEGIES, build_scheduler, build_search
@@ -277,6 +277,10 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, resume_errore
     exp_dir, lock = open_experiment_dir(config.storage_path, name, resume)
     try:
         return _run_locked(config, name, exp_dir, resume, resume_errored, timeline)
+    except BaseException:
+        if not resume:  # bad data, a cluster too small...: leave no folder of an experiment that never started
+            discard_unstarted(exp_dir)
+        raise
     finally:
         lock.release()
 
