@@ -195,7 +195,7 @@ class SlurmCluster:
             "SlurmdParameters=config_overrides",
             "SlurmctldTimeout=30",
             "SlurmdTimeout=30",
-            "KillWait=10",
+            "KillWait=30",  # Slurm's default: the time a job has to stop after scancel
             "MinJobAge=600",
             "SlurmctldDebug=info",
             "SlurmdDebug=info",

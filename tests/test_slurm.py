@@ -319,6 +319,7 @@ def test_scancel_mid_run_writes_the_summary_and_resume_finishes(slurm, tmp_path,
     slurm.run("scancel", job.id)
     info = job.wait(90)
     assert info["JobState"] == "CANCELLED", info
+    assert (experiment / "summary.json").exists(), job.report()
     summary = json.loads((experiment / "summary.json").read_text())
     assert summary["num_unfinished"] > 0, summary
     assert "resume with: " in (job.dir / "driver.log").read_text(), job.report()

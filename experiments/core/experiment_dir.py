@@ -93,6 +93,11 @@ def open_experiment_dir(storage_path: str, name: str, resume: bool) -> tuple[Pat
     except OSError as err:
         raise ConfigError(f"storage path {storage_path} cannot hold the experiment folder {exp_dir}: "
                           f"{err.strerror or err}") from None
+    if os.environ.get("HPO_JOB_DIR"):  # slurm/submit.sbatch: where to write a summary if the driver dies
+        try:
+            (Path(os.environ["HPO_JOB_DIR"]) / "experiment-dir").write_text(f"{exp_dir}\n")
+        except OSError:
+            pass  # only the post-mortem summary needs it
     return exp_dir, lock
 
 
