@@ -66,6 +66,7 @@ class ExperimentConfig:
     seed: int = 0
     address: str | None = None
     smoke_test: bool = False
+    verbose: bool = False  # Ray's full per-trial tables instead of the concise console (experiments/core/console.py)
     config_file: str | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
 
@@ -77,7 +78,7 @@ class ExperimentConfig:
         """The resolved configuration as a flat mapping that ``--config`` reads back."""
         data = asdict(self)
         data.update(data.pop("model_options"))
-        for key in ("strategy", "config_file", "address", "name"):
+        for key in ("strategy", "config_file", "address", "name", "verbose"):
             data.pop(key)
         # The smoke-test reductions are already applied to the values; applying them again on
         # read-back would override flags the user gave on top of --smoke-test.
@@ -92,7 +93,7 @@ _FIELD_TYPES = {
     "brackets": int, "perturbation_interval": int, "n_initial_points": int, "max_concurrent_search": int,
     "max_grid_size": int, "force": bool, "checkpoint_frequency": int, "seed": int, "max_failures": int,
     "cpus_per_trial": float, "gpus_per_trial": float, "reduction_factor": float, "smoke_test": bool,
-    "time_budget_s": float, "reuse_actors": bool,
+    "time_budget_s": float, "reuse_actors": bool, "verbose": bool,
 }
 
 
@@ -180,6 +181,7 @@ def build_parser(strategy: str, description: str, prog: str | None = None,
     add("--seed", type=int, help="seed of the search algorithm and of every trial's model init")
     add("--address", help="join a running Ray cluster (e.g. 10.0.0.1:6379 or 'auto')")
     add("--smoke-test", action="store_true", help="a complete tiny run in well under a minute")
+    add("--verbose", action="store_true", help="Ray's full per-trial tables instead of one progress line and events")
     add("--max-failures", type=int, help="restarts of a crashed trial before it counts as errored")
     add("--time-budget-s", type=float, help="wall-clock budget of the experiment in seconds (0: none)")
     add("--wandb", dest="wandb_project", metavar="PROJECT",

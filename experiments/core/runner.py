@@ -176,10 +176,23 @@ def _new_tuner(config: ExperimentConfig, trainable: Any, name: str, storage: Pat
             # (interrupts.TrialErrorPolicy), not Tune's fail_fast, which ends trials a resume cannot finish.
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
             callbacks=[*build_callbacks(config), interrupts.TrialErrorPolicy(fail_fast=config.max_failures == 0),
-                       *extra_callbacks],
-            verbose=1,
+                       *extra_callbacks, *_console(config, storage / name, param_space)],
+            verbose=1 if config.verbose else 0,  # 0: the console below speaks instead of Ray's tables
         ),
     )
+
+
+def _console(config: ExperimentConfig, exp_dir: Path, param_space: dict[str, Any]) -> list[Any]:
+    """The concise console (progress and event lines), unless ``--verbose`` asked for Ray's tables."""
+    from ray.tune.search.sample import Domain
+
+    from experiments.core.console import ConsoleReporter  # imports ray.tune: only once a Tuner is built
+
+    if config.verbose:
+        return []
+    fixed = {k for k, v in param_space.items() if not isinstance(v, Domain) and not isinstance(v, dict)}
+    return [ConsoleReporter(config.metric, config.mode, config.max_epochs, config.model_spec.time_attr, fixed,
+                            config.time_budget_s, str(exp_dir))]
 
 
 def resume_command(config: ExperimentConfig, name: str) -> str:
@@ -196,7 +209,7 @@ def load_snapshot_config(strategy: str, args: dict[str, Any]) -> ExperimentConfi
     if not snapshot.is_file():
         raise ConfigError(f"no experiment to resume at {storage / args['name']} (no experiment.yaml there)")
     chosen = STRATEGIES[strategy]
-    keep = {k: args[k] for k in ("name", "storage_path", "address") if k in args}
+    keep = {k: args[k] for k in ("name", "storage_path", "address", "verbose") if k in args}
     config = resolve_config(strategy, {"config": str(snapshot), **keep}, {"search": chosen.searchers[0]}, chosen.smoke)
     if "max_failures" in args and args["max_failures"] != config.max_failures:
         # Tuner.restore reloads the run settings it saved; a new value would be silently ignored.
@@ -266,17 +279,20 @@ def _prepare_while_ray_starts(config: ExperimentConfig, prepare: Any, options: d
 
 
 def run_experiment(config: ExperimentConfig, resume: bool = False, resume_errored: bool = False,
-                   timeline: StartupTimeline | None = None) -> dict[str, Any]:
+                   timeline: StartupTimeline | None = None,
+                   summary_fields: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one experiment end to end (or resume it) and return its summary (also written to disk).
 
     ``timeline`` (the entry point's) collects the start-up marks that go into the summary's ``startup``.
+    ``summary_fields`` go into the summary over the runner's own, before it and the record are
+    written: a workflow's own reproduce and resume commands (the two-stage run's).
     """
     timeline = timeline or StartupTimeline()
     timeline.mark("driver_ready")
     name = experiment_name(config)
     exp_dir, lock = open_experiment_dir(config.storage_path, name, resume)
     try:
-        return _run_locked(config, name, exp_dir, resume, resume_errored, timeline)
+        return _run_locked(config, name, exp_dir, resume, resume_errored, timeline, summary_fields or {})
     except BaseException:
         if not resume:  # bad data, a cluster too small...: leave no folder of an experiment that never started
             discard_unstarted(exp_dir)
@@ -286,7 +302,7 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, resume_errore
 
 
 def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool,
-                resume_errored: bool, timeline: StartupTimeline) -> dict[str, Any]:
+                resume_errored: bool, timeline: StartupTimeline, summary_fields: dict[str, Any]) -> dict[str, Any]:
     import ray
     from ray import tune
 
@@ -317,7 +333,9 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
                            (FirstResultCallback(timeline),))
     start = time.monotonic()
     seed_scheduler_rngs(config.seed)  # PBT's explore and AHB's brackets draw from the global generators
-    with interrupts.graceful_stop_signals():  # SIGTERM/SIGHUP stop it as Ctrl-C does
+    from experiments.core.console import ray_output
+
+    with interrupts.graceful_stop_signals(), ray_output(config.verbose):  # signals stop it as Ctrl-C does
         results = tuner.fit()
     wall_time = time.monotonic() - start
     previous = exp_dir / "summary.json"
@@ -334,6 +352,7 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
     summary["resume_command"] = resume_command(config, name)
     summary["startup"] = timeline.summary()
     interrupts.mark_interrupted_trials(summary)
+    summary.update(summary_fields)
     write_summary(exp_dir, summary)
     try:  # the record's checks and plots; a failure here must never lose the summary just written
         from experiments.analysis.record import report  # matplotlib and pandas: imported once the trials are done
