@@ -83,6 +83,44 @@ def test_dragonfly_concurrency_cap_survives_a_resume(tmp_path):
     assert resumed.suggest("c") not in (None, running["a"], running["b"])
 
 
+def test_resumable_limiter_keeps_the_trials_live_at_the_interruption_for_hyperopt(tmp_path):
+    from experiments.searchers import ResumableConcurrencyLimiter
+
+    def limited(cls):
+        return cls(HyperOptSearch(space=to_hyperopt(SPACE), metric="val_mae", mode="min", random_state_seed=0),
+                   max_concurrent=2)
+
+    def done(limiter) -> int:  # HyperOpt trials with a result (what TPE learns from)
+        trials = limiter.searcher.get_state()["hyperopt_trials"].trials
+        return sum(1 for t in trials if t["result"].get("status") == "ok")
+
+    first = limited(ResumableConcurrencyLimiter)
+    configs = {t: first.suggest(t) for t in ("t0", "t1")}
+    first.on_trial_complete("t0", {"val_mae": objective(configs["t0"])})
+    first.save_to_dir(str(tmp_path))
+    resumed = limited(ResumableConcurrencyLimiter)
+    resumed.restore_from_dir(str(tmp_path))
+    assert resumed.live_trials == {"t1"}
+    assert resumed.suggest("t2") is not None and resumed.suggest("t3") is None  # t1 still counts
+    resumed.on_trial_complete("t1", {"val_mae": objective(configs["t1"])})
+    assert done(resumed) == 2
+    # Ray's own limiter, saved and restored the same way, forgets t1: its result is dropped.
+    plain = limited(ConcurrencyLimiter)
+    for t in ("t0", "t1"):
+        plain.suggest(t)
+    plain.on_trial_complete("t0", {"val_mae": 1.0})
+    (tmp_path / "plain").mkdir()
+    plain.save_to_dir(str(tmp_path / "plain"))
+    forgetful = limited(ConcurrencyLimiter)
+    forgetful.restore_from_dir(str(tmp_path / "plain"))
+    forgetful.on_trial_complete("t1", {"val_mae": 0.5})
+    assert done(forgetful) == 1
+    # A checkpoint Ray's limiter wrote still restores (the searcher's state alone).
+    compatible = limited(ResumableConcurrencyLimiter)
+    compatible.restore_from_dir(str(tmp_path / "plain"))
+    assert done(compatible) == 1 and compatible.live_trials == set()
+
+
 def test_hyperopt_integers_through_rays_hyperoptsearch_points_to_evaluate_and_restore(tmp_path):
     # The floored draws keep Ray's HyperOptSearch paths working: a given point (the integers' upper
     # bounds) comes back as given, as Python ints; a restored searcher goes on proposing ints in bounds.
