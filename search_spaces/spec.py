@@ -15,6 +15,13 @@ Kinds: ``float`` and ``int`` have inclusive bounds ``low``/``high`` and optional
 numbers (Dragonfly's ``discrete_numeric``). ``grid`` overrides the values a grid search
 uses; ``mutable: false`` keeps PBT from perturbing a parameter.
 
+What a spec means, on every backend (tests/test_distributions.py checks each): a float is
+uniform over ``[low, high]``, a log float uniform in ``log(value)``; every integer of an int is
+equally likely, and a log int gives each integer ``k`` its share ``log((k + 1) / k)`` of the log
+range ``[low, high + 1)`` (Ray's ``lograndint``); every value of a choice or discrete list is
+equally likely. Under PBT a discrete value may move to a neighbour in its list, a choice is only
+ever resampled.
+
 The compilers in ``search_spaces/compile.py`` turn one :class:`SearchSpace` into what each
 search algorithm needs.
 """
