@@ -322,7 +322,7 @@ def test_scancel_mid_run_writes_the_summary_and_resume_finishes(slurm, tmp_path,
     assert (experiment / "summary.json").exists(), job.report()
     summary = json.loads((experiment / "summary.json").read_text())
     assert summary["num_unfinished"] > 0, summary
-    assert "resume with: " in (job.dir / "driver.log").read_text(), job.report()
+    assert "resume with: " in job.out.read_text(), job.report()
     assert job.leftovers() == [], job.report()
     before = _finished(experiment, 60)
     assert before
