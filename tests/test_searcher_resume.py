@@ -69,6 +69,18 @@ def test_resumed_dragonfly_proposes_new_points_and_learns_the_trials_live_at_the
     assert len(searcher.history) == 9
 
 
+def test_the_one_private_dragonfly_read_counts_the_initial_design_down():
+    # _initial_design_left reads Dragonfly's first_qinfos (no public API says how much of its
+    # initial design is left); if an upgrade renames it, this fails before any resume does.
+    from experiments.searchers.dragonfly import DragonflySearch, _initial_design_left
+
+    searcher = DragonflySearch(SPACE, "val_mae", "min", seed=0)
+    left = _initial_design_left(searcher._opt)
+    assert left >= 5
+    searcher.suggest("t0")
+    assert _initial_design_left(searcher._opt) == left - 1
+
+
 def test_dragonfly_concurrency_cap_survives_a_resume(tmp_path):
     first = dragonfly_limited(seed=1, max_concurrent=2)
     running = {trial: first.suggest(trial) for trial in ("a", "b")}
