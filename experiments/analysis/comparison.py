@@ -19,16 +19,19 @@ import csv
 import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+import yaml
 from matplotlib.figure import Figure
 
 from experiments.analysis.experiment import Experiment, load_experiment, result_times
-from experiments.core.config import ConfigError
+from experiments.core.config import ConfigError, ExperimentConfig
+from experiments.core.scores import counts
+from experiments.core.scores import sign as score_sign
 
 RANDOM_SEARCH = "random + fifo"  # plain random search, the baseline of every speed-up
 
@@ -60,11 +63,11 @@ def strategy_label(summary: dict[str, Any]) -> str:
 
 def topk_curve(times: np.ndarray, trial_ids: list[str], values: np.ndarray, k: int, mode: str,
                end: float | None = None) -> Curve:
-    """Mean of the best ``k`` trials so far after each result (each trial counts with its best value).
+    """Mean of the best ``k`` scores so far after each result (a trial's score: its best value so far).
 
-    Undefined (NaN) until ``k`` trials have reported.
+    Undefined (NaN) until ``k`` trials have reported (see :mod:`experiments.core.scores`).
     """
-    sign = 1.0 if mode == "min" else -1.0
+    sign = float(score_sign(mode))
     best: dict[str, float] = {}
     out = np.full(len(values), np.nan)
     for i, (trial, value) in enumerate(zip(trial_ids, values, strict=True)):
@@ -129,33 +132,36 @@ class StrategyResult:
     best_where: str
     time_to_target: float | None = None
     speedup: float | None = None
+    settings: str = ""  # the group's own strategy settings, e.g. "grace_period=4 reduction_factor=2"
 
 
 def summarize_strategies(groups: dict[str, list[Experiment]], curves: dict[str, list[Curve]], mode: str,
-                         target: float | None = None, baseline: str = RANDOM_SEARCH) -> tuple[list[StrategyResult],
-                                                                                              float | None]:
+                         target: float | None = None, baseline: str = RANDOM_SEARCH,
+                         settings: dict[str, str] | None = None) -> tuple[list[StrategyResult], float | None]:
     """Rows of the table and the target used: time to target, speed-up over ``baseline``, trials, best trial.
 
     The target defaults to the baseline's final mean top-k value; without a baseline and without
-    ``target`` the time-to-target columns stay empty.
+    ``target`` the time-to-target columns stay empty. ``settings`` (label -> text) fills each row's
+    strategy settings. "Trials finished" counts the trials with a result that did not error.
     """
     sign = 1 if mode == "min" else -1
     rows = []
     for label, exps in groups.items():
         times, mean, std = mean_curve(curves[label])
-        trials = [t for e in exps for t in e.summary["trials"]
-                  if not t.get("errored") and isinstance(t.get("metric"), (int, float)) and math.isfinite(t["metric"])]
-        best = min(trials, key=lambda t: sign * t["metric"]) if trials else None
+        # Each experiment's best trial by the suite's one definition (experiments/core/scores.py),
+        # then the best of those: errored trials never count.
+        candidates = [(e.score(ranked[0]), ranked[0], e) for e in exps if (ranked := e.ranked_trials())]
+        best_score, best, where = min(candidates, key=lambda c: sign * c[0]) if candidates else (None, None, None)
         test_key = next((key for key in (best or {}) if key.startswith("test_")), None)
-        where = next((e.summary["name"] for e in exps if best is not None and best in e.summary["trials"]), "")
         rows.append(StrategyResult(
             label=label, seeds=[e.summary.get("seed") for e in exps], times=times, mean=mean, std=std,
             final=final_value(times, mean),
-            trials_finished=float(np.mean([sum(1 for t in e.summary["trials"] if t.get("iteration"))
+            trials_finished=float(np.mean([sum(1 for t in e.summary["trials"] if counts(t) and t.get("iteration"))
                                            for e in exps])),
-            best_metric=best["metric"] if best else None,
+            best_metric=best_score,
             best_test=best.get(test_key) if best and test_key else None,
-            best_where=where,
+            best_where=where.summary["name"] if where is not None else "",
+            settings=settings.get(label, "") if settings else "",
         ))
     by_label = {r.label: r for r in rows}
     if target is None and baseline in by_label:
@@ -204,37 +210,173 @@ def table_rows(rows: list[StrategyResult]) -> list[dict[str, str]]:
         "best_trial_metric": _fmt(r.best_metric),
         "best_trial_test": _fmt(r.best_test),
         "best_trial_experiment": r.best_where,
+        "settings": r.settings or "-",
     } for r in rows]
 
 
-def load_groups(dirs: list[str | Path]) -> dict[str, list[Experiment]]:
-    """Experiments grouped by strategy label; all must share model, metric and mode."""
+# Settings that decide what a result means. These must be the same in every experiment compared:
+# the model, metric and mode always (the curves share one axis); the rest unless --allow-mixed.
+SAME_AXIS = ("model", "metric", "mode")
+SHARED = ("space", "max_epochs", "time_budget_s", "cpus_per_trial", "gpus_per_trial", "max_concurrent_trials",
+          "checkpoint_frequency", "reuse_actors")
+# Settings of a strategy itself: they may differ between strategies (the table shows them) but not
+# between the seeds pooled into one strategy's curve.
+SCHEDULER_SETTINGS = {"asha": ("grace_period", "reduction_factor"),
+                      "ahb": ("grace_period", "reduction_factor", "brackets"),
+                      "pbt": ("perturbation_interval", "synch", "burn_in_period", "quantile_fraction",
+                              "resample_probability")}
+SEARCHER_SETTINGS = {"hyperopt": ("n_initial_points", "max_concurrent_search"), "dragonfly": ("max_concurrent_search",),
+                     "quasirandom": ("quasirandom_sampler",)}
+_RUNNER_FIELDS = {f.name for f in fields(ExperimentConfig)}
+
+
+def experiment_settings(exp: Experiment) -> dict[str, Any]:
+    """What an experiment ran with: its ``experiment.yaml`` snapshot, with the summary's resolved values on top.
+
+    A folder without a snapshot (a hand-made one) has only the summary's fields.
+    """
+    settings: dict[str, Any] = {}
+    snapshot = exp.path / "experiment.yaml"
+    if snapshot.is_file():
+        try:
+            settings = yaml.safe_load(snapshot.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{snapshot} is not valid YAML ({str(err).splitlines()[0]})") from None
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{snapshot} is not a mapping of settings")
+    for key in (*SAME_AXIS, "space", "max_epochs", "num_samples", "searcher", "scheduler"):
+        if exp.summary.get(key) is not None:
+            settings[key] = exp.summary[key]
+    settings.setdefault("searcher", settings.get("search"))
+    return settings
+
+
+def _strategy_keys(settings: dict[str, Any]) -> tuple[str, ...]:
+    """The settings of the experiment's own strategy (its num_samples is one where it is no budget)."""
+    keys = SCHEDULER_SETTINGS.get(settings.get("scheduler"), ()) + SEARCHER_SETTINGS.get(settings.get("searcher"), ())
+    if settings.get("scheduler") == "pbt" or settings.get("searcher") == "grid":
+        keys += ("num_samples",)  # PBT's population, the grid's repeats
+    return keys
+
+
+def _shared_keys(settings: dict[str, Any]) -> tuple[str, ...]:
+    """The settings every compared experiment must share: SHARED, the budget and the model's options."""
+    options = tuple(sorted(k for k in settings if k not in _RUNNER_FIELDS and k not in ("searcher", "scheduler")))
+    budget = () if "num_samples" in _strategy_keys(settings) else ("num_samples",)
+    return SHARED + budget + options
+
+
+def _differences(exps: list[Experiment], settings: dict[Path, dict[str, Any]], keys: set[str]) -> dict[str, str]:
+    """Per setting in ``keys`` on which ``exps`` disagree: "12 (a, b); 20 (c)". Unrecorded values are not compared."""
+    out = {}
+    for key in sorted(keys):
+        by_value: dict[str, list[str]] = {}
+        for exp in exps:
+            if key in settings[exp.path]:
+                by_value.setdefault(repr(settings[exp.path][key]), []).append(exp.path.name)
+        if len(by_value) > 1:
+            out[key] = "; ".join(f"{value} ({', '.join(names)})" for value, names in by_value.items())
+    return out
+
+
+def _setting_text(settings: dict[str, Any], keys: Any) -> str:
+    return " ".join(f"{key}={settings[key]:g}" if isinstance(settings[key], float) else f"{key}={settings[key]}"
+                    for key in keys if key in settings)
+
+
+@dataclass
+class Groups:
+    """Experiments grouped by strategy label, with what the table says about their settings."""
+
+    experiments: dict[str, list[Experiment]]
+    settings: dict[str, str]  # label -> the group's own strategy settings
+    common: str  # the settings every experiment shares
+    mixed: dict[str, str]  # setting -> how it differs (only with allow_mixed)
+
+
+def group_experiments(dirs: list[str | Path], allow_mixed: bool = False) -> Groups:
+    """Group experiment folders by strategy, refusing to compare what differs in more than the strategy.
+
+    All must share model, metric and mode. Unless ``allow_mixed``, they must also share the search
+    space, max_epochs, the budget (time_budget_s; num_samples where it is a budget), resources and
+    the model's options, and the seeds of one strategy its own settings (grace period, reduction
+    factor, brackets, PBT's interval and population, HyperOpt's initial points...): otherwise a
+    ConfigError names every difference. With ``allow_mixed`` the experiments are grouped by those
+    settings too, and each group's label names its values.
+    """
     experiments = [load_experiment(d) for d in dirs]
-    first = experiments[0].summary
-    for exp in experiments[1:]:
-        for key in ("model", "metric", "mode"):
-            if exp.summary.get(key) != first.get(key):
-                raise ConfigError(f"cannot compare {exp.path} ({key} {exp.summary.get(key)}) with "
-                                  f"{experiments[0].path} ({key} {first.get(key)})")
+    settings = {e.path: experiment_settings(e) for e in experiments}
+    for key in SAME_AXIS:
+        values = {e.path: e.summary.get(key) for e in experiments}
+        if len(set(values.values())) > 1:
+            a, b = experiments[0], next(e for e in experiments if values[e.path] != values[experiments[0].path])
+            raise ConfigError(f"cannot compare {b.path} ({key} {values[b.path]}) with "
+                              f"{a.path} ({key} {values[a.path]})")
+    by_strategy: dict[str, list[Experiment]] = {}
+    for exp in experiments:
+        by_strategy.setdefault(strategy_label(exp.summary), []).append(exp)
+    shared = _differences(experiments, settings, {k for e in experiments for k in _shared_keys(settings[e.path])})
+    within = {}
+    for label, exps in by_strategy.items():
+        own_keys = {k for e in exps for k in _strategy_keys(settings[e.path])}
+        for key, text in _differences(exps, settings, own_keys).items():
+            within[key] = within.get(key, []) + [f"{label}: {text}"]
+    if (shared or within) and not allow_mixed:
+        parts = [f"{key} {text}" for key, text in shared.items()]
+        parts += [f"{key} within {' / '.join(texts)}" for key, texts in within.items()]
+        raise ConfigError("cannot compare: settings differ: " + "; ".join(parts)
+                          + "; rerun with the same settings, or pass --allow-mixed to compare them as separately "
+                            "labelled groups")
+    mixed_keys = [*shared, *within]
     groups: dict[str, list[Experiment]] = {}
     for exp in experiments:
-        groups.setdefault(strategy_label(exp.summary), []).append(exp)
+        label = strategy_label(exp.summary)
+        tag = _setting_text(settings[exp.path], mixed_keys)
+        groups.setdefault(f"{label} [{tag}]" if tag else label, []).append(exp)
     for label, exps in groups.items():
         seeds = [e.summary.get("seed") for e in exps]
         if len(set(seeds)) != len(seeds):
             print(f"compare: note: strategy '{label}' has repeated seed(s) {seeds}; each run counts once")
-    return groups
+    own = {label: _setting_text(settings[exps[0].path], _strategy_keys(settings[exps[0].path]))
+           for label, exps in groups.items()}
+    first = settings[experiments[0].path]
+    common_keys = [k for k in ("space", "max_epochs", "time_budget_s", "num_samples") if k not in mixed_keys
+                   and all(k in settings[e.path] and k in _shared_keys(settings[e.path]) for e in experiments)]
+    mixed = {**shared, **{key: " / ".join(texts) for key, texts in within.items()}}
+    return Groups(groups, own, _setting_text(first, common_keys), mixed)
+
+
+def load_groups(dirs: list[str | Path], allow_mixed: bool = False) -> dict[str, list[Experiment]]:
+    """Experiments grouped by strategy label (see :func:`group_experiments`, which refuses incomparable ones)."""
+    return group_experiments(dirs, allow_mixed).experiments
+
+
+def resolve_baseline(baseline: str, labels: list[str]) -> str:
+    """The group label ``baseline`` names: the label itself, or the one group of that strategy."""
+    if baseline in labels:
+        return baseline
+    matches = [label for label in labels if label.split(" [")[0] == baseline]
+    if len(matches) > 1:
+        raise ConfigError(f"--baseline '{baseline}' matches {len(matches)} groups ({', '.join(matches)}); "
+                          "give one of these labels")
+    return matches[0] if matches else baseline
 
 
 def compare(dirs: list[str | Path], out_dir: str | Path, k: int = 6, target: float | None = None,
-            baseline: str = RANDOM_SEARCH) -> tuple[list[StrategyResult], Figure]:
-    """Compare experiment folders; write ``comparison.png``, ``comparison.md`` and ``comparison.csv``."""
+            baseline: str = RANDOM_SEARCH, allow_mixed: bool = False) -> tuple[list[StrategyResult], Figure]:
+    """Compare experiment folders; write ``comparison.png``, ``comparison.md`` and ``comparison.csv``.
+
+    Refuses experiments whose settings differ in more than their strategy unless ``allow_mixed``
+    (:func:`group_experiments`).
+    """
     if k < 1:
         raise ConfigError(f"--top-k must be a positive integer, got {k}")
-    groups = load_groups(dirs)
+    grouped = group_experiments(dirs, allow_mixed)
+    groups = grouped.experiments
+    baseline = resolve_baseline(baseline, list(groups))
     first = next(iter(groups.values()))[0].summary
     curves = {label: [experiment_curve(e, k) for e in exps] for label, exps in groups.items()}
-    rows, target = summarize_strategies(groups, curves, first["mode"], target, baseline)
+    rows, target = summarize_strategies(groups, curves, first["mode"], target, baseline, grouped.settings)
     fig = plot_comparison(rows, first["metric"], k, target)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -253,6 +395,11 @@ def compare(dirs: list[str | Path], out_dir: str | Path, k: int = 6, target: flo
         target_text = f"none (no {baseline} experiment among these; pass --target)"
     lines = [f"# Strategy comparison: {first['model']}, {first['metric']} ({first['mode']}), top-{k} mean", "",
              f"Target: {target_text}. Speed-up = time to target of {baseline} / time to target of the strategy.", "",
+             f"Every run: {grouped.common or 'settings not recorded'}. A trial's score at a time is its best "
+             "result so far; errored trials do not count; time is the experiments' own running time "
+             "(pauses between resumed sessions left out).", "",
+             *(["**Mixed settings** (--allow-mixed; each group's label names its values): "
+                + "; ".join(f"{key} {text}" for key, text in grouped.mixed.items()), ""] if grouped.mixed else []),
              "| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
     lines += ["| " + " | ".join(row.values()) + " |" for row in table]
     lines += ["", "![comparison](comparison.png)", ""]
@@ -268,10 +415,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=float, help="metric value to reach (default: random search's final top-k)")
     parser.add_argument("--baseline", default=RANDOM_SEARCH, help="strategy the speed-ups are relative to")
     parser.add_argument("--out", help="folder for comparison.png/.md/.csv (default: the experiments' common parent)")
+    parser.add_argument("--allow-mixed", action="store_true",
+                        help="compare experiments whose space, max_epochs, budget, resources, model options or "
+                             "(within a strategy) strategy settings differ, as separately labelled groups")
     args = parser.parse_args(argv)
     try:
         out = args.out or _common_parent(args.experiments)
-        rows, fig = compare(args.experiments, out, args.top_k, args.target, args.baseline)
+        rows, fig = compare(args.experiments, out, args.top_k, args.target, args.baseline, args.allow_mixed)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

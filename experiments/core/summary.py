@@ -2,8 +2,13 @@
 
 summary.json fields: name, strategy, model, searcher, scheduler, space, metric, mode, num_trials,
 num_terminated, num_errored, wall_time_s, baseline_val_mae, best {trial_id, config, metric,
-test_mae, iteration}, config_file, reproduce_command, ray_version; plus extensions (early-stopped
-and diverged counts, per-trial final results, the model's reference numbers, start_time).
+test_mae, iteration, best_iteration}, config_file, reproduce_command, ray_version; plus extensions
+(early-stopped and diverged counts, per-trial records, the model's reference numbers, start_time).
+
+A trial record's ``metric`` is the trial's score, its best reported result, with the test metric
+and ``best_iteration`` of that result; ``last_metric`` is its last reported value and ``iteration``
+the iterations it trained. ``best`` is the best non-errored trial. The definitions are in
+:mod:`experiments.core.scores`.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.core.config import ExperimentConfig
+from experiments.core.scores import best_position, is_number, rank_trials
 from experiments.core.strategies import STRATEGIES
 from search_spaces import SearchSpace
 
@@ -33,14 +39,30 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _best_result(result: Any, metric: str, mode: str) -> dict[str, Any] | None:
+    """The trial's best result (see :mod:`experiments.core.scores`) from its reported history, if any."""
+    history = getattr(result, "metrics_dataframe", None)
+    if history is None or metric not in history:
+        return None
+    position = best_position(history[metric].to_numpy(dtype=float), mode)
+    return None if position is None else history.iloc[position].to_dict()
+
+
 def _trial_record(result: Any, config: ExperimentConfig) -> dict[str, Any]:
     metrics = result.metrics or {}
     test_metric = config.model_spec.test_metric
+    # The trial's score is its best reported result, and the test metric is the one reported with it
+    # (experiments/core/scores.py); a trial without a readable history falls back to its last result.
+    best = _best_result(result, config.metric, config.mode)
+    if best is None:
+        best = metrics if is_number(metrics.get(config.metric)) else {}
     return {
         "trial_id": metrics.get("trial_id") or Path(result.path).name,
         "config": {k: v for k, v in (result.config or {}).items()},
-        "metric": metrics.get(config.metric),
-        test_metric: metrics.get(test_metric),
+        "metric": best.get(config.metric),
+        test_metric: best.get(test_metric),
+        "best_iteration": best.get("training_iteration"),
+        "last_metric": metrics.get(config.metric),
         "iteration": metrics.get("training_iteration", 0),
         # Epochs trained (the model's time_attr: RoBERTa's --eval-every-steps makes iterations
         # finer than epochs) and the epochs this trial was meant to train: its own `epochs`
@@ -69,18 +91,13 @@ def summarize(
     import ray
 
     trials = [_trial_record(r, config) for r in results]
-    sign = 1 if config.mode == "min" else -1
-    ranked = sorted(
-        (t for t in trials
-         if not t["errored"] and isinstance(t["metric"], (int, float)) and math.isfinite(t["metric"])),
-        key=lambda t: sign * t["metric"],
-    )
+    ranked = rank_trials(trials, config.mode)  # the one definition of "best": experiments/core/scores.py
     test_metric = config.model_spec.test_metric
     best = None
     if ranked:
         top = ranked[0]
         best = {"trial_id": top["trial_id"], "config": top["config"], "metric": top["metric"],
-                test_metric: top[test_metric], "iteration": top["iteration"]}
+                test_metric: top[test_metric], "iteration": top["iteration"], "best_iteration": top["best_iteration"]}
     finished = [t for t in trials if not t["errored"]]
     summary = {
         "name": name,
@@ -143,11 +160,17 @@ def _test_key(summary: dict[str, Any]) -> str:
     return next((k for k in best if k.startswith("test_")), "test_mae")
 
 
+def _reached(best: dict[str, Any]) -> str:
+    """Where the best trial's score came from: "reached at iteration 3 of 4" (older summaries: "4 iterations")."""
+    if best.get("best_iteration") is None:
+        return f"{best['iteration']} iterations"
+    return f"reached at iteration {best['best_iteration']} of {best['iteration']}"
+
+
 def format_table(summary: dict[str, Any], top: int = 5) -> str:
     """A short plain-text table of the best trials and the best configuration."""
     test_key = _test_key(summary)
-    sign = 1 if summary["mode"] == "min" else -1
-    rows = sorted((t for t in summary["trials"] if t["metric"] is not None), key=lambda t: sign * t["metric"])
+    rows = rank_trials(summary["trials"], summary["mode"])  # errored trials are not ranked
     lines = [
         f"Experiment {summary['name']}: {summary['model']} / {summary['searcher']} + {summary['scheduler']}, "
         f"{summary['num_trials']} trials ({summary['num_early_stopped']} stopped early, "
@@ -161,7 +184,7 @@ def format_table(summary: dict[str, Any], top: int = 5) -> str:
     best = summary.get("best")
     if best:
         lines.append(f"best {summary['metric']} {_fmt(best['metric'])} (trial {best['trial_id']}, "
-                     f"{best['iteration']} epochs), config:")
+                     f"{_reached(best)}), config:")
         lines += [f"  {k}: {_fmt(v)}" for k, v in best["config"].items()]
     else:
         lines.append("no trial produced a finite metric")
@@ -201,7 +224,7 @@ def format_markdown(
         lines.append(f"- baseline_val_mae: {_fmt(summary['baseline_val_mae'])}")
     if best:
         lines += [f"- best {summary['metric']}: {_fmt(best['metric'])} (trial {best['trial_id']}, "
-                  f"{best['iteration']} epochs)",
+                  f"{_reached(best)}; a trial's score is its best reported result, errored trials not ranked)",
                   f"- test metric of the best trial: {test_key} {_fmt(best.get(test_key))}"]
     else:
         lines.append("- best: no trial produced a finite metric")
