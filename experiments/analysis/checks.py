@@ -1,6 +1,7 @@
 """The Tuning Playbook's checks after an experiment: is the best point near a bound of the
-space, were there enough trials, how many failed or diverged, were the best trials still
-improving. Each returns a :class:`Finding` with the advice that goes with a problem."""
+space that could be widened, were there enough trials, how many failed or diverged, were the
+best trials still improving. Each returns a :class:`Finding` with the advice that goes with a
+problem; advice is always something the user can do (a bound that cannot move is no warning)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from experiments.analysis.experiment import Experiment
-from search_spaces import SearchSpace
+from search_spaces import Param, SearchSpace
 
 BOUNDARY_FRACTION = 0.05  # "near a bound": within 5 % of the range (in log space for log parameters)
 MIN_TRIALS_PER_PARAM = 5
@@ -22,24 +23,75 @@ IMPROVING_SHARE = 0.1  # share of a curve's improvement made in its last epochs 
 
 @dataclass
 class Finding:
-    """The outcome of one check: ``ok`` or a problem with the advice that goes with it."""
+    """The outcome of one check: ``ok`` or a problem with the advice that goes with it.
+
+    ``info`` marks an ok finding that is still worth reading (e.g. the best point sits at a bound
+    that cannot move): printed as ``[info]``.
+    """
 
     check: str
     ok: bool
     message: str
+    info: bool = False
 
     def __str__(self) -> str:
-        return f"[{'ok' if self.ok else 'warn'}] {self.check}: {self.message}"
+        return f"[{'warn' if not self.ok else 'info' if self.info else 'ok'}] {self.check}: {self.message}"
 
+
+def fixed_bound(param: Param, side: str) -> str | None:
+    """Why a bound of ``param`` cannot move (None when it can), inferred from the parameter's kind.
+
+    The spec has no field for it, so the kind and the value say it: an integer's lower bound of 1
+    or less (counts and sizes: layers, widths, epochs, warm-up steps; below 1 there is nothing, and
+    a lower bound of 0 cannot go negative); a linear float's lower bound of 0 (non-negative
+    quantities: weight decay, dropout, a learning rate searched from 0); a linear float's upper
+    bound of 1 over a range within [0, 1] (a probability or fraction). Log-scale floats have no
+    fixed bound: their lower bound can always move towards 0.
+    """
+    values = param.values if param.kind == "discrete" else (param.low, param.high)
+    low, high = min(values), max(values)
+    integral = param.kind == "int" or (param.kind == "discrete" and all(float(v).is_integer() for v in values))
+    if side == "lower":
+        if integral and 0 <= low <= 1:
+            return f"an integer count cannot go below {low:g}"
+        if not integral and not param.log and low == 0:
+            return "a non-negative parameter cannot go below 0"
+    elif not integral and not param.log and high == 1 and low >= 0:
+        return "a fraction cannot exceed 1"
+    return None
+
+
+def _widened(param: Param, side: str) -> str:
+    """A concrete wider bound to suggest: a decade further for log floats, twice as far for log ints,
+    half the range further for linear ones; never across 0 (or 1 for integers) from a bound above it."""
+    values = param.values if param.kind == "discrete" else (param.low, param.high)
+    low, high = min(values), max(values)
+    integral = param.kind == "int" or (param.kind == "discrete" and all(float(v).is_integer() for v in values))
+    if param.log:
+        if integral:
+            return str(max(1, int(low) // 2)) if side == "lower" else str(int(high) * 2)
+        return f"{low / 10:g}" if side == "lower" else f"{high * 10:g}"
+    step = (high - low) / 2
+    if side == "upper":
+        wider = high + step
+        if not integral and low >= 0 and high < 1:
+            wider = min(wider, 1.0)  # a range inside [0, 1] stays a fraction
+        return str(math.ceil(wider)) if integral else f"{wider:.4g}"
+    floor = (1 if low > 1 else 0) if integral else 0
+    wider = low - step
+    if low > floor:  # a positive quantity: half-way to the floor at most, never across it
+        wider = max(wider, (low + floor) / 2)
+    return str(math.floor(wider)) if integral else f"{wider:.4g}"
 
 
 def check_boundary(best_config: dict[str, Any], space: SearchSpace, fraction: float = BOUNDARY_FRACTION) -> Finding:
-    """Is the best configuration within ``fraction`` of a bound of a numeric parameter?
+    """Is the best configuration within ``fraction`` of a bound of a numeric parameter it could move?
 
     Distances are measured in log space for log-scale parameters and by position in the list
-    for discrete ones; unordered choices have no boundary.
+    for discrete ones; unordered choices have no boundary. A best value at a bound that cannot
+    move (:func:`fixed_bound`) is no warning, only information: there is nothing to widen.
     """
-    near = []
+    near, fixed = [], []
     for param in space.params:
         if param.name not in best_config or param.kind == "choice":
             continue
@@ -53,14 +105,23 @@ def check_boundary(best_config: dict[str, Any], space: SearchSpace, fraction: fl
         else:
             low, high = param.low, param.high
             position = (value - low) / (high - low)
-        if position <= fraction:
-            near.append(f"{param.name} = {value:.4g} is within {fraction:.0%} of its lower bound {low:g}"
-                        f"{' (log scale)' if param.log else ''}: widen {param.name}'s lower bound")
-        elif position >= 1 - fraction:
-            near.append(f"{param.name} = {value:.4g} is within {fraction:.0%} of its upper bound {high:g}"
-                        f"{' (log scale)' if param.log else ''}: widen {param.name}'s upper bound")
+        for side, bound, close in (("lower", low, position <= fraction), ("upper", high, position >= 1 - fraction)):
+            if not close:
+                continue
+            where = (f"{param.name} = {value:.4g} is within {fraction:.0%} of its {side} bound {bound:g}"
+                     f"{' (log scale)' if param.log else ''}")
+            reason = fixed_bound(param, side)
+            if reason is not None:
+                fixed.append(f"{where}, which cannot move ({reason})")
+            elif param.kind == "discrete":
+                near.append(f"{where}: add values {'below' if side == 'lower' else 'above'} {bound:g} to "
+                            f"{param.name}'s list (e.g. {_widened(param, side)})")
+            else:
+                near.append(f"{where}: widen {param.name}'s {side} bound (e.g. to {_widened(param, side)})")
     if near:
-        return Finding("boundary", False, "; ".join(near))
+        return Finding("boundary", False, "; ".join(near + fixed))
+    if fixed:
+        return Finding("boundary", True, "; ".join(fixed) + "; nothing to widen", info=True)
     return Finding("boundary", True, f"the best configuration is not within {fraction:.0%} of any bound")
 
 

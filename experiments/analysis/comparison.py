@@ -2,11 +2,17 @@
 
 ``python experiments/compare.py DIR [DIR ...]`` reads experiment folders (each with a
 ``summary.json``), groups them by strategy (searcher + scheduler) and repeated seed, and for each
-strategy draws the mean metric of the top-k trials so far (k = 6, as the NERSC study) against
-wall-clock time since the experiment started: the mean over seeds with a ± one standard deviation
-band, one figure for all strategies. A table (Markdown and CSV next to the figure) gives for each
-strategy the time to reach a target (default: what random search reaches at the end of its
-budget), the speed-up over random search, the trials finished and the best single trial.
+strategy draws the mean of the top-k scores so far (k = 6, as the NERSC study) against the
+experiment's running time: the mean over seeds with a ± one standard deviation band, one figure
+for all strategies. A table (Markdown and CSV next to the figure) gives for each strategy the time
+to reach a target (default: what random search reaches at the end of its budget), the speed-up
+over random search, the trials finished, the best single trial and the strategy's own settings.
+
+Scores follow :mod:`experiments.core.scores`: a trial's score at a time is its best result so far,
+and errored trials do not count. Experiments are compared only when they ran the same model,
+metric, space, max_epochs, budget, resources and model options, and the seeds pooled into one
+strategy with the same strategy settings; ``--allow-mixed`` compares them anyway as groups whose
+labels name the differing values.
 
 The curves are step functions: the top-k mean changes only when a trial reports, so every
 quantity here is evaluated exactly at the reported results' times.
@@ -187,7 +193,7 @@ def plot_comparison(rows: list[StrategyResult], metric: str, k: int, target: flo
         ax.fill_between(row.times, row.mean - row.std, row.mean + row.std, step="post", color=colour, alpha=0.2)
     if target is not None:
         ax.axhline(target, color="grey", linestyle="--", linewidth=0.8, label=f"target {target:.4g}")
-    ax.set_xlabel("wall-clock time since the experiment started (s)")
+    ax.set_xlabel("experiment time (s; pauses between resumed sessions left out)")
     ax.set_ylabel(f"mean {metric} of the top {k} trials")
     ax.set_title("time to solution: mean ± std over seeds", fontsize=10)
     ax.legend(fontsize=8)

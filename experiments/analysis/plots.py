@@ -1,5 +1,6 @@
-"""The plots of one experiment's record: metric against each hyperparameter, learning curves of
-the best trials, and the best metric so far against wall-clock time."""
+"""The plots of one experiment's record: score against each hyperparameter, learning curves of
+the best trials, and the best score so far against the experiment's running time (scores and
+"best" as :mod:`experiments.core.scores` defines them)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from search_spaces import SearchSpace
 
 
 def plot_metric_vs_params(exp: Experiment, space: SearchSpace | None) -> dict[str, Figure]:
-    """One figure per hyperparameter: each trial's final metric against the trial's value.
+    """One figure per hyperparameter: each counting trial's score (its best result) against its value.
 
     Log-scale parameters get a log x axis, choices a categorical axis (one tick per value, in the
     spec's order). Colour is the number of epochs a trial ran (early-stopped trials are darker);
@@ -23,7 +24,7 @@ def plot_metric_vs_params(exp: Experiment, space: SearchSpace | None) -> dict[st
     figures = {}
     for name in names:
         param = space[name] if space is not None else None
-        points = [(t["config"][name], t["metric"], t.get("iteration", 0)) for t in trials if name in t["config"]]
+        points = [(t["config"][name], exp.score(t), t.get("iteration", 0)) for t in trials if name in t["config"]]
         fig, ax = plt.subplots(figsize=(5, 3.6))
         categorical = param.kind == "choice" if param is not None else not all(
             isinstance(v, (int, float)) for v, _, _ in points)
@@ -70,7 +71,7 @@ def plot_learning_curves(exp: Experiment, k: int = 5) -> Figure:
         if exp.metric not in history:
             continue
         ax.plot(history["training_iteration"], history[exp.metric], marker="o", markersize=3,
-                label=f"{trial['trial_id']} ({trial['metric']:.4g})")
+                label=f"{trial['trial_id']} ({exp.score(trial):.4g})")
     baseline = exp.summary.get("baseline_val_mae")
     if baseline is not None and exp.metric == "val_mae":
         ax.axhline(baseline, color="grey", linestyle="--", label=f"baseline {baseline:.4g}")
@@ -84,13 +85,13 @@ def plot_learning_curves(exp: Experiment, k: int = 5) -> Figure:
 
 
 def plot_best_so_far(exp: Experiment) -> Figure:
-    """The best metric so far against wall-clock time, over every result of every trial."""
+    """The best score so far against the experiment's running time, over every result of the counting trials."""
     table = result_times(exp)
     times, best = best_so_far(exp)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter(table["elapsed_s"], table["value"], s=6, color="lightgrey", label="each result")
     ax.step(times, best, where="post", color="C0", label="best so far")
-    ax.set_xlabel("wall-clock time since start (s)")
+    ax.set_xlabel("experiment time (s; pauses between resumed sessions left out)")
     ax.set_ylabel(exp.metric)
     ax.set_title(f"best {exp.metric} so far", fontsize=10)
     if len(best):
