@@ -294,16 +294,17 @@ def _wait_for_a_finished_trial(job: Job, experiment: Path, timeout: float) -> No
     pytest.fail(f"no trial of {experiment.name} finished within {timeout:.0f}s\n{job.report()}")
 
 
-def _finished(experiment: Path, epochs: int) -> dict[str, list]:
-    """Trial folder -> its (iteration, val_mae) rows, for trials that trained all ``epochs``."""
+def _terminated(experiment: Path) -> dict[str, list]:
+    """Trial folder -> its (iteration, val_mae) rows, for trials Tune last saved as TERMINATED."""
     import pandas as pd
 
+    state = json.loads(sorted(experiment.glob("experiment_state-*.json"))[-1].read_text())
     done = {}
-    for progress in experiment.glob("CGCNNTrainable_*/progress.csv"):
-        if progress.stat().st_size:
-            rows = pd.read_csv(progress)
-            if len(rows) and rows["training_iteration"].iloc[-1] == epochs:
-                done[progress.parent.name] = rows[["training_iteration", "val_mae"]].values.tolist()
+    for entry in state["trial_data"]:
+        trial = json.loads(entry[0]) if isinstance(entry, list) else entry
+        if trial["status"] == "TERMINATED":
+            rows = pd.read_csv(experiment / trial["relative_logdir"] / "progress.csv")
+            done[trial["relative_logdir"]] = rows[["training_iteration", "val_mae"]].values.tolist()
     return done
 
 
@@ -324,7 +325,7 @@ def test_scancel_mid_run_writes_the_summary_and_resume_finishes(slurm, tmp_path,
     assert summary["num_unfinished"] > 0, summary
     assert "resume with: " in job.out.read_text(), job.report()
     assert job.leftovers() == [], job.report()
-    before = _finished(experiment, 60)
+    before = _terminated(experiment)
     assert before
 
     env = {**os.environ, "HPO_SUITE_CACHE": cache_dir, "RAY_AUTH_MODE": "disabled"}
@@ -333,7 +334,7 @@ def test_scancel_mid_run_writes_the_summary_and_resume_finishes(slurm, tmp_path,
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     summary = json.loads((experiment / "summary.json").read_text())
     assert summary["num_trials"] == 4 and summary["num_errored"] == 0 and summary["num_unfinished"] == 0, summary
-    after = _finished(experiment, 60)
+    after = _terminated(experiment)
     assert {k: after[k] for k in before} == before
 
 
@@ -342,13 +343,13 @@ def test_requeued_job_resumes_its_own_experiment(slurm, tmp_path, cache_dir):
     job = Job(slurm, tmp_path, [*ASHA_LONG, "--storage-path", str(storage)], cache_dir)
     experiment = storage / f"cgcnn_asha_random_job{job.id}"  # named after the job, found again after the requeue
     _wait_for_a_finished_trial(job, experiment, 300)
-    before = _finished(experiment, 60)
+    before = _terminated(experiment)
     slurm.run("scontrol", "requeue", job.id)
     info = job.wait(600)
     assert info["JobState"] == "COMPLETED" and info.get("Restarts") == "1", f"{info}\n{job.report()}"
     summary = json.loads((experiment / "summary.json").read_text())
     assert summary["num_trials"] == 4 and summary["num_errored"] == 0 and summary["num_unfinished"] == 0, summary
-    after = _finished(experiment, 60)
+    after = _terminated(experiment)
     assert {k: after[k] for k in before} == before, "a trial finished before the requeue ran again"
     assert [p.name for p in storage.iterdir()] == [experiment.name]
 
