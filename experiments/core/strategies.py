@@ -44,10 +44,14 @@ def build_search(config: ExperimentConfig, space: SearchSpace) -> tuple[Any, dic
     Ray's own generator samples (random) or enumerates (grid) a ``param_space`` of Tune domains.
     The other searchers hold their space themselves (compiled from the same spec), so their
     ``param_space`` carries only the constants every trial gets. The model-based ones (HyperOpt,
-    Dragonfly) run behind a ``ConcurrencyLimiter``: a BO proposal made while many trials are still
+    Dragonfly) run behind a concurrency limiter: a BO proposal made while many trials are still
     unfinished learns from little, so ``max_concurrent_search`` bounds how far ahead they propose.
+    It is :class:`~experiments.searchers.ResumableConcurrencyLimiter`, Ray's ``ConcurrencyLimiter``
+    that also saves the trials live at an interruption, so a resumed searcher learns their results.
     """
-    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+    from ray.tune.search import BasicVariantGenerator
+
+    from experiments.searchers import ResumableConcurrencyLimiter
 
     constants = {**space.constants, "seed": config.seed}
     # Ray's generator takes the trial cap itself: Tune ignores TuneConfig.max_concurrent_trials for it.
@@ -67,12 +71,12 @@ def build_search(config: ExperimentConfig, space: SearchSpace) -> tuple[Any, dic
 
         searcher = HyperOptSearch(space=to_hyperopt(space), metric=config.metric, mode=config.mode,
                                   n_initial_points=config.n_initial_points, random_state_seed=config.seed)
-        return ConcurrencyLimiter(searcher, max_concurrent=config.max_concurrent_search), constants
+        return ResumableConcurrencyLimiter(searcher, max_concurrent=config.max_concurrent_search), constants
     if config.search == "dragonfly":
         from experiments.searchers.dragonfly import DragonflySearch
 
         searcher = DragonflySearch(space, config.metric, config.mode, seed=config.seed)
-        return ConcurrencyLimiter(searcher, max_concurrent=config.max_concurrent_search), constants
+        return ResumableConcurrencyLimiter(searcher, max_concurrent=config.max_concurrent_search), constants
     raise ConfigError(f"unknown search algorithm '{config.search}'")
 
 
