@@ -272,13 +272,17 @@ def _shared_keys(settings: dict[str, Any]) -> tuple[str, ...]:
     return SHARED + budget + options
 
 
-def _differences(exps: list[Experiment], settings: dict[Path, dict[str, Any]], keys: set[str]) -> dict[str, str]:
-    """Per setting in ``keys`` on which ``exps`` disagree: "12 (a, b); 20 (c)". Unrecorded values are not compared."""
+def _differences(exps: list[Experiment], settings: dict[Path, dict[str, Any]], keys_of) -> dict[str, str]:
+    """Per setting on which ``exps`` disagree: "12 (a, b); 20 (c)".
+
+    A setting is compared among the experiments whose ``keys_of(settings)`` name it (PBT's
+    num_samples is no budget) and that recorded it.
+    """
     out = {}
-    for key in sorted(keys):
+    for key in sorted({k for e in exps for k in keys_of(settings[e.path])}):
         by_value: dict[str, list[str]] = {}
         for exp in exps:
-            if key in settings[exp.path]:
+            if key in settings[exp.path] and key in keys_of(settings[exp.path]):
                 by_value.setdefault(repr(settings[exp.path][key]), []).append(exp.path.name)
         if len(by_value) > 1:
             out[key] = "; ".join(f"{value} ({', '.join(names)})" for value, names in by_value.items())
@@ -321,11 +325,10 @@ def group_experiments(dirs: list[str | Path], allow_mixed: bool = False) -> Grou
     by_strategy: dict[str, list[Experiment]] = {}
     for exp in experiments:
         by_strategy.setdefault(strategy_label(exp.summary), []).append(exp)
-    shared = _differences(experiments, settings, {k for e in experiments for k in _shared_keys(settings[e.path])})
+    shared = _differences(experiments, settings, _shared_keys)
     within = {}
     for label, exps in by_strategy.items():
-        own_keys = {k for e in exps for k in _strategy_keys(settings[e.path])}
-        for key, text in _differences(exps, settings, own_keys).items():
+        for key, text in _differences(exps, settings, _strategy_keys).items():
             within[key] = within.get(key, []) + [f"{label}: {text}"]
     if (shared or within) and not allow_mixed:
         parts = [f"{key} {text}" for key, text in shared.items()]
@@ -337,7 +340,8 @@ def group_experiments(dirs: list[str | Path], allow_mixed: bool = False) -> Grou
     groups: dict[str, list[Experiment]] = {}
     for exp in experiments:
         label = strategy_label(exp.summary)
-        tag = _setting_text(settings[exp.path], mixed_keys)
+        own = settings[exp.path]
+        tag = _setting_text(own, [k for k in mixed_keys if k in _shared_keys(own) or k in _strategy_keys(own)])
         groups.setdefault(f"{label} [{tag}]" if tag else label, []).append(exp)
     for label, exps in groups.items():
         seeds = [e.summary.get("seed") for e in exps]
@@ -401,7 +405,7 @@ def compare(dirs: list[str | Path], out_dir: str | Path, k: int = 6, target: flo
         target_text = f"none (no {baseline} experiment among these; pass --target)"
     lines = [f"# Strategy comparison: {first['model']}, {first['metric']} ({first['mode']}), top-{k} mean", "",
              f"Target: {target_text}. Speed-up = time to target of {baseline} / time to target of the strategy.", "",
-             f"Every run: {grouped.common or 'settings not recorded'}. A trial's score at a time is its best "
+             f"Shared by every run: {grouped.common or 'settings not recorded'}. A trial's score at a time is its best "
              "result so far; errored trials do not count; time is the experiments' own running time "
              "(pauses between resumed sessions left out).", "",
              *(["**Mixed settings** (--allow-mixed; each group's label names its values): "
