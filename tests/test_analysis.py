@@ -173,8 +173,41 @@ def test_boundary_check_measures_log_parameters_in_log_space():
     low = check_boundary({**central, "lr": 1.2e-4}, SPACE)
     assert not low.ok and "widen lr's lower bound" in low.message and "log scale" in low.message
     high = check_boundary({**central, "dropout": 0.49, "width": 102}, SPACE)
-    assert "widen dropout's upper bound" in high.message and "widen width's upper bound" in high.message
+    assert "widen dropout's upper bound (e.g. to 0.75)" in high.message
+    assert "add values above 102 to width's list (e.g. 133)" in high.message
     assert "lr" not in high.message
+
+
+def test_boundary_check_gives_only_advice_that_can_be_followed():
+    # The default experiment's space (issue 21 item 17): its best point had one graph convolution,
+    # the smallest a network can have. That bound cannot move: information, not a warning.
+    default = load_space("cgcnn_default")
+    at_one = check_boundary({"lr": 3e-3, "atom_embedding_size": 16, "num_graph_conv_layers": 1}, default)
+    assert at_one.ok and at_one.info and str(at_one).startswith("[info] boundary:")
+    assert "num_graph_conv_layers = 1 is within 5% of its lower bound 1, which cannot move" in at_one.message
+    assert "widen" not in at_one.message
+    # Where one bound can move, the warning says how, and the fixed one stays information.
+    both = check_boundary({"lr": 1.1e-4, "atom_embedding_size": 16, "num_graph_conv_layers": 1}, default)
+    assert not both.ok and "widen lr's lower bound (e.g. to 1e-05)" in both.message
+    assert "num_graph_conv_layers" in both.message and "widen num_graph_conv_layers" not in both.message
+    top = check_boundary({"lr": 3e-3, "atom_embedding_size": 16, "num_graph_conv_layers": 5}, default)
+    assert not top.ok and "widen num_graph_conv_layers's upper bound (e.g. to 7)" in top.message
+    # RoBERTa's spaces: weight decay and warm-up steps at 0 cannot go lower; lr can.
+    rte = load_space("rte_hyperopt_ahb")
+    zero = check_boundary({"batch_size": 32, "weight_decay": 0.0, "lr": 2e-5, "warmup_steps": 0, "epochs": 3}, rte)
+    assert zero.ok and zero.info and "weight_decay" in zero.message and "warmup_steps" in zero.message
+    assert "widen" not in zero.message
+    small = check_boundary({"batch_size": 16, "weight_decay": 0.1, "lr": 2e-5, "warmup_steps": 200, "epochs": 2}, rte)
+    assert not small.ok and "widen batch_size's lower bound (e.g. to 8)" in small.message
+    assert "widen epochs's lower bound (e.g. to 1)" in small.message
+    # A probability at 1, and a log-scale float, whose lower bound can always move towards 0.
+    fractions = parse_space("f", {"params": {"keep": {"type": "float", "low": 0.5, "high": 1.0},
+                                              "eps": {"type": "float", "low": 1e-8, "high": 1e-4, "log": True}}})
+    assert check_boundary({"keep": 1.0, "eps": 1e-6}, fractions).info
+    assert "widen eps's lower bound (e.g. to 1e-09)" in check_boundary({"keep": 0.75, "eps": 1e-8}, fractions).message
+    # Not near any bound: plain ok.
+    quiet = check_boundary({"lr": 3e-3, "atom_embedding_size": 16, "num_graph_conv_layers": 3}, default)
+    assert quiet.ok and not quiet.info and str(quiet).startswith("[ok] boundary:")
 
 
 def test_sample_size_and_failure_checks():

@@ -121,7 +121,7 @@ def check_boundary(best_config: dict[str, Any], space: SearchSpace, fraction: fl
     if near:
         return Finding("boundary", False, "; ".join(near + fixed))
     if fixed:
-        return Finding("boundary", True, "; ".join(fixed) + "; nothing to widen", info=True)
+        return Finding("boundary", True, "; ".join(fixed) + "; no search-space change needed", info=True)
     return Finding("boundary", True, f"the best configuration is not within {fraction:.0%} of any bound")
 
 
