@@ -30,7 +30,6 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent-search", type=int,
                    help="HyperOpt / Dragonfly: proposals outstanding at once (default: the config's)")
     p.add_argument("--num-samples", type=int, default=0, help="trials per run at most (0: the budget decides)")
-    p.add_argument("--max-epochs", type=int, help="cut every curve to its first N epochs (default: the pool's)")
     p.add_argument("--target", type=float, help="metric value to reach (default: random search's final top-k)")
     p.add_argument("--out", default="./results/simulation", help="folder for simulated_comparison.png/.md/.csv")
     p.add_argument("--real", nargs="+", metavar="DIR", help="real experiments to set beside the simulated "
@@ -85,8 +84,6 @@ def _run(args: argparse.Namespace, started: float) -> str:
             raise SimulationError(f"{flag} must be a positive integer, got {value}")
     if args.num_samples < 0:
         raise SimulationError(f"--num-samples must be 0 or more, got {args.num_samples}")
-    if args.max_epochs is not None:
-        pool = pool.truncated(args.max_epochs)
     names = [parse_strategy(s) for s in args.strategies]
     if len({n.label for n in names}) != len(names):
         raise SimulationError("a strategy is named twice in --strategies")

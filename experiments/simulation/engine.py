@@ -80,9 +80,6 @@ class SimController:
     def get_trials(self) -> list[SimTrial]:
         return list(self._live.values())
 
-    def pending(self) -> bool:
-        return any(t.status == Trial.PENDING for t in self._live.values())
-
 
 class Proposer(Protocol):
     """The search side of a simulation: proposes recorded trials and hears their results."""
@@ -177,51 +174,49 @@ def simulate(pool: Pool, scheduler: TrialScheduler, proposer: Proposer, *, worke
         raise SimulationError(f"--budget-s must be positive, got {budget_s}")
     np.random.seed(seed)
     costs = overheads or pool.overheads
+    first_start, switch, between = costs.first_start_s, costs.switch_s, costs.between_results_s
     metric, max_epochs = pool.metric, pool.max_epochs
     controller = SimController()
     run = SimulatedRun(pool=pool, seed=seed, workers=workers, budget_s=budget_s)
+    # Plain Python lists per recorded trial: the loop below runs once per result, NumPy indexing is slower.
     index = {id(t): i for i, t in enumerate(pool.trials)}
+    curves = [([float(v) for v in t.values], [float(x) for x in t.seconds], t.ends_itself) for t in pool.trials]
     sign = 1.0 if pool.mode == "min" else -1.0
     best = [math.inf] * len(pool.trials)  # each recorded trial's best (sign * value) so far
     events: list[tuple[float, int, int]] = []  # (virtual time of a slot's next result, tie-break, slot)
     running: list[SimTrial | None] = [None] * workers
+    idle = list(range(workers - 1, -1, -1))  # a stack: a freed slot (warm actor) is reused first, as Tune does
     fresh = [True] * workers  # the slot's actor has not started yet
-    counter = {"created": 0, "events": 0}
-
-    def add_trial() -> bool:
-        """Tune's ``_update_trial_queue``: one new trial from the searcher, announced to the scheduler."""
-        if proposer.finished or (num_samples and counter["created"] >= num_samples):
-            return False
-        trial_id = f"sim_{counter['created']:06d}"
-        recorded = proposer.propose(trial_id)
-        if recorded is None:
-            return False
-        counter["created"] += 1
-        trial = SimTrial(trial_id, recorded)
-        controller.add(trial)
-        scheduler.on_trial_add(controller, trial)
-        return True
-
-    def push(slot: int, at: float) -> None:
-        counter["events"] += 1
-        heapq.heappush(events, (at, counter["events"], slot))
+    created = pushed = waiting = 0  # trials created, events pushed, trials added but not yet started
+    CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
     def fill(now: float) -> None:
-        """Start a trial on every idle slot that can get one."""
-        for slot in range(workers):
-            if running[slot] is not None:
-                continue
-            if not controller.pending() and not add_trial():
-                return
+        """Start a trial on every idle slot that can get one (a new trial asked of the searcher if none is pending)."""
+        nonlocal created, pushed, waiting
+        while idle:
+            if not waiting:  # Tune's _update_trial_queue
+                if proposer.finished or (num_samples and created >= num_samples):
+                    return
+                trial_id = f"sim_{created:06d}"
+                recorded = proposer.propose(trial_id)
+                if recorded is None:
+                    return
+                created += 1
+                trial = SimTrial(trial_id, recorded)
+                controller.add(trial)
+                scheduler.on_trial_add(controller, trial)
+                waiting += 1
             trial = scheduler.choose_trial_to_run(controller)
             if trial is None:
                 return
+            waiting -= 1
+            slot = idle.pop()
             trial.status = Trial.RUNNING
-            first = fresh[slot] or not reuse_actors
+            trial.started_at = now + (first_start if fresh[slot] or not reuse_actors else switch)
             fresh[slot] = False
-            trial.started_at = now + (costs.first_start_s if first else costs.switch_s)
             running[slot] = trial
-            push(slot, trial.started_at + float(trial.recorded.seconds[0]))
+            pushed += 1
+            heapq.heappush(events, (trial.started_at + curves[index[id(trial.recorded)]][1][0], pushed, slot))
 
     def finish(trial: SimTrial, stopped_by_scheduler: bool, finished: bool) -> None:
         run.trial_keys.append(index[id(trial.recorded)])
@@ -231,34 +226,34 @@ def simulate(pool: Pool, scheduler: TrialScheduler, proposer: Proposer, *, worke
         run.trial_finished.append(finished)
 
     fill(0.0)
+    results = 0
     while events and events[0][0] <= budget_s:
         now, _, slot = heapq.heappop(events)
         trial = running[slot]
-        assert trial is not None
-        rec = trial.recorded
-        trial.epochs_done += 1
-        epoch = trial.epochs_done
-        value = float(rec.values[epoch - 1])
-        run.results += 1
-        key = index[id(rec)]
+        key = index[id(trial.recorded)]
+        values, seconds, ends = curves[key]
+        epoch = trial.epochs_done = trial.epochs_done + 1
+        value = values[epoch - 1]
+        results += 1
         if sign * value < best[key]:  # NaN never improves
             best[key] = sign * value
             run.times.append(now)
             run.keys.append(key)
             run.values.append(value)
-        ends_itself = rec.ends_itself and epoch == rec.epochs
+        ends_itself = ends and epoch == len(values)
         result = {metric: value, time_attr: epoch, "training_iteration": epoch,
-                  "time_this_iter_s": float(rec.seconds[epoch - 1]), "trial_id": trial.trial_id, "done": ends_itself}
+                  "time_this_iter_s": seconds[epoch - 1], "trial_id": trial.trial_id, "done": ends_itself}
         if epoch >= max_epochs or ends_itself:
-            decision = TrialScheduler.STOP  # Tune's stopper / the trial's own done: no on_trial_result
+            decision = STOP  # Tune's stopper / the trial's own done: no on_trial_result
         else:
             decision = scheduler.on_trial_result(controller, trial, result)
-        if decision == TrialScheduler.CONTINUE:
+        if decision == CONTINUE:
             trial.last_result = result
             proposer.on_result(trial.trial_id, result)
-            push(slot, now + costs.between_results_s + float(rec.seconds[epoch]))
+            pushed += 1
+            heapq.heappush(events, (now + between + seconds[epoch], pushed, slot))
             continue
-        if decision != TrialScheduler.STOP:
+        if decision != STOP:
             raise SimulationError(f"the scheduler returned {decision} for a trial; only schedulers that "
                                   "continue or stop trials (FIFO, ASHA, async HyperBand) can be replayed")
         result["done"] = True
@@ -269,8 +264,10 @@ def simulate(pool: Pool, scheduler: TrialScheduler, proposer: Proposer, *, worke
         controller.remove(trial)
         finish(trial, stopped_by_scheduler=epoch < max_epochs and not ends_itself, finished=True)
         running[slot] = None
+        idle.append(slot)
         fill(now)
         run.end = now
+    run.results = results
     if events:  # the budget ran out with trials in flight
         run.end = budget_s
         for trial in running:

@@ -19,7 +19,7 @@ import datetime as _dt
 import gzip
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,12 @@ class Overheads:
 
 @dataclass
 class Pool:
-    """Recorded trials that share model, search space, metric, mode and maximum length."""
+    """Recorded trials that share model, search space, metric, mode and maximum length.
+
+    The pool's ``max_epochs`` is every replayed strategy's: a recorded curve cannot run longer, and
+    it cannot be cut shorter either when the recipe depends on the trial length (the CGCNN
+    trainable's cosine decay ends at ``max_epochs``), so a pool answers for its own length only.
+    """
 
     model: str
     space: str
@@ -89,23 +94,6 @@ class Pool:
     sources: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-
-    def truncated(self, epochs: int) -> Pool:
-        """The pool with every curve cut to its first ``epochs`` epochs (a shorter ``max_epochs``).
-
-        Valid only when the training recipe does not depend on the trial's length (no learning-rate
-        schedule over ``max_epochs``): the first epochs of a 20-epoch trial are then the epochs of
-        a 12-epoch one.
-        """
-        if not 1 <= epochs <= self.max_epochs:
-            raise SimulationError(f"--max-epochs must be between 1 and the pool's {self.max_epochs}, got {epochs}")
-        if epochs == self.max_epochs:
-            return self
-        trials = [replace(t, values=t.values[:epochs], seconds=t.seconds[:epochs],
-                          tests=None if t.tests is None else t.tests[:epochs],
-                          ends_itself=t.ends_itself and t.epochs <= epochs) for t in self.trials]
-        return replace(self, max_epochs=epochs, trials=trials,
-                       notes=[*self.notes, f"curves cut to their first {epochs} of {self.max_epochs} epochs"])
 
 
 def _median(values: list[float]) -> float:

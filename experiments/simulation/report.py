@@ -59,13 +59,21 @@ def run_curve(run: SimulatedRun, k: int, mode: str) -> Curve:
 
 
 def as_experiment(label: str, run: SimulatedRun, pool: Pool) -> Experiment:
-    """A simulated run as the experiment compare.py's table reads: a summary listing its trials."""
+    """A simulated run as the experiment compare.py's table reads: a summary listing its trials.
+
+    Each trial record is what ``summary.json`` holds (``experiments/core/scores.py``): ``metric`` is
+    the trial's score, its best result over the epochs it trained, with the test metric of that result.
+    """
+    from experiments.core.scores import best_position
+
     test_key = pool.test_metric or "test_metric"
     trials = []
     for i, (index, epochs) in enumerate(zip(run.trial_keys, run.trial_epochs, strict=True)):
         rec = pool.trials[index]
-        trials.append({"trial_id": f"sim_{i:06d}", "metric": float(rec.values[epochs - 1]) if epochs else None,
-                       test_key: float(rec.tests[epochs - 1]) if epochs and rec.tests is not None else None,
+        best = best_position(rec.values[:epochs], pool.mode) if epochs else None
+        trials.append({"trial_id": f"sim_{i:06d}", "metric": None if best is None else float(rec.values[best]),
+                       test_key: None if best is None or rec.tests is None else float(rec.tests[best]),
+                       "last_metric": float(rec.values[epochs - 1]) if epochs else None,
                        "iteration": epochs, "errored": False})
     summary = {"name": f"simulated {label} seed {run.seed}", "seed": run.seed, "metric": pool.metric,
                "mode": pool.mode, "model": pool.model, "trials": trials}
