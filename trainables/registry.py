@@ -7,6 +7,7 @@ a CGCNN run never imports transformers (and vice versa).
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,12 +42,18 @@ class ModelSpec:
     # "module:NAME" of the hyperparameter names the trainable accepts, so a space naming another
     # one fails before any trial; None: not checked.
     hyperparameters: str | None = None
+    # "module:NAME" of a dict {shown name: compiled regex} of hyperparameter names given by a
+    # pattern (RoBERTa's per-group lrs: ``layer_<start>-<end>``, ``params_<parameter>``).
+    hyperparameter_patterns: str | None = None
 
     def load_trainable(self) -> type:
         return _import(self.trainable)
 
     def load_hyperparameters(self) -> tuple[str, ...] | None:
         return tuple(_import(self.hyperparameters)) if self.hyperparameters else None
+
+    def load_hyperparameter_patterns(self) -> dict[str, re.Pattern[str]]:
+        return dict(_import(self.hyperparameter_patterns)) if self.hyperparameter_patterns else {}
 
     def load_prepare(self) -> Callable[[dict], dict]:
         return _import(self.prepare)
@@ -100,5 +107,6 @@ MODELS: dict[str, ModelSpec] = {
         smoke_options={"max_train_examples": 64, "max_seq_length": 64},
         time_attr="epoch",
         hyperparameters="trainables.roberta.settings:HYPERPARAMETERS",
+        hyperparameter_patterns="trainables.roberta.settings:HYPERPARAMETER_PATTERNS",
     ),
 }

@@ -233,10 +233,14 @@ def saved_trial_states(exp_dir: Path) -> list[str]:
 def check_space_names(config: ExperimentConfig, space: SearchSpace) -> None:
     """A space naming a hyperparameter the model's trainable does not accept fails before any trial."""
     known = config.model_spec.load_hyperparameters()
-    unknown = sorted((set(space.names) | set(space.constants)) - set(known or ()))
-    if known is not None and unknown:
+    if known is None:
+        return
+    patterns = config.model_spec.load_hyperparameter_patterns()
+    unknown = sorted(name for name in set(space.names) | set(space.constants)
+                     if name not in known and not any(p.fullmatch(name) for p in patterns.values()))
+    if unknown:
         raise SpaceError(f"search space '{space.name}': model {config.model} has no hyperparameter(s) "
-                         f"{', '.join(unknown)}; it accepts {', '.join(known)}")
+                         f"{', '.join(unknown)}; it accepts {', '.join([*known, *patterns])}")
 
 
 def trial_options(config: ExperimentConfig) -> dict[str, Any]:
@@ -244,6 +248,8 @@ def trial_options(config: ExperimentConfig) -> dict[str, Any]:
     options = dict(config.model_options)
     options["cache_dir"] = options.get("cache_dir") or default_cache_dir()
     options["cpus_per_trial"] = config.cpus_per_trial
+    # The lr schedule's length: the experiment's, never the epoch a scheduler stops a trial at.
+    options["max_epochs"] = config.max_epochs
     return options
 
 

@@ -1,0 +1,29 @@
+"""What the runner hands every trial's setup: the experiment's max_epochs sets the lr schedule's length."""
+
+from experiments.core.config import resolve_config
+from experiments.core.runner import trial_options
+from experiments.core.strategies import STRATEGIES
+
+
+def test_trial_options_carry_the_experiments_max_epochs_to_the_trainable(tmp_path):
+    import trainables.cgcnn as cgcnn_module
+
+    config = resolve_config("asha", {"max_epochs": 7, "grace_period": 1}, {}, STRATEGIES["asha"].smoke)
+    options = trial_options(config)
+    assert options["max_epochs"] == 7
+    assert options["cpus_per_trial"] == config.cpus_per_trial
+
+    options.update(dataset_size=60, cache_dir=str(tmp_path))
+    cgcnn_module.prepare(options)
+
+    class InProcess(cgcnn_module.CGCNNTrainable):  # tune.with_parameters without Ray's object store
+        def setup(self, config: dict) -> None:
+            super().setup(config, options=options)
+
+    trainable = InProcess(config={"lr": 1e-3, "batch_size": 16, "atom_embedding_size": 8,
+                                  "num_graph_conv_layers": 1, "fc_feat_size": 8, "num_fc_layers": 1, "seed": 0})
+    try:
+        # The cosine ends at the experiment's 7th epoch, not at the trainable's stand-alone default.
+        assert trainable.total_steps == 7 * trainable.steps_per_epoch
+    finally:
+        trainable.stop()
