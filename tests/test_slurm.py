@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -329,8 +330,11 @@ def test_scancel_mid_run_writes_the_summary_and_resume_finishes(slurm, tmp_path,
     assert before
 
     env = {**os.environ, "HPO_SUITE_CACHE": cache_dir, "RAY_AUTH_MODE": "disabled"}
-    res = subprocess.run([sys.executable, str(RUN_ASHA), "--resume", "--name", "cancelled", "--storage-path",
-                          str(storage)], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    # The resume command the job printed (trials the scancel killed are retried: --resume-errored).
+    command = shlex.split(re.findall(r"resume with: (.*)", job.out.read_text())[-1])
+    assert command[:2] == ["python", "experiments/run_asha.py"] and "--resume" in command, command
+    res = subprocess.run([sys.executable, *command[1:]], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     summary = json.loads((experiment / "summary.json").read_text())
     assert summary["num_trials"] == 4 and summary["num_errored"] == 0 and summary["num_unfinished"] == 0, summary
