@@ -29,6 +29,7 @@ mapping such as the output of ``experiments/probe_batch_size.py``).
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import json
 import math
@@ -42,17 +43,17 @@ from typing import Any
 import yaml
 
 from experiments.core.config import (
-    _FIELD_TYPES,
     CONFIGS_DIR,
     ConfigError,
     ExperimentConfig,
-    _check_type,
     build_parser,
+    check_setting,
     read_yaml_config,
     resolve_config,
 )
 from experiments.core.errors import INPUT_ERRORS, print_error
 from experiments.core.runner import run_experiment
+from experiments.core.summary import format_table
 from search_spaces import SearchSpace, SpaceError, load_space
 from search_spaces.spec import Param
 from trainables.registry import MODELS
@@ -157,7 +158,7 @@ def resolve_two_stage(args: dict[str, Any]) -> TwoStageConfig:
             owners = [m.name for m in MODELS.values() if key in m.cli_options]
             raise ConfigError(f"--{key.replace('_', '-')} applies to model {'/'.join(owners)}, not '{model}'")
     for key in [k for k in values if k in _RUNNER_KEYS]:  # the runner's own types, as it checks a YAML file
-        values[key] = _check_type(key, values[key], _FIELD_TYPES.get(key, str), source)
+        values[key] = check_setting(key, values[key], source)
     for key, kind in TWO_STAGE_KEYS.items():
         if key not in values:
             raise ConfigError(f"{source}: missing two-stage key '{key}'")
@@ -305,8 +306,14 @@ def completed_summary(exp_dir: Path, retry_errored: bool = False) -> dict[str, A
     return summary
 
 
-def run_stage(stage: ExperimentConfig, exp_dir: Path, retry_errored: bool) -> tuple[dict[str, Any], bool]:
-    """Run a stage, resume it, or (if it is over) read its summary. Returns the summary and whether it ran."""
+def run_stage(stage: ExperimentConfig, exp_dir: Path, retry_errored: bool,
+              links: dict[str, str]) -> tuple[dict[str, Any], bool]:
+    """Run a stage, resume it, or (if it is over) read its summary. Returns the summary and whether it ran.
+
+    ``links`` point the stage's summary at the two-stage run: its own run_<strategy> command cannot
+    rerun a stage whose seeds come from another experiment, so the reproduce and resume commands
+    are the two-stage ones (the runner writes them into the summary and the record).
+    """
     done = completed_summary(exp_dir, retry_errored)
     if done is not None:
         print(f"{exp_dir.name}: already complete ({exp_dir / 'summary.json'}); not run again", flush=True)
@@ -314,22 +321,7 @@ def run_stage(stage: ExperimentConfig, exp_dir: Path, retry_errored: bool) -> tu
     started = (exp_dir / "experiment.yaml").is_file() and any(exp_dir.glob("experiment_state-*.json"))
     print(f"{exp_dir.name}: {'resuming' if started else 'starting'} ({stage.strategy}, {stage.num_samples} "
           f"trial(s) per grid point)", flush=True)
-    return run_experiment(stage, resume=started, resume_errored=started and retry_errored), True
-
-
-def _link_stage(exp_dir: Path, summary: dict[str, Any], reproduce: str, resume: str) -> dict[str, Any]:
-    """Point a stage's summary at the two-stage run: its own run_<strategy> command cannot rerun a stage
-    whose seeds come from another experiment, so the reproduce and resume commands are the two-stage ones."""
-    old = summary.get("reproduce_command")
-    summary = {**summary, "reproduce_command": reproduce, "resume_command": resume,
-               "two_stage_record": str(exp_dir.parent / RECORD)}
-    tmp = exp_dir / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(exp_dir / "summary.json")
-    md = exp_dir / "summary.md"
-    if md.is_file() and old and old != reproduce:
-        md.write_text(md.read_text().replace(old, reproduce))
-    return summary
+    return run_experiment(stage, resume=started, resume_errored=started and retry_errored, summary_fields=links), True
 
 
 # --- the record -------------------------------------------------------------------------------------------
@@ -422,8 +414,6 @@ def write_record(parent: Path, record: dict[str, Any]) -> None:
 
 def run_two_stage(config: TwoStageConfig, retry_errored: bool = False) -> tuple[dict[str, Any], int]:
     """Run (or resume) both stages under ``<storage_path>/<name>``; returns the record and an exit status."""
-    from experiments.core.summary import format_table
-
     pbt_space = validate(config)
     name = config.name or f"{config.model}_two_stage_{time.strftime('%Y%m%d-%H%M%S')}"
     storage = Path(config.storage_path).expanduser().resolve()
@@ -436,14 +426,15 @@ def run_two_stage(config: TwoStageConfig, retry_errored: bool = False) -> tuple[
     resume = (f"python experiments/run_two_stage.py --resume --name {shlex.quote(name)} "
               f"--storage-path {shlex.quote(str(storage))}")
 
+    links = {"reproduce_command": reproduce, "resume_command": resume, "two_stage_record": str(parent / RECORD)}
+
     def finish(status: str, stage1: Any, seeds: Any, stage2: Any, code: int) -> tuple[dict[str, Any], int]:
         record = build_record(config, parent, status, stage1, seeds, stage2, reproduce, resume)
         write_record(parent, record)
         return record, code
 
     stage1_cfg = stage_config(config, parent, STAGE1, stage1_space(config), num_samples=1)
-    stage1, _ = run_stage(stage1_cfg, parent / STAGE1, retry_errored)
-    stage1 = _link_stage(parent / STAGE1, stage1, reproduce, resume)
+    stage1, _ = run_stage(stage1_cfg, parent / STAGE1, retry_errored, links)
     problem = _stage_problem(stage1, "stage 1", resume)
     if problem:
         print(problem[0], file=sys.stderr)
@@ -455,8 +446,7 @@ def run_two_stage(config: TwoStageConfig, retry_errored: bool = False) -> tuple[
 
     space2 = stage2_space(config, seeds, pbt_space)
     stage2_cfg = stage_config(config, parent, STAGE2, space2, num_samples=config.population_per_seed)
-    stage2, _ = run_stage(stage2_cfg, parent / STAGE2, retry_errored)
-    stage2 = _link_stage(parent / STAGE2, stage2, reproduce, resume)
+    stage2, _ = run_stage(stage2_cfg, parent / STAGE2, retry_errored, links)
     print(format_table(stage2))
     problem = _stage_problem(stage2, "stage 2", resume)
     if problem:
@@ -493,16 +483,13 @@ def load_snapshot(args: dict[str, Any]) -> TwoStageConfig:
     return resolve_two_stage({"config": str(snapshot), **keep})
 
 
-def build_two_stage_parser() -> Any:
+def build_two_stage_parser() -> argparse.ArgumentParser:
     """The runner's shared CLI (``--space`` names the PBT space) plus the two-stage flags."""
-    p = build_parser("pbt", "Two-stage seed search: ASHA over many seeds, then PBT from the best of them.")
-    p.prog = "run_two_stage.py"
     own_help = {"--config": "YAML config (default configs/<model>/two_stage.yaml)",
                 "--space": "stage 2: the search space whose mutable parameters PBT perturbs (default from the config)",
                 "--num-samples": "does not apply (use --num-seeds, --top-seeds, --population-per-seed)"}
-    for action in p._actions:  # the shared parser's wording, where a two-stage run means something else
-        for flag in action.option_strings:
-            action.help = own_help.get(flag, action.help)
+    p = build_parser("pbt", "Two-stage seed search: ASHA over many seeds, then PBT from the best of them.",
+                     prog="run_two_stage.py", flag_help=own_help)
     p.add_argument("--num-seeds", type=int, help="stage 1: seeds to try (one ASHA trial each)")
     p.add_argument("--first-seed", type=int, help="stage 1: the first seed")
     p.add_argument("--top-seeds", type=int, help="stage 2: how many of the best seeds PBT starts from")
