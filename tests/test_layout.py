@@ -1,6 +1,6 @@
 """The layout's rules, read from the code: no import cycle (in-function imports included) and
 imports that point one way: scripts -> workflows, benchmarks (and the other composing
-subpackages) -> runner -> analysis -> the rest of core -> searchers -> search_spaces, trainables.
+subpackages) -> core/runner.py -> analysis -> the rest of core -> searchers -> search_spaces, trainables.
 The model layer and the spaces never import ``experiments``.
 
 The graph is built from the source's ASTs, not by importing anything, so an import that only runs
@@ -96,7 +96,7 @@ def layer(module: str) -> int:
         return 0
     if len(parts) == 2 and not (REPO / "experiments" / parts[1]).is_dir():
         return 6  # a script a user runs: experiments/run_asha.py, analyze.py, ...
-    if module in ("experiments.core.runner", "experiments.core.console"):
+    if module == "experiments.core.runner":
         return 4
     return {"analysis": 3, "core": 2, "searchers": 1}.get(parts[1], 5)
 

@@ -1,7 +1,7 @@
 """Benchmark search strategies: each strategy x seed on one model with the same wall-clock budget.
 
 Define, run, analyse: the strategies are the ``run_<strategy>.py`` scripts (``STRATEGIES`` in
-runner.py) with an optional searcher, written ``strategy[:searcher]`` (``asha``,
+core/strategies.py) with an optional searcher, written ``strategy[:searcher]`` (``asha``,
 ``asha:hyperopt``, ``pbt``); each run is a real experiment through its run script, with
 ``--time-budget-s`` so every run gets the same wall-clock time; the analysis is
 ``experiments/compare.py`` over all the runs. Results go to ``<storage>/<strategy>_<searcher>_seed<N>``

@@ -6,7 +6,7 @@ process as soon as its local object store is gone ("The connection to the plasma
 Terminate the process."), often before the summary is written. Tune's own state (saved every few
 seconds, each trial's results on disk) survives, so slurm/submit.sbatch then runs
 
-    python -m experiments.core.postmortem <strategy> <experiment folder>
+    python -m experiments.workflows.postmortem <strategy> <experiment folder>
 
 which writes summary.json and summary.md from that state without Ray. An existing summary newer
 than the saved state (the driver wrote it) is left alone; so is a folder without saved state.
@@ -52,10 +52,10 @@ def summarize_saved_state(strategy: str, exp_dir: Path) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m experiments.core.postmortem STRATEGY EXPERIMENT_DIR``."""
+    """``python -m experiments.workflows.postmortem STRATEGY EXPERIMENT_DIR``."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m experiments.core.postmortem STRATEGY EXPERIMENT_DIR", file=sys.stderr)
+        print("usage: python -m experiments.workflows.postmortem STRATEGY EXPERIMENT_DIR", file=sys.stderr)
         return 2
     try:
         summary = summarize_saved_state(args[0], Path(args[1]))
