@@ -20,7 +20,7 @@ from trainables.data.rte import (
 )
 from trainables.errors import ModelConfigError as ConfigError
 from trainables.registry import MODELS
-from trainables.roberta.layerwise import layer_lrs, parameter_groups
+from trainables.roberta.layerwise import group_lrs, parameter_groups
 from trainables.roberta.settings import parse_settings
 from trainables.roberta_rte import prepare
 
@@ -193,6 +193,9 @@ def test_settings_validation():
     assert parse_settings({"lr": 1e-5}).batch_size == 32  # rte_sweep tunes only lr and epochs
     with pytest.raises(ValueError, match="not both"):
         parse_settings({"lr": 1e-5, "batch_size": 16, "warmup_steps": 10, "warmup_ratio": 0.1})
+    with pytest.raises(ValueError, match="not both"):  # declared together, even where one drew 0
+        parse_settings({"lr": 1e-5, "warmup_steps": 0, "warmup_ratio": 0.1})
+    assert parse_settings({"lr": 1e-5, "warmup_steps": 40}).warmup_steps == 40  # still works on its own
 
 
 def test_layerwise_groups_cover_every_parameter_once_with_increasing_lrs(tiny_model):
@@ -216,22 +219,22 @@ def test_layerwise_groups_cover_every_parameter_once_with_increasing_lrs(tiny_mo
     assert len(grouped) == len(set(grouped)) == len(list(model.parameters()))
     by_name = {g["name"]: g for g in groups}
     # The shipped space: 4 encoder groups of the 4 layers, one each, plus embeddings and classifier.
-    order = ["embeddings", "layers_0", "layers_1", "layers_2", "layers_3", "classifier"]
+    order = ["embeddings", "layer_0-1", "layer_1-2", "layer_2-3", "layer_3-4", "classifier"]
     lrs = [by_name[f"{name}/decay"]["lr"] for name in order]
     assert lrs == sorted(lrs) and len(set(lrs)) == len(lrs)
-    assert lrs == list(layer_lrs(settings).values()) and lrs[-2] == 3e-5 and lrs[-1] == 2e-4
+    assert lrs == list(group_lrs(model, settings).values()) and lrs[-2] == 3e-5 and lrs[-1] == 2e-4
     embedding_weight = model.base_model.embeddings.word_embeddings.weight
     assert any(p is embedding_weight for p in by_name["embeddings/decay"]["params"])
     top_layer = set(map(id, model.base_model.encoder.layer[3].parameters()))
     assert top_layer == {
-        id(p) for name in ("layers_3/decay", "layers_3/no_decay") for p in by_name[name]["params"]
+        id(p) for name in ("layer_3-4/decay", "layer_3-4/no_decay") for p in by_name[name]["params"]
     }
     assert {id(p) for p in model.classifier.parameters()} == {
         id(p) for name in ("classifier/decay", "classifier/no_decay") for p in by_name[name]["params"]
     }
     assert all(g["weight_decay"] == (0.1 if g["name"].endswith("/decay") else 0.0) for g in groups)
     assert all(p.ndim == 1 for g in groups if g["name"].endswith("no_decay") for p in g["params"])
-    with pytest.raises(ValueError, match="exceeds the model's 4 encoder layers"):
+    with pytest.raises(ValueError, match="layer_groups \\(5\\) must lie between 1 and the model's 4 encoder layers"):
         parameter_groups(model, parse_settings({**config, "layer_groups": 5}))
 
 

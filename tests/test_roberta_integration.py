@@ -17,7 +17,7 @@ FIXTURES = REPO / "tests" / "fixtures" / "rte"
 sys.path.insert(0, str(FIXTURES))  # the tiny-checkpoint builder lives beside the fixture data
 from tiny_roberta import build_tiny_roberta  # noqa: E402
 
-HYPERPARAMETERS = {"lr", "batch_size", "epochs", "seed"}
+HYPERPARAMETERS = {"lr", "batch_size", "seed"}
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,9 @@ def test_run_asha_roberta_smoke_on_jsonl_with_eval_every_steps(tmp_path, tiny_mo
         expected_baseline(FIXTURES / "superglue")
     )
     best = summary["best"]
-    assert HYPERPARAMETERS | {"weight_decay", "warmup_steps"} <= set(best["config"])
+    # rte_hyperopt_ahb: warmup as a share of the schedule, and no epochs under ASHA (issue 21 item 12).
+    assert HYPERPARAMETERS | {"weight_decay", "warmup_ratio"} <= set(best["config"])
+    assert "epochs" not in best["config"] and "warmup_steps" not in best["config"]
     assert 0 <= best["metric"] <= 1 and 0 <= best["test_acc"] <= 1
     assert "RobertaRTETrainable: device cpu" in proc.stdout + proc.stderr
 
@@ -100,6 +102,10 @@ def test_run_asha_roberta_smoke_on_jsonl_with_eval_every_steps(tmp_path, tiny_mo
         assert epochs == sorted(epochs) and epochs[-1] <= 3.0
         assert {1.0, 2.0, 3.0} & set(epochs) >= {e for e in (1.0, 2.0, 3.0) if e <= epochs[-1]}
         assert all(0 <= float(r["eval_acc"]) <= 1 for r in rows)
+        # Every schedule is max_epochs (3) long: a trial that got there has decayed to 0 there, and
+        # never before (it would have if the schedule were shorter).
+        lrs = {float(r["epoch"]): float(r["lr"]) for r in rows}
+        assert all(lr > 0 for epoch, lr in lrs.items() if epoch < 3.0) and lrs.get(3.0, 0.0) == 0.0
     assert any(len(rows) > float(rows[-1]["epoch"]) for rows in trials)  # more results than epochs
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -133,7 +139,7 @@ def test_run_pbt_roberta_smoke_on_tsv(tmp_path, tiny_model):
     assert (summary["model"], summary["scheduler"], summary["space"]) == ("roberta_rte", "pbt", "rte_pbt")
     assert summary["num_trials"] == 4 and summary["num_errored"] == 0
     assert summary["prepared"]["baseline_eval_acc"] == pytest.approx(expected_baseline(FIXTURES / "glue"))
-    assert HYPERPARAMETERS | {"weight_decay"} <= set(summary["best"]["config"])
+    assert HYPERPARAMETERS | {"weight_decay", "epochs"} <= set(summary["best"]["config"])
     for rows in trial_rows(tmp_path / "pbt"):
         # Each trial ends at its own epochs (or collapses), never past the smoke test's 4.
         last = rows[-1]

@@ -141,6 +141,39 @@ def test_fresh_classifier_head_follows_the_trial_seed(options):
         trainable.stop()
 
 
+def test_fresh_head_uses_torch_init_at_the_configs_initializer_range(options, monkeypatch):
+    trainable = bound(options)(CONFIG)
+    try:
+        model = trainable.model
+
+        def private(*args, **kwargs):
+            raise AssertionError("the head is initialised with torch.nn.init, not transformers' private _init_weights")
+
+        monkeypatch.setattr(type(model), "_init_weights", private)
+        monkeypatch.setattr(model.config, "initializer_range", 0.3)
+        torch.manual_seed(987)  # the global generator's state must not matter
+        assert trainable.reset_config(CONFIG)
+        for module in trainable.fresh_modules:
+            assert not module.bias.detach().any()
+            assert float(module.weight.detach().std()) == pytest.approx(0.3, rel=0.25)
+        first = model.classifier.out_proj.weight.detach().clone()
+        torch.manual_seed(5)
+        trainable.reset_config(CONFIG)
+        assert torch.equal(model.classifier.out_proj.weight.detach(), first)
+    finally:
+        trainable.stop()
+
+
+def test_no_private_torch_or_transformers_attributes_in_the_roberta_trainable():
+    # Replaced by public APIs (issue 21): transformers' _init_weights / _is_hf_initialized for the
+    # fresh head, LambdaLR's base_lrs / lr_lambdas / _last_lr for the schedule after a restore.
+    private = ("_init_weights", "_is_hf_initialized", "_last_lr", "base_lrs", "lr_lambdas")
+    root = Path(__file__).resolve().parents[1] / "trainables"
+    for path in [root / "roberta_rte.py", *sorted((root / "roberta").glob("*.py"))]:
+        text = path.read_text()
+        assert not [name for name in private if name in text], path
+
+
 def test_collapse_stops_the_trial(options, tmp_path):
     collapsed_model = build_tiny_roberta(tmp_path / "constant", constant_class=1)
     trainable = bound({**options, "model_name_or_path": str(collapsed_model)})(
@@ -166,6 +199,7 @@ def test_checkpoint_restores_state_but_keeps_own_hyperparameters(options, tmp_pa
     try:
         donor.train()
         donor.save_checkpoint(str(tmp_path))
+        built = receiver.scheduler
         receiver.load_checkpoint(str(tmp_path))
         for (name, a), b in zip(
             donor.model.state_dict().items(), receiver.model.state_dict().values(), strict=True
@@ -177,10 +211,51 @@ def test_checkpoint_restores_state_but_keeps_own_hyperparameters(options, tmp_pa
             assert group["lr"] == pytest.approx(2e-4 * 10 / 15)
             assert group["weight_decay"] == (0.2 if group["name"].endswith("/decay") else 0.0)
         assert receiver.optimizer.state_dict()["state"].keys() == donor.optimizer.state_dict()["state"].keys()
+        # The schedule is rebuilt at the donor's step (torch's last_epoch), not edited in place.
+        assert receiver.scheduler is not built and receiver.scheduler.last_epoch == 5
+        assert receiver.scheduler.get_last_lr() == [g["lr"] for g in receiver.optimizer.param_groups]
         assert receiver.train()["epoch"] == 2.0
     finally:
         donor.stop()
         receiver.stop()
+
+
+def test_checkpoint_into_a_trial_with_another_batch_size_continues_its_own_schedule(options, tmp_path):
+    cls = bound(options)
+    donor = cls({**CONFIG, "epochs": 3, "warmup_ratio": 0.2})
+    receiver = cls({**CONFIG, "epochs": 3, "batch_size": 16, "warmup_ratio": 0.2})
+    try:
+        donor.train()
+        donor.save_checkpoint(str(tmp_path))
+        receiver.load_checkpoint(str(tmp_path))
+        # One epoch is 3 of the receiver's 9 steps (2 of them warmup): lr at 1 - (3 - 2) / (9 - 2).
+        assert receiver.steps_done == 3 and receiver.scheduler.last_epoch == 3
+        for group in receiver.optimizer.param_groups:
+            assert group["lr"] == pytest.approx(1e-3 * 6 / 7)
+        result = receiver.train()
+        assert result["epoch"] == 2.0 and result["lr"] == pytest.approx(1e-3 * 3 / 7)
+    finally:
+        donor.stop()
+        receiver.stop()
+
+
+def test_schedule_length_is_max_epochs_when_the_config_has_no_epochs(options):
+    """ASHA/AHB spaces do not search epochs: every trial's schedule is the experiment's max_epochs long."""
+    config = {key: value for key, value in CONFIG.items() if key != "epochs"}
+    short, long = bound({**options, "max_epochs": 2})(config), bound({**options, "max_epochs": 4})(config)
+    own = bound({**options, "max_epochs": 4})(CONFIG)  # grid, PBT: the trial's own epochs (2) win
+    try:
+        assert (short.settings.epochs, long.settings.epochs, own.settings.epochs) == (2, 4, 2)
+        first_short, first_long = short.train(), long.train()
+        # After 5 of 10 steps the 2-epoch schedule is half-way down, the 4-epoch one (20 steps) a quarter.
+        assert first_short["lr"] == pytest.approx(1e-3 * 5 / 10) and first_long["lr"] == pytest.approx(1e-3 * 15 / 20)
+        assert (short.schedule.total_steps, long.schedule.total_steps) == (10, 20)
+        last_short = short.train()
+        assert last_short["epoch"] == 2.0 and last_short["done"] and last_short["lr"] == 0.0
+        assert own.train()["lr"] == pytest.approx(first_short["lr"])
+    finally:
+        for trainable in (short, long, own):
+            trainable.stop()
 
 
 @pytest.mark.slow

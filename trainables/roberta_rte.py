@@ -10,14 +10,19 @@ write-up saw at lr 5e-5).
 Hyperparameters (the trial config; unknown names are an error):
 
 - ``lr`` (required), ``batch_size`` (per device, default 32: a fixed setting unless the space
-  tunes it, as the Tuning Playbook advises), ``epochs`` (default 3; the length of
-  the linear decay schedule), ``weight_decay`` (0), ``warmup_steps`` (0) or ``warmup_ratio`` (0),
-  ``seed`` (0), ``max_grad_norm`` (1.0; 0 turns clipping off), ``adam_beta1`` (0.9),
-  ``adam_beta2`` (0.999), ``adam_epsilon`` (1e-8);
-- layer-wise learning rates: ``layer_groups`` (1) splits the encoder layers into that many
-  groups, bottom to top; the top group trains with ``lr``, each group below with
-  ``layer_lr_decay`` (1.0) times the lr of the group above, the embeddings one step below the
-  bottom group; ``classifier_lr`` (default ``lr``) is the lr of the classification head.
+  tunes it, as the Tuning Playbook advises), ``epochs`` (the trial's length and that of its
+  linear decay schedule; default: the experiment's ``max_epochs``, which the runner passes in
+  ``options``, so under ASHA/HyperBand, whose spaces do not search ``epochs``, every trial follows
+  one schedule and a rung compares trials at the same point of it; 3 without one),
+  ``weight_decay`` (0), ``warmup_steps`` or ``warmup_ratio`` (a share of the schedule; one of the
+  two, default none), ``seed`` (0; also the seed of the fresh head), ``max_grad_norm`` (1.0; 0
+  turns clipping off), ``adam_beta1`` (0.9), ``adam_beta2`` (0.999), ``adam_epsilon`` (1e-8);
+- layer-wise learning rates (``trainables/roberta/layerwise.py``): ``layer_groups`` (1) splits the
+  encoder layers into that many groups, bottom to top; either the top group trains with ``lr``,
+  each group below with ``layer_lr_decay`` (1.0) times the lr of the group above, the embeddings
+  one step below the bottom group, or each group has its own ``layer_<start>-<end>`` lr (the
+  embeddings then train at ``lr``); ``classifier_lr`` (default ``lr``) is the lr of the
+  classification head, and ``params_<name>`` that of one parameter.
 
 This module is the trainable and the driver-side :func:`prepare`; its parts are in
 ``trainables/roberta/``: ``settings.py`` (hyperparameters and options), ``layerwise.py`` (layer
@@ -42,9 +47,16 @@ from ray import tune
 from trainables.data.rte import TokenizedSplit, majority_accuracy, split_validation
 from trainables.device import describe, select_device
 from trainables.errors import ModelConfigError
-from trainables.roberta.optimization import build_optimizer, build_schedule, continue_schedule
-from trainables.roberta.pretrained import check_model_source, load_classifier, load_tokenizer, load_tokens, train_subset
-from trainables.roberta.settings import check_options, parse_settings
+from trainables.roberta.optimization import build_optimizer, build_schedule, linear_schedule, resume_schedule
+from trainables.roberta.pretrained import (
+    check_model_source,
+    initialise_fresh_modules,
+    load_classifier,
+    load_tokenizer,
+    load_tokens,
+    train_subset,
+)
+from trainables.roberta.settings import DEFAULT_EPOCHS, check_options, parse_settings
 
 CHECKPOINT_FILE = "roberta_rte.pt"
 EVAL_BATCH_SIZE = 64
@@ -158,20 +170,19 @@ class RobertaRTETrainable(tune.Trainable):
 
     def _build(self, config: dict) -> None:
         """Pretrained weights, fresh head, optimiser, schedule and counters for ``config``."""
-        settings = parse_settings(config)
+        settings = parse_settings(config, default_epochs=int(self.options.get("max_epochs") or DEFAULT_EPOCHS))
         self._free_training_state()
-        torch.manual_seed(settings.seed)
+        torch.manual_seed(settings.seed)  # dropout's masks
         with torch.no_grad():
             self.model.load_state_dict(self.pretrained_state)  # copies in place: no new GPU memory
-            for module in self.fresh_modules:
-                for param in module.parameters(recurse=False):
-                    if hasattr(param, "_is_hf_initialized"):
-                        del param._is_hf_initialized  # else transformers' init functions skip it
-                self.model._init_weights(module)
+        initialise_fresh_modules(
+            self.fresh_modules, getattr(self.model.config, "initializer_range", 0.02), settings.seed
+        )
         self.settings = settings
         self.optimizer = build_optimizer(self.model, settings, fused=self.fused_adamw)
         self.steps_per_epoch = math.ceil(len(self.train_split) / settings.batch_size)
-        self.scheduler = build_schedule(self.optimizer, settings, self.steps_per_epoch)
+        self.schedule = linear_schedule(settings, self.steps_per_epoch)
+        self.scheduler = build_schedule(self.optimizer, self.schedule)
         self.epoch = 0  # completed epochs
         self.batch_index = 0  # batches done in the current epoch
         self.single_class_evals = 0
@@ -291,7 +302,7 @@ class RobertaRTETrainable(tune.Trainable):
             "eval_loss": eval_loss,
             "baseline_eval_acc": self.baseline_eval_acc,
             "epoch": round(self.epoch_progress, 6),
-            "lr": self._top_lr(),
+            "lr": settings.lr * self.schedule(self.steps_done),
             "collapsed": collapsed,
             "diverged": diverged,
             "node_id": self.node_id,
@@ -324,10 +335,10 @@ class RobertaRTETrainable(tune.Trainable):
         self.scheduler.step()
         return float(loss.detach())
 
-    def _top_lr(self) -> float:
-        """The current lr of the top encoder group (the ``lr`` hyperparameter after warmup/decay)."""
-        top = f"layers_{self.settings.layer_groups - 1}/"
-        return next(g["lr"] for g in self.optimizer.param_groups if g["name"].startswith(top))
+    @property
+    def steps_done(self) -> int:
+        """Optimiser steps of this trial so far (in its own batch size), the schedule's position."""
+        return self.epoch * self.steps_per_epoch + self.batch_index
 
     @torch.no_grad()
     def _evaluate(self, split: str) -> tuple[float, float, bool]:
@@ -352,7 +363,6 @@ class RobertaRTETrainable(tune.Trainable):
             {
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
                 "epoch": self.epoch,
                 "examples_in_epoch": self.batch_index * self.settings.batch_size,
                 "single_class_evals": self.single_class_evals,
@@ -366,12 +376,10 @@ class RobertaRTETrainable(tune.Trainable):
         )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = int(state["epoch"])
         self.batch_index = int(state["examples_in_epoch"]) // self.settings.batch_size
         self.single_class_evals = int(state["single_class_evals"])
         # PBT may have mutated this trial's config since the donor saved: continue with this
-        # trial's hyperparameters at the donor's point in training (counted in this trial's
-        # batches, in case the batch size was mutated too).
-        steps = self.epoch * self.steps_per_epoch + self.batch_index
-        continue_schedule(self.optimizer, self.scheduler, self.settings, steps)
+        # trial's hyperparameters and schedule at the donor's point in training (counted in this
+        # trial's batches, in case the batch size was mutated too); the schedule is rebuilt there.
+        self.scheduler = resume_schedule(self.model, self.optimizer, self.settings, self.schedule, self.steps_done)

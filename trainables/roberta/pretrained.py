@@ -99,3 +99,28 @@ def load_classifier(model_name_or_path: str) -> tuple[torch.nn.Module, list[torc
         if any((f"{prefix}.{n}" if prefix else n) in missing for n, _ in m.named_parameters(recurse=False))
     ]
     return model, fresh
+
+
+def initialise_fresh_modules(modules: list[torch.nn.Module], initializer_range: float, seed: int) -> None:
+    """Re-initialise the modules the checkpoint lacked (the classification head) from ``seed``, in place.
+
+    As BERT and RoBERTa initialise them (torch.nn.init only): weights from a normal distribution
+    with standard deviation ``initializer_range`` (the model config's), biases 0, normalisation
+    scales (1-d weights) 1. The draws come from a generator of their own, so a trial's head depends
+    on its seed alone, not on what else used the global random state.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in modules:
+            for name, param in module.named_parameters(recurse=False):
+                if name == "bias":
+                    torch.nn.init.zeros_(param)
+                elif param.ndim == 1:
+                    torch.nn.init.ones_(param)
+                else:
+                    # Drawn on the CPU (the generator's device), then copied to the parameter's.
+                    values = torch.empty(param.shape, dtype=param.dtype)
+                    param.copy_(torch.nn.init.normal_(values, std=initializer_range, generator=generator))
+            padding = getattr(module, "padding_idx", None)
+            if isinstance(module, torch.nn.Embedding) and padding is not None:
+                module.weight[padding].zero_()
