@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -98,10 +99,12 @@ def test_learning_curves_and_best_so_far_plot_the_recorded_results(random_experi
     times, best = best_so_far(exp)
     assert len(times) == len(rows) == 6 * 4
     assert np.all(np.diff(times) >= 0) and np.all(np.diff(best) <= 0)
-    assert np.allclose(times, np.maximum(rows["timestamp"] - exp.summary["start_time"], 0))
+    # The origin is the Tune session's start (experiment_state-*.json), just after the runner's start_time.
+    (start, _), = exp.sessions()
+    assert exp.summary["start_time"] <= start < exp.summary["start_time"] + 30
+    assert np.allclose(times, np.maximum(rows["timestamp"] - start, 0))
     for t in np.unique(times):  # at every time, the best of all results reported up to then
-        assert best[times <= t][-1] == pytest.approx(rows.loc[rows["timestamp"] - exp.summary["start_time"]
-                                                              <= t + 1e-9, "val_mae"].min())
+        assert best[times <= t][-1] == pytest.approx(rows.loc[rows["timestamp"] - start <= t + 1e-9, "val_mae"].min())
     assert 0 <= times[0] and times[-1] <= exp.summary["wall_time_s"] + 1.0  # whole-second timestamps
     step = plot_best_so_far(exp).axes[0].lines[0]
     assert np.allclose(step.get_ydata(), best)
@@ -234,6 +237,109 @@ def test_still_improving_check_on_constructed_curves(tmp_path):
     assert check_still_improving(exp_with([flat, flat])).ok
     # Trials stopped early by a scheduler are not judged: their curves were cut on purpose.
     assert check_still_improving(exp_with([falling[:3], flat])).ok
+
+
+# --- a real Tune experiment that errored and was resumed (issue 21 items 15 and 16) --------------
+
+
+@pytest.fixture(scope="module")
+def resumed_experiment(tmp_path_factory) -> dict:
+    """Three trials through real Tune in two sessions with a pause between them.
+
+    x=0 reports 0.5, 0.3, 0.4 (best at iteration 2, worse at its end); x=1 reports 0.45, fails in
+    session 1, and reruns from scratch to 0.45, 0.35, 0.35 after ``Tuner.restore(resume_errored=True)``; x=2
+    reports 0.1, the best value of all, then errors in both sessions. The summary is written by the
+    runner's own summarize() from Tune's ResultGrid, with the wall time summed over the sessions.
+    """
+    import ray
+    from ray import tune
+
+    from experiments.core.config import ExperimentConfig
+    from experiments.core.summary import summarize, write_summary
+
+    root = tmp_path_factory.mktemp("resumed")
+    fail_once = root / "fail_once"
+    fail_once.write_text("")
+    curves = {0: [0.5, 0.3, 0.4], 1: [0.45, 0.35, 0.35], 2: [0.1, 0.2, 0.3]}
+
+    def train(config):  # defined here so Ray pickles it by value
+        for i, value in enumerate(curves[config["x"]]):
+            time.sleep(0.6)
+            tune.report({"val_mae": value, "test_mae": value + 0.01 * (i + 1)})
+            if config["x"] == 2 or (config["x"] == 1 and fail_once.exists()):
+                raise RuntimeError("fails after its first result")
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        t1 = time.time()
+        tune.Tuner(train, param_space={"x": tune.grid_search([0, 1, 2])},
+                   run_config=tune.RunConfig(name="resumed", storage_path=str(root), verbose=0)).fit()
+        t1_end = time.time()
+        fail_once.unlink()
+        time.sleep(8)  # the pause between the sessions (a requeued job waiting, say)
+        t2 = time.time()
+        results = tune.Tuner.restore(str(root / "resumed"), trainable=train, resume_errored=True).fit()
+        t2_end = time.time()
+    finally:
+        ray.shutdown()
+    config = ExperimentConfig(strategy="random", model="cgcnn", metric="val_mae", mode="min", max_epochs=3,
+                              space="cgcnn_default")
+    wall = (t1_end - t1) + (t2_end - t2)
+    summary = summarize(config, "resumed", load_space("cgcnn_default"), results, wall, {}, "python x")
+    write_summary(root / "resumed", summary)
+    return {"path": root / "resumed", "summary": summary, "sessions": [(t1, t1_end), (t2, t2_end)]}
+
+
+@pytest.mark.slow
+def test_the_summary_ranks_by_each_trials_best_result_and_never_an_errored_one(resumed_experiment):
+    summary = resumed_experiment["summary"]
+    by_x = {t["config"]["x"]: t for t in summary["trials"]}
+    assert by_x[2]["errored"] and by_x[2]["metric"] == 0.1  # its result is recorded, but it is not ranked
+    assert not by_x[1]["errored"] and by_x[1]["metric"] == 0.35 and by_x[1]["best_iteration"] == 2
+    assert (by_x[0]["metric"], by_x[0]["last_metric"], by_x[0]["best_iteration"]) == (0.3, 0.4, 2)
+    best = summary["best"]
+    assert best["trial_id"] == by_x[0]["trial_id"] and best["metric"] == 0.3
+    assert best["test_mae"] == pytest.approx(0.32) and (best["best_iteration"], best["iteration"]) == (2, 3)
+    exp = load_experiment(resumed_experiment["path"])
+    assert [t["config"]["x"] for t in exp.ranked_trials()] == [0, 1]  # the analysis ranks the same way
+
+
+@pytest.mark.slow
+def test_tune_sessions_and_the_time_axis_of_a_real_resumed_experiment(resumed_experiment):
+    from experiments.analysis.experiment import result_times, tune_sessions
+
+    (t1, t1_end), (t2, t2_end) = resumed_experiment["sessions"]
+    sessions = tune_sessions(resumed_experiment["path"])
+    assert len(sessions) == 2
+    (s1, last1), (s2, last2) = sessions
+    assert t1 <= s1 <= t1_end and t2 <= s2 <= t2_end  # each session's controller started inside its fit()
+    assert s1 < last1 <= t1_end and s2 < last2 <= t2_end
+
+    exp = load_experiment(resumed_experiment["path"])
+    table = result_times(exp)
+    raw = pd.concat([pd.read_csv(Path(t["path"]) / "progress.csv").assign(trial_id=t["trial_id"])
+                     for t in exp.summary["trials"] if not t["errored"]])
+    # x=0's 3 results and x=1's first from session 1, x=1's rerun (3) from session 2 (Tune appends to
+    # progress.csv); x=2 errored: its results are not on the axis.
+    assert len(table) == len(raw) == 7
+    raw = raw.sort_values("timestamp", kind="stable")  # one trial per session: the same order as the table
+    assert list(raw["trial_id"]) == list(table["trial_id"])
+    first = (raw["timestamp"] < t2).to_numpy()
+    assert first.sum() == 4
+    # Session 1's results: seconds since it started (they were clamped to 0 when the axis's origin was
+    # the end minus the summed wall time). Session 2's: session 1's length (to its last result, which
+    # Tune recorded), then seconds since session 2 started; the 8 s pause is left out.
+    ts = raw["timestamp"].to_numpy(dtype=float)
+    elapsed = table["elapsed_s"].to_numpy()
+    assert np.allclose(elapsed[first], np.maximum(ts[first] - s1, 0)) and np.all(elapsed[first] >= 1.0)
+    end1 = max(last1, ts[first].max())
+    assert np.allclose(elapsed[~first], (end1 - s1) + np.maximum(ts[~first] - s2, 0))
+    # Against the test's own clock: never more than the time spent inside the two fit() calls.
+    assert np.all(elapsed[first] <= ts[first] - t1 + 1.0)
+    assert np.all(elapsed[~first] <= (t1_end - t1) + (ts[~first] - t2) + 1.0)
+    assert np.all(elapsed[~first] < ts[~first] - t1 - (t2 - t1_end) + 1.0)  # the pause is not on the axis
+    assert table["elapsed_s"].max() <= exp.summary["wall_time_s"] + 1.0
+    assert np.all(np.diff(table["elapsed_s"]) >= 0)
 
 
 # --- PBT ----------------------------------------------------------------------------------------

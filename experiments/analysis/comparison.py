@@ -234,6 +234,7 @@ SCHEDULER_SETTINGS = {"asha": ("grace_period", "reduction_factor"),
 SEARCHER_SETTINGS = {"hyperopt": ("n_initial_points", "max_concurrent_search"), "dragonfly": ("max_concurrent_search",),
                      "quasirandom": ("quasirandom_sampler",)}
 _RUNNER_FIELDS = {f.name for f in fields(ExperimentConfig)}
+_NOT_SETTINGS = ("searcher", "scheduler", "cache_dir")  # cache_dir: where prepared data is kept, not what it is
 
 
 def experiment_settings(exp: Experiment) -> dict[str, Any]:
@@ -267,7 +268,7 @@ def _strategy_keys(settings: dict[str, Any]) -> tuple[str, ...]:
 
 def _shared_keys(settings: dict[str, Any]) -> tuple[str, ...]:
     """The settings every compared experiment must share: SHARED, the budget and the model's options."""
-    options = tuple(sorted(k for k in settings if k not in _RUNNER_FIELDS and k not in ("searcher", "scheduler")))
+    options = tuple(sorted(k for k in settings if k not in _RUNNER_FIELDS and k not in _NOT_SETTINGS))
     budget = () if "num_samples" in _strategy_keys(settings) else ("num_samples",)
     return SHARED + budget + options
 
