@@ -152,7 +152,8 @@ def test_benchmark_runs_strategies_with_the_same_budget_and_compares_them(tmp_pa
     env = {**os.environ, "HPO_SUITE_CACHE": str(tmp_path / "cache"), "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.run(
         [sys.executable, str(REPO / "experiments" / "benchmarks" / "strategies.py"), "--smoke-test",
-         "--strategies", "random", "asha", "--seeds", "0", "--time-budget-s", "20", "--grace-period", "1",
+         "--strategies", "random", "asha", "--seeds", "0", "--time-budget-s", "20", "--max-epochs", "3",
+         "--grace-period", "1",
          "--reduction-factor", "4",
          "--storage-path", str(tmp_path / "bench")],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,

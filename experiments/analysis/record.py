@@ -4,15 +4,17 @@
 ``summary.json``) rewrites ``summary.md`` as the full experiment record and saves PNG plots next
 to it:
 
-- ``metric_vs_<param>.png`` for every hyperparameter: the tuned metric of each trial against the
-  parameter (log axis for log-scale parameters, categorical axis for choices, the search-space
+- ``metric_vs_<param>.png`` for every hyperparameter: each trial's score (its best result) against
+  the parameter (log axis for log-scale parameters, categorical axis for choices, the search-space
   bounds drawn as dashed lines);
 - ``learning_curves.png``: the metric per epoch of the best k trials;
-- ``best_so_far.png``: the best metric found so far against wall-clock time;
+- ``best_so_far.png``: the best score so far against the experiment's running time (pauses between
+  resumed sessions left out);
 - for PBT experiments, ``pbt_schedule.png`` (see ``experiments/analysis/pbt_schedule.py``).
 
-It also runs the Playbook's checks (best point near a bound, too few trials, failed or diverged
-trials, best trials still improving) and prints them. The runner calls :func:`analyze` at the end
+It also runs the Playbook's checks (best point near a bound that can move, too few trials, failed
+or diverged trials, best trials still improving) and prints them. Scores and "best" are those of
+:mod:`experiments.core.scores`: errored trials are never ranked. The runner calls :func:`analyze` at the end
 of every experiment.
 """
 
