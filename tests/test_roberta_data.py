@@ -251,3 +251,34 @@ def test_every_shipped_rte_space_names_only_known_hyperparameters_and_a_typo_fai
     typo.write_text("params:\n  learning_rate: {type: float, low: 1.0e-5, high: 5.0e-5, log: true}\n")
     with pytest.raises(SpaceError, match="roberta_rte has no hyperparameter.*learning_rate; it accepts lr"):
         check_space_names(config, load_space(str(typo)))
+
+
+def test_asha_and_ahb_spaces_fix_the_schedule_and_every_warmup_ends_before_the_first_rung():
+    """Issue 21 item 12: under ASHA/AHB epochs is not searched (the schedule is max_epochs long), and
+    warmup is a share of it (0..0.1), so no trial reaches a rung still warming up."""
+    import math
+
+    import yaml
+
+    from search_spaces import load_space
+    from search_spaces.compile import to_ray
+    from trainables.roberta.optimization import linear_schedule
+
+    configs = Path(__file__).resolve().parents[1] / "configs" / "roberta_rte"
+    for strategy in ("asha", "ahb"):
+        config = yaml.safe_load((configs / f"{strategy}.yaml").read_text())
+        space = load_space(config["space"])
+        assert "epochs" not in space.names and "epochs" not in space.constants, strategy
+        rng = np.random.RandomState(0)
+        for _ in range(200):
+            sample = {k: d.sample(random_state=rng) if hasattr(d, "sample") else d for k, d in to_ray(space).items()}
+            settings = parse_settings({**sample, "seed": 0}, default_epochs=config["max_epochs"])
+            steps_per_epoch = math.ceil(2490 / settings.batch_size)  # SuperGLUE RTE's training pairs
+            schedule = linear_schedule(settings, steps_per_epoch)
+            assert schedule.total_steps == steps_per_epoch * config["max_epochs"]
+            assert schedule.warmup_steps < steps_per_epoch * config["grace_period"], (strategy, sample)
+    ahb = load_space("rte_hyperopt_ahb")
+    assert "warmup_steps" not in ahb.names
+    assert (ahb["warmup_ratio"].kind, ahb["warmup_ratio"].low, ahb["warmup_ratio"].high) == ("float", 0.0, 0.1)
+    for name in ("rte_layerwise", "rte_layerwise_groups", "rte_sweep"):  # the write-ups' HyperBand spaces
+        assert "epochs" not in load_space(name).names, name
