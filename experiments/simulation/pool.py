@@ -18,13 +18,13 @@ from __future__ import annotations
 import datetime as _dt
 import gzip
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from experiments.simulation.errors import SimulationError
 
@@ -117,9 +117,9 @@ def measure_overheads(histories: list[pd.DataFrame], start_time: float) -> dict[
     ``time_this_iter_s``. Trials are assigned to actors by Ray's ``pid`` field. Then
     ``between_results_s`` samples are the gaps between consecutive epochs of a trial,
     ``switch_s`` samples the gaps between consecutive trials of an actor, and ``first_start_s``
-    samples the delay from ``start_time`` (the experiment's start) to the first epoch of each
-    actor that started before any trial had finished (actors Tune started later replace others
-    and are not a slot's start).
+    samples the delay from ``start_time`` (the experiment's start) to the first epoch of the
+    earliest actors, as many as trials ever ran at once (the slots; an actor Tune started later
+    replaced another and is not a slot's start).
     """
     samples: dict[str, list[float]] = {"first_start_s": [], "switch_s": [], "between_results_s": []}
     spans: dict[Any, list[tuple[float, float]]] = {}
@@ -133,11 +133,18 @@ def measure_overheads(histories: list[pd.DataFrame], start_time: float) -> dict[
         samples["between_results_s"] += [max(0.0, float(g)) for g in starts[1:] - ends[:-1]]
         if "pid" in history:
             spans.setdefault(history["pid"].iloc[0], []).append((float(starts[0]), float(ends[-1])))
-    first_end = min((end for actor in spans.values() for _, end in actor), default=math.inf)
+    # The slots: as many actors as trials ever ran at once; the earliest-starting ones are the slots' own
+    # first starts (an actor Tune started later replaced another and is not a slot's start).
+    edges = sorted([(start, 1) for actor in spans.values() for start, _ in actor]
+                   + [(end, -1) for actor in spans.values() for _, end in actor])
+    running = slots = 0
+    for _, step in edges:
+        running += step
+        slots = max(slots, running)
+    firsts = sorted(min(actor)[0] for actor in spans.values())[:slots]
+    samples["first_start_s"] += [max(0.0, first - start_time) for first in firsts]
     for actor in spans.values():
         actor.sort()
-        if actor[0][0] <= first_end:
-            samples["first_start_s"].append(max(0.0, actor[0][0] - start_time))
         samples["switch_s"] += [max(0.0, nxt[0] - prev[1]) for prev, nxt in zip(actor, actor[1:], strict=False)]
     return samples
 
@@ -220,10 +227,14 @@ def read_experiments(dirs: list[str | Path], test_metric: str | None = None) -> 
     overheads = Overheads(**{name: round(_median(values), 4) for name, values in samples.items()},
                           samples={name: len(values) for name, values in samples.items()})
     notes = [f"{skipped} trial(s) not full length (cut by a budget, interrupted or errored) left out"] * bool(skipped)
+    # What the pool was recorded with (data size, featurisation, resources): experiment.yaml, as the runner wrote it.
+    settings = Path(dirs[0]).expanduser() / "experiment.yaml"
+    recorded_with = yaml.safe_load(settings.read_text()) if settings.is_file() else None
     return Pool(model=first["model"], space=first["space"], metric=first["metric"], mode=first["mode"],
                 max_epochs=first["max_epochs"], trials=trials, overheads=overheads,
                 test_metric=_model_test_metric(first["model"]) if test_metric is None else test_metric,
-                sources=[str(Path(d).expanduser().resolve()) for d in dirs], notes=notes)
+                sources=[str(Path(d).expanduser().resolve()) for d in dirs], notes=notes,
+                metadata={"recorded_with": recorded_with} if isinstance(recorded_with, dict) else {})
 
 
 def _model_test_metric(model: str | None) -> str | None:
