@@ -44,9 +44,10 @@ def cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def random_experiment(tmp_path_factory, cache) -> Path:
-    """Random search, no early stopping: 6 trials x 4 epochs on the tiny built-in dataset."""
+    """Random search, no early stopping: 6 trials x 4 epochs of the six-hyperparameter space on the tiny data."""
     storage = tmp_path_factory.mktemp("results")
-    return run_script("random", "--num-samples", "6", "--max-epochs", "4", storage=storage, name="rs", cache=cache)
+    return run_script("random", "--num-samples", "6", "--max-epochs", "4", "--space", "cgcnn_six", storage=storage,
+                      name="rs", cache=cache)
 
 
 # --- plots from a real experiment ------------------------------------------------------------
@@ -62,7 +63,7 @@ def test_metric_vs_param_plots_show_each_trial_on_the_right_axes(random_experime
     assert len(trials) == 6
 
     ax = figures["metric_vs_lr.png"].axes[0]
-    assert ax.get_xscale() == "log"  # lr is log-uniform in cgcnn_default
+    assert ax.get_xscale() == "log"  # lr is log-uniform in cgcnn_six
     points = ax.collections[0].get_offsets()
     expected = sorted((t["config"]["lr"], t["metric"]) for t in trials)
     assert np.allclose(sorted(map(tuple, points)), expected)
