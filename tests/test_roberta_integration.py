@@ -53,6 +53,13 @@ def expected_baseline(data_dir: Path) -> float:
 
 @pytest.mark.slow
 def test_run_asha_roberta_smoke_on_jsonl_with_eval_every_steps(tmp_path, tiny_model):
+    # The ASHA config's space with batches small enough for several steps per epoch on the 40
+    # fixture pairs (3 or 5), so --eval-every-steps 2 reports within epochs whatever the draw.
+    import yaml
+
+    space = yaml.safe_load((REPO / "search_spaces" / "rte_hyperopt_ahb.yaml").read_text())
+    space["params"]["batch_size"] = {"type": "choice", "values": [8, 16], "mutable": False}
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
     # Relative data path on purpose: trials run in their own working directories.
     proc = run_script(
         "run_asha.py",
@@ -67,6 +74,8 @@ def test_run_asha_roberta_smoke_on_jsonl_with_eval_every_steps(tmp_path, tiny_mo
         "0",
         "--eval-every-steps",
         "2",
+        "--space",
+        str(tmp_path / "space.yaml"),
         "--storage-path",
         str(tmp_path),
         "--name",
