@@ -33,3 +33,14 @@ class PoisonedCGCNN(CGCNNTrainable):
                 for parameter in self.model.parameters():
                     parameter.fill_(float("nan"))
         return super().step()
+
+
+class FailOnceInAllCGCNN(CGCNNTrainable):
+    """The first trial to reach epoch FAIL_AT_EPOCH crashes there, once in the whole experiment."""
+
+    def step(self):
+        marker = Path(self.options["cache_dir"]) / "crashed-once"
+        if self.epoch + 1 == FAIL_AT_EPOCH and not marker.exists():
+            marker.touch()
+            raise RuntimeError(f"injected crash at epoch {FAIL_AT_EPOCH}")
+        return super().step()

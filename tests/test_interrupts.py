@@ -163,7 +163,8 @@ def fail_once_model(monkeypatch, tmp_path):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("HPO_SUITE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setitem(MODELS, "cgcnn_fail_once",
-                        replace(MODELS["cgcnn"], name="cgcnn_fail_once", trainable="faulty_trainables:FailOnceCGCNN"))
+                        replace(MODELS["cgcnn"], name="cgcnn_fail_once",
+                                trainable="faulty_trainables:FailOnceInAllCGCNN"))
 
 
 @pytest.mark.slow
