@@ -182,36 +182,47 @@ def test_boundary_check_measures_log_parameters_in_log_space():
     assert "lr" not in high.message
 
 
+BOUNDS = parse_space("bounds", {"params": {
+    "lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+    "layers": {"type": "int", "low": 1, "high": 5},
+    "width": {"type": "int", "low": 16, "high": 64},
+    "weight_decay": {"type": "float", "low": 0.0, "high": 0.3},
+    "warmup_steps": {"type": "int", "low": 0, "high": 500},
+    "keep": {"type": "float", "low": 0.5, "high": 1.0},
+    "eps": {"type": "float", "low": 1e-8, "high": 1e-4, "log": True},
+}})
+CENTRAL = {"lr": 3e-3, "layers": 3, "width": 40, "weight_decay": 0.1, "warmup_steps": 200, "keep": 0.75, "eps": 1e-6}
+
+
 def test_boundary_check_gives_only_advice_that_can_be_followed():
-    # The default experiment's space (issue 21 item 17): its best point had one graph convolution,
-    # the smallest a network can have. That bound cannot move: information, not a warning.
-    default = load_space("cgcnn_default")
-    at_one = check_boundary({"lr": 3e-3, "atom_embedding_size": 16, "num_graph_conv_layers": 1}, default)
-    assert at_one.ok and at_one.info and str(at_one).startswith("[info] boundary:")
-    assert "num_graph_conv_layers = 1 is within 5% of its lower bound 1, which cannot move" in at_one.message
-    assert "widen" not in at_one.message
-    # Where one bound can move, the warning says how, and the fixed one stays information.
-    both = check_boundary({"lr": 1.1e-4, "atom_embedding_size": 16, "num_graph_conv_layers": 1}, default)
+    # Issue 21 item 17: one layer, weight decay 0, zero warm-up steps and a keep probability of 1 are
+    # bounds that cannot move: information, not a warning, and never "widen".
+    for name, value in (("layers", 1), ("weight_decay", 0.0), ("warmup_steps", 0), ("keep", 1.0)):
+        finding = check_boundary({**CENTRAL, name: value}, BOUNDS)
+        assert finding.ok and finding.info and str(finding).startswith("[info] boundary:"), finding
+        assert f"{name} = {value:.4g} is within 5% of its" in finding.message and "cannot move" in finding.message
+        assert "widen" not in finding.message
+    # Where a bound can move, the warning says how; a fixed bound beside it stays information.
+    both = check_boundary({**CENTRAL, "lr": 1.1e-4, "layers": 1}, BOUNDS)
     assert not both.ok and "widen lr's lower bound (e.g. to 1e-05)" in both.message
-    assert "num_graph_conv_layers" in both.message and "widen num_graph_conv_layers" not in both.message
-    top = check_boundary({"lr": 3e-3, "atom_embedding_size": 16, "num_graph_conv_layers": 5}, default)
-    assert not top.ok and "widen num_graph_conv_layers's upper bound (e.g. to 7)" in top.message
-    # RoBERTa's spaces: weight decay and warm-up steps at 0 cannot go lower; lr can.
-    rte = load_space("rte_hyperopt_ahb")
-    zero = check_boundary({"batch_size": 32, "weight_decay": 0.0, "lr": 2e-5, "warmup_steps": 0, "epochs": 3}, rte)
-    assert zero.ok and zero.info and "weight_decay" in zero.message and "warmup_steps" in zero.message
-    assert "widen" not in zero.message
-    small = check_boundary({"batch_size": 16, "weight_decay": 0.1, "lr": 2e-5, "warmup_steps": 200, "epochs": 2}, rte)
-    assert not small.ok and "widen batch_size's lower bound (e.g. to 8)" in small.message
-    assert "widen epochs's lower bound (e.g. to 1)" in small.message
-    # A probability at 1, and a log-scale float, whose lower bound can always move towards 0.
-    fractions = parse_space("f", {"params": {"keep": {"type": "float", "low": 0.5, "high": 1.0},
-                                              "eps": {"type": "float", "low": 1e-8, "high": 1e-4, "log": True}}})
-    assert check_boundary({"keep": 1.0, "eps": 1e-6}, fractions).info
-    assert "widen eps's lower bound (e.g. to 1e-09)" in check_boundary({"keep": 0.75, "eps": 1e-8}, fractions).message
-    # Not near any bound: plain ok.
-    quiet = check_boundary({"lr": 3e-3, "atom_embedding_size": 16, "num_graph_conv_layers": 3}, default)
+    assert "layers = 1 is within 5% of its lower bound 1, which cannot move" in both.message
+    assert "widen layers" not in both.message
+    assert "widen layers's upper bound (e.g. to 7)" in check_boundary({**CENTRAL, "layers": 5}, BOUNDS).message
+    assert "widen width's lower bound (e.g. to 8)" in check_boundary({**CENTRAL, "width": 16}, BOUNDS).message
+    assert "widen weight_decay's upper bound (e.g. to 0.45)" in check_boundary({**CENTRAL, "weight_decay": 0.3},
+                                                                                BOUNDS).message
+    assert "widen eps's lower bound (e.g. to 1e-09)" in check_boundary({**CENTRAL, "eps": 1e-8}, BOUNDS).message
+    quiet = check_boundary(CENTRAL, BOUNDS)
     assert quiet.ok and not quiet.info and str(quiet).startswith("[ok] boundary:")
+
+    # The default experiment's own space: its best point at one graph convolution (the smallest a
+    # network can have) drew "widen the lower bound"; now it is information.
+    default = load_space("cgcnn_default")
+    at_low = {p.name: (p.low if p.kind == "int" and p.low == 1 else p.values[len(p.values) // 2] if p.values
+                       else (p.low * p.high) ** 0.5 if p.log else (p.low + p.high) / 2) for p in default.params}
+    assert 1 in at_low.values()
+    finding = check_boundary(at_low, default)
+    assert finding.ok and finding.info and "widen" not in finding.message
 
 
 def test_sample_size_and_failure_checks():
