@@ -188,3 +188,27 @@ def test_bad_label_fails_before_any_trial(tmp_path, tiny_model):
         f"error: {data / 'dev.tsv'}:6: label 'contradiction' is not one of entailment, not_entailment, 0, 1"
     )
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_run_asha_with_independent_group_lrs_plots_the_metric_against_each(tmp_path, tiny_model):
+    """A per-group lr space (the write-up's naming, fitted to the tiny model's 4 layers) runs through
+    the runner, and the record plots the metric against each group's lr."""
+    import yaml
+
+    lr = {"type": "float", "low": 1.0e-5, "high": 1.0e-3, "log": True}
+    space = {"params": {"layer_0-2": lr, "layer_2-4": lr, "params_classifier.out_proj.weight": lr},
+             "constants": {"lr": 1.0e-4, "layer_groups": 2, "batch_size": 16}}
+    (tmp_path / "groups.yaml").write_text(yaml.safe_dump(space))
+    proc = run_script(
+        "run_asha.py", "--model", "roberta_rte", "--model-name-or-path", str(tiny_model),
+        "--data", str(FIXTURES / "superglue"), "--smoke-test", "--gpus-per-trial", "0",
+        "--num-samples", "2", "--max-epochs", "1", "--space", str(tmp_path / "groups.yaml"),
+        "--storage-path", str(tmp_path), "--name", "groups", cache=tmp_path / "cache",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "groups" / "summary.json").read_text())
+    assert summary["num_trials"] == 2 and summary["num_errored"] == 0
+    for name in ("layer_0-2", "layer_2-4", "params_classifier.out_proj.weight"):
+        assert 1e-5 <= summary["best"]["config"][name] <= 1e-3
+        assert (tmp_path / "groups" / f"metric_vs_{name}.png").is_file(), name
