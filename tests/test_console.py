@@ -5,9 +5,13 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+
+from experiments.core.console import ConsoleReporter
 
 REPO = Path(__file__).resolve().parents[1]
 BOX = re.compile("[╭╰│├]")  # Ray's table borders
@@ -15,6 +19,49 @@ PROGRESS = re.compile(r"^\[\d+:\d\d\] trials (\d+)/(\d+) done \((\d+) stopped ea
                       r"[\d.]+ epochs \| best val_mae (\S+)")
 EVENT = re.compile(r"^\[\d+:\d\d\] trial (\S+) (started|finished|stopped by the scheduler|errored|diverged|collapsed|"
                    r"exploited by PBT)\b")
+
+
+def trial(trial_id, status, trained, val_mae, **config):
+    return SimpleNamespace(trial_id=trial_id, status=status, config=config,
+                           last_result={"training_iteration": trained, "val_mae": val_mae} if trained else {})
+
+
+def test_progress_line_on_constructed_trials():
+    reporter = ConsoleReporter("val_mae", "min", max_epochs=20)
+    reporter.total, reporter.start = 4, time.monotonic() - 100.0
+    trials = [trial("a", "TERMINATED", 4, 0.3), trial("b", "TERMINATED", 20, 0.1), trial("c", "RUNNING", 6, 0.2)]
+    # 30 epochs in 100 s; a trial trains 12 epochs on average (a and b): c needs 6 more, the
+    # fourth (not started) 12, so 18 epochs at 0.3 per second are 60 s.
+    assert reporter.progress_line(trials) == (
+        "[1:40] trials 2/4 done (1 stopped early, 0 errored), 1 running | 30 epochs | best val_mae 0.1 (b) "
+        "| ~1:00 left")
+    trials[2] = trial("c", "ERROR", 6, 0.2)
+    trials.append(trial("d", "TERMINATED", 20, 0.05))
+    assert reporter.progress_line(trials).endswith(
+        "trials 4/4 done (1 stopped early, 1 errored), 0 running | 50 epochs | best val_mae 0.05 (d) | all done")
+
+
+def test_event_lines_on_constructed_trials(capsys):
+    reporter = ConsoleReporter("val_mae", "min", max_epochs=20, fixed={"seed"})
+    started = trial("a", "RUNNING", 0, None, lr=0.0123456, layers=3, seed=0)
+    reporter.on_trial_start(0, [started], started)
+    mutated = trial("a", "RUNNING", 5, 0.2, lr=0.002, layers=3, seed=0)  # PBT changed its config
+    reporter.on_trial_result(0, [mutated], mutated, {"training_iteration": 5, "val_mae": 0.2})
+    diverged = trial("a", "RUNNING", 6, float("inf"), lr=0.002, layers=3, seed=0)
+    for _ in range(2):  # said once
+        reporter.on_trial_result(0, [diverged], diverged, {"training_iteration": 6, "diverged": True})
+    stopped = trial("b", "TERMINATED", 4, 0.3, epochs=10)
+    reporter.on_trial_complete(0, [stopped], stopped)
+    full = trial("c", "TERMINATED", 10, 0.1, epochs=10)  # its own 10 epochs: finished, not stopped early
+    reporter.on_trial_complete(0, [full], full)
+    lines = [line.split("] ", 1)[1] for line in capsys.readouterr().out.splitlines()]
+    assert lines == [
+        "trial a started: lr=0.0123, layers=3",
+        "trial a exploited by PBT before epoch 5: continues from a better trial's weights with lr=0.002 (was 0.0123)",
+        "trial a diverged at epoch 6 (non-finite loss)",
+        "trial b stopped by the scheduler at epoch 4: val_mae 0.3",
+        "trial c finished after 10 epochs: val_mae 0.1",
+    ]
 
 
 def run(script, tmp_path, *flags):

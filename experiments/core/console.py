@@ -4,7 +4,8 @@
 prints to stdout
 
 - a progress line: trials done / running / stopped early / errored, epochs trained, the best
-  metric so far and its trial, elapsed time and an estimate of the time left. On a terminal it
+  metric so far and its trial, elapsed time and an estimate of the time left (the epochs still
+  expected, at the rate trained so far). On a terminal it
   is redrawn in place; elsewhere (a log file, Slurm, CI) it is printed every
   ``PROGRESS_EVERY_S`` seconds and at the end;
 - one line per event: a trial started (with the hyperparameters searched), was stopped by the
@@ -145,19 +146,28 @@ class ConsoleReporter(Callback):
         best = self._best(trials)
         parts.append(f"best {self.metric} {_fmt_value(best[1])} ({best[0].trial_id})" if best
                      else f"best {self.metric} -")
-        left = self._time_left(elapsed, len(done), total)
+        open_epochs = [self._epochs(t) for t in trials if t not in done] + [0] * max(0, total - len(trials))
+        left = self._time_left(elapsed, epochs, [self._epochs(t) for t in done], open_epochs)
         if total and len(done) >= total:
             parts.append("all done")
         else:
             parts.append(f"~{_fmt_duration(left)} left" if left is not None else "time left ?")
         return " | ".join(parts)
 
-    def _time_left(self, elapsed: float, done: int, total: int) -> float | None:
-        """The time left at the rate trials have finished so far (bounded by the time budget)."""
+    def _time_left(self, elapsed: float, epochs: float, done_epochs: list[float],
+                   open_epochs: list[float]) -> float | None:
+        """Seconds left: the epochs still expected, at the rate trained so far (bounded by the time budget).
+
+        Each unfinished trial (``open_epochs``: the epochs it has, 0 for one not started) is expected
+        to reach the average of the finished ones (under a stopping scheduler far fewer than
+        max_epochs), or max_epochs before any has finished.
+        """
         budget_left = max(0.0, self.time_budget_s - elapsed) if self.time_budget_s else None
-        if done == 0 or total <= 0:
+        if epochs <= 0 or elapsed <= 0:
             return budget_left
-        estimate = elapsed / done * max(0, total - done)
+        per_trial = sum(done_epochs) / len(done_epochs) if done_epochs else self.max_epochs
+        remaining = sum(max(0.0, per_trial - e) for e in open_epochs)
+        estimate = remaining / (epochs / elapsed)
         return min(estimate, budget_left) if budget_left is not None else estimate
 
     def _searched(self, config: dict[str, Any]) -> str:
