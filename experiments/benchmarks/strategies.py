@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, help=f"seeds to repeat each strategy with "
                                                              f"(default: {DEFAULT_SEEDS})")
     parser.add_argument("--time-budget-s", type=float, help=f"wall-clock budget per run (default {DEFAULT_BUDGET_S})")
-    parser.add_argument("--max-epochs", type=int, help="epochs per trial at most (default: each config's)")
+    parser.add_argument("--max-epochs", type=int,
+                        help="epochs per trial at most, the same for every strategy so their runs compare "
+                             "(default: the model's ASHA config, the default experiment's)")
     parser.add_argument("--grace-period", type=int, help="ASHA / AHB: epochs before the first stop")
     parser.add_argument("--reduction-factor", type=float, help="ASHA / AHB: rung reduction factor")
     parser.add_argument("--num-samples", type=int, help="trials per run (default: unbounded except PBT's population)")
@@ -118,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.time_budget_s <= 0:
             raise ConfigError(f"--time-budget-s must be positive, got {args.time_budget_s}")
+        if args.max_epochs is None:  # the configs differ per strategy; compare.py refuses mixed max_epochs
+            default = {"model": args.model, "smoke_test": args.smoke_test}
+            args.max_epochs = resolve_config("asha", default, {"search": "random"}, STRATEGIES["asha"].smoke).max_epochs
         runs = []
         for text in strategies:
             strategy, searcher = parse_strategy(text)
