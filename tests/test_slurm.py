@@ -78,7 +78,8 @@ def cache_dir(tmp_path_factory) -> str:
 class Job:
     """One submission of slurm/submit.sbatch and where its files go."""
 
-    def __init__(self, slurm: SlurmCluster, root: Path, command: list[str], cache: str, **env: str):
+    def __init__(self, slurm: SlurmCluster, root: Path, command: list[str], cache: str,
+                 sbatch_args: tuple[str, ...] = (), **env: str):
         self.slurm, self.root = slurm, root
         self.logs = root / "slurm-logs"
         environment = {
@@ -91,7 +92,7 @@ class Job:
         }
         export = "ALL," + ",".join(f"{k}={v}" for k, v in environment.items())
         res = slurm.run("sbatch", "--parsable", "--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=1",
-                        "--time=10", f"--output={root}/job-%j.out", f"--export={export}",
+                        "--time=10", f"--output={root}/job-%j.out", f"--export={export}", *sbatch_args,
                         "slurm/submit.sbatch", *command, cwd=REPO)
         self.id = res.stdout.strip().split(";")[0]
         self.dir = self.logs / self.id
@@ -409,3 +410,33 @@ def test_another_user_cannot_read_the_temp_dir_or_reach_the_sockets(slurm, tmp_p
     leaked = [str(p) for p in job.dir.rglob("*") if p.is_file() and p.name != "ray-auth-token"
               and token in p.read_text(errors="replace")]
     assert leaked == [], f"the job's Ray token is in {leaked}"
+
+
+def test_array_tasks_run_one_experiment_each_with_the_task_id_as_seed(slurm, tmp_path, cache_dir):
+    storage = tmp_path / "results"
+    job = Job(slurm, tmp_path, ["experiments/run_asha.py", "--smoke-test", "--num-samples", "2", "--max-epochs", "2",
+                                "--cpus-per-trial", "1", "--storage-path", str(storage)], cache_dir,
+              sbatch_args=("--array=0-1", f"--output={tmp_path}/job-%A_%a.out"))
+    deadline = time.monotonic() + 400
+    names = [f"cgcnn_asha_random_job{job.id}_{task}" for task in (0, 1)]
+    while time.monotonic() < deadline and not all((storage / n / "summary.json").exists() for n in names):
+        time.sleep(2)
+    outs = "\n".join(p.read_text(errors="replace")[-3000:] for p in tmp_path.glob("job-*.out"))
+    assert all((storage / n / "summary.json").exists() for n in names), f"{sorted(storage.glob('*'))}\n{outs}"
+    seeds = [json.loads((storage / n / "summary.json").read_text())["seed"] for n in names]
+    assert seeds == [0, 1]
+
+
+def test_time_limit_warning_stops_the_experiment_gracefully(slurm, tmp_path, cache_dir):
+    storage = tmp_path / "results"
+    # A 3-minute limit with the warning 90 s before it; no self-requeue, to see the stop alone.
+    job = Job(slurm, tmp_path, [*ASHA_LONG[:6], "3000", *ASHA_LONG[7:], "--storage-path", str(storage),
+                                "--name", "timed"], cache_dir,
+              sbatch_args=("--time=3", "--signal=B:USR1@90"), HPO_REQUEUE="0")
+    info = job.wait(300)
+    out = job.out.read_text()
+    assert "received SIGUSR1" in out, job.report()
+    assert "experiment exited with status 130" in out, job.report()
+    assert info["JobState"] != "TIMEOUT", f"{info}\n{job.report()}"
+    summary = json.loads((storage / "timed" / "summary.json").read_text())
+    assert summary["num_unfinished"] > 0 and summary["num_errored"] == 0, summary
