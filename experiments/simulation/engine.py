@@ -117,9 +117,9 @@ class SimulatedRun:
     A run at cluster scale has hundreds of thousands of results, so it keeps them compactly:
     ``times`` / ``keys`` / ``values`` hold only the results that improved their recorded trial's
     best value so far (the only ones that can change a top-k curve, whose every trial counts
-    with its best value), ``keys`` as indices into ``pool.trials``; per trial, ``trial_keys``,
-    ``trial_epochs``, ``trial_started`` and the two flags are parallel lists (see
-    :meth:`outcomes` for them as objects).
+    with its best value), ``keys`` as indices into ``pool.trials``; per trial (in the order trials
+    ended), ``trial_numbers``, ``trial_keys``, ``trial_epochs``, ``trial_started`` and the two flags
+    are parallel lists (see :meth:`outcomes` for them as objects).
     """
 
     pool: Pool
@@ -131,6 +131,7 @@ class SimulatedRun:
     times: list[float] = field(default_factory=list)
     keys: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
+    trial_numbers: list[int] = field(default_factory=list)  # n of each trial's id sim_<n> (the n-th created)
     trial_keys: list[int] = field(default_factory=list)
     trial_epochs: list[int] = field(default_factory=list)
     trial_started: list[float] = field(default_factory=list)
@@ -152,8 +153,8 @@ class SimulatedRun:
             rec = self.pool.trials[index]
             value = float(rec.values[epochs - 1]) if epochs else math.nan
             test = float(rec.tests[epochs - 1]) if epochs and rec.tests is not None else math.nan
-            out.append(TrialOutcome(f"sim_{i:06d}", rec.key, epochs, value, test, self.trial_started[i],
-                                    self.trial_stopped[i], self.trial_finished[i]))
+            out.append(TrialOutcome(f"sim_{self.trial_numbers[i]:06d}", rec.key, epochs, value, test,
+                                    self.trial_started[i], self.trial_stopped[i], self.trial_finished[i]))
         return out
 
 
@@ -219,6 +220,7 @@ def simulate(pool: Pool, scheduler: TrialScheduler, proposer: Proposer, *, worke
             heapq.heappush(events, (trial.started_at + curves[index[id(trial.recorded)]][1][0], pushed, slot))
 
     def finish(trial: SimTrial, stopped_by_scheduler: bool, finished: bool) -> None:
+        run.trial_numbers.append(int(trial.trial_id[4:]))
         run.trial_keys.append(index[id(trial.recorded)])
         run.trial_epochs.append(trial.epochs_done)
         run.trial_started.append(trial.started_at)
