@@ -46,17 +46,18 @@ def main(argv: list[str] | None = None, description: str = "") -> int:
     from experiments.core.errors import INPUT_ERRORS, print_error
     from experiments.simulation.errors import SimulationError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(description).parse_args(argv)
     started = time.perf_counter()
     try:
-        text = _run(args, started)
+        text = _run(args, started, "python experiments/simulate.py " + " ".join(shlex.quote(a) for a in argv))
     except (SimulationError, *INPUT_ERRORS) as err:
         return print_error(err)
     print(text)
     return 0
 
 
-def _run(args: argparse.Namespace, started: float) -> str:
+def _run(args: argparse.Namespace, started: float, command: str) -> str:
     import matplotlib.pyplot as plt
 
     from experiments.simulation.errors import SimulationError
@@ -94,7 +95,6 @@ def _run(args: argparse.Namespace, started: float) -> str:
     seeds = list(range(args.seeds))
     results = [replay_strategy(name, pool, workers=args.workers, budget_s=args.budget_s, seeds=seeds,
                                settings=settings, num_samples=args.num_samples) for name in names]
-    command = "python experiments/simulate.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     text, rows, fig = write_report(results, pool, args.out, k=args.top_k, workers=args.workers,
                                    budget_s=args.budget_s, target=args.target, command=command,
                                    elapsed_s=time.perf_counter() - started)
