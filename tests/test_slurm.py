@@ -430,7 +430,7 @@ def test_array_tasks_run_one_experiment_each_with_the_task_id_as_seed(slurm, tmp
 def test_time_limit_warning_stops_the_experiment_gracefully(slurm, tmp_path, cache_dir):
     storage = tmp_path / "results"
     # A 3-minute limit with the warning 90 s before it; no self-requeue, to see the stop alone.
-    job = Job(slurm, tmp_path, [*ASHA_LONG[:6], "3000", *ASHA_LONG[7:], "--storage-path", str(storage),
+    job = Job(slurm, tmp_path, [*ASHA_LONG[:5], "3000", *ASHA_LONG[6:], "--storage-path", str(storage),
                                 "--name", "timed"], cache_dir,
               sbatch_args=("--time=3", "--signal=B:USR1@90"), HPO_REQUEUE="0")
     info = job.wait(300)
