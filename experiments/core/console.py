@@ -4,8 +4,8 @@
 prints to stdout
 
 - a progress line: trials done / running / stopped early / errored, epochs trained, the best
-  metric so far and its trial, elapsed time and an estimate of the time left (the epochs still
-  expected, at the rate trained so far). On a terminal it
+  metric so far and its trial, elapsed time and, once a trial has finished, an estimate of the
+  time left (the epochs still expected, at the rate trained so far). On a terminal it
   is redrawn in place; elsewhere (a log file, Slurm, CI) it is printed every
   ``PROGRESS_EVERY_S`` seconds and at the end;
 - one line per event: a trial started (with the hyperparameters searched), was stopped by the
@@ -73,6 +73,7 @@ class ConsoleReporter(Callback):
     def _reset(self, total: int | None = None) -> None:
         self.total = total
         self.start = time.monotonic()
+        self.first_trial_start: float | None = None  # the training rate is measured from here, not from Ray's start-up
         self.last_progress = float("-inf")
         self.configs: dict[str, dict[str, Any]] = {}
         self.reported: set[tuple[str, str]] = set()  # (trial_id, event) printed once per trial
@@ -160,14 +161,16 @@ class ConsoleReporter(Callback):
 
         Each unfinished trial (``open_epochs``: the epochs it has, 0 for one not started) is expected
         to reach the average of the finished ones (under a stopping scheduler far fewer than
-        max_epochs), or max_epochs before any has finished.
+        max_epochs); before any has finished there is no estimate. The rate counts from the first
+        trial's start, so Ray's and the actors' start-up do not slow it down.
         """
         budget_left = max(0.0, self.time_budget_s - elapsed) if self.time_budget_s else None
-        if epochs <= 0 or elapsed <= 0:
+        training = time.monotonic() - (self.first_trial_start or self.start)
+        if epochs <= 0 or training <= 0 or not done_epochs:
             return budget_left
-        per_trial = sum(done_epochs) / len(done_epochs) if done_epochs else self.max_epochs
+        per_trial = sum(done_epochs) / len(done_epochs)
         remaining = sum(max(0.0, per_trial - e) for e in open_epochs)
-        estimate = remaining / (epochs / elapsed)
+        estimate = remaining / (epochs / training)
         return min(estimate, budget_left) if budget_left is not None else estimate
 
     def _searched(self, config: dict[str, Any]) -> str:
@@ -191,6 +194,8 @@ class ConsoleReporter(Callback):
                     f"{self.max_epochs} epochs each, tuning {self.metric} ({self.mode}){where}")
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if self.first_trial_start is None:
+            self.first_trial_start = time.monotonic()
         if trial.trial_id not in self.configs:  # a PBT trial resumed after an exploit starts again
             self.configs[trial.trial_id] = dict(trial.config)
             self.event(f"trial {trial.trial_id} started: {self._searched(trial.config)}")
