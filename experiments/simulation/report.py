@@ -62,19 +62,27 @@ def as_experiment(label: str, run: SimulatedRun, pool: Pool) -> Experiment:
     """A simulated run as the experiment compare.py's table reads: a summary listing its trials.
 
     Each trial record is what ``summary.json`` holds (``experiments/core/scores.py``): ``metric`` is
-    the trial's score, its best result over the epochs it trained, with the test metric of that result.
+    the trial's score, its best result over the epochs it trained, with the test metric of that
+    result. Simulated trials that replayed the same recorded trial for the same epochs are the same
+    trial as far as the table goes, so they share one record (named ``<recorded trial>@<epochs>``):
+    a cluster-scale run lists millions of trials, but only a few thousand distinct records.
     """
     from experiments.core.scores import best_position
 
     test_key = pool.test_metric or "test_metric"
+    records: dict[tuple[int, int], dict] = {}
     trials = []
-    for i, (index, epochs) in enumerate(zip(run.trial_keys, run.trial_epochs, strict=True)):
-        rec = pool.trials[index]
-        best = best_position(rec.values[:epochs], pool.mode) if epochs else None
-        trials.append({"trial_id": f"sim_{i:06d}", "metric": None if best is None else float(rec.values[best]),
-                       test_key: None if best is None or rec.tests is None else float(rec.tests[best]),
-                       "last_metric": float(rec.values[epochs - 1]) if epochs else None,
-                       "iteration": epochs, "errored": False})
+    for index, epochs in zip(run.trial_keys, run.trial_epochs, strict=True):
+        record = records.get((index, epochs))
+        if record is None:
+            rec = pool.trials[index]
+            best = best_position(rec.values[:epochs], pool.mode) if epochs else None
+            record = records[(index, epochs)] = {
+                "trial_id": f"{rec.key}@{epochs}", "metric": None if best is None else float(rec.values[best]),
+                test_key: None if best is None or rec.tests is None else float(rec.tests[best]),
+                "last_metric": float(rec.values[epochs - 1]) if epochs else None,
+                "iteration": epochs, "errored": False}
+        trials.append(record)
     summary = {"name": f"simulated {label} seed {run.seed}", "seed": run.seed, "metric": pool.metric,
                "mode": pool.mode, "model": pool.model, "trials": trials}
     return Experiment(path=Path("simulated"), summary=summary, histories={})
