@@ -27,3 +27,11 @@ def test_trial_options_carry_the_experiments_max_epochs_to_the_trainable(tmp_pat
         assert trainable.total_steps == 7 * trainable.steps_per_epoch
     finally:
         trainable.stop()
+
+
+def test_a_config_file_can_ask_for_the_by_slab_split(tmp_path):
+    config_file = tmp_path / "by_slab.yaml"
+    config_file.write_text("model: cgcnn\nsplit: by_slab\n")
+    config = resolve_config("asha", {"config": str(config_file)}, {}, STRATEGIES["asha"].smoke)
+    assert trial_options(config)["split"] == "by_slab"
+    assert trial_options(resolve_config("asha", {}, {}, STRATEGIES["asha"].smoke))["split"] == "random"

@@ -80,6 +80,7 @@ MODELS: dict[str, ModelSpec] = {
             "radius": 8.0,
             "max_neighbors": 12,
             "gaussian_step": 0.2,
+            "split": "random",  # "by_slab": each slab in one split, so test_mae measures unseen surfaces
             "cache_dir": None,  # None: $HPO_SUITE_CACHE or ~/.cache/hpo-suite
         },
         cli_options=("data",),
