@@ -144,8 +144,33 @@ def build_callbacks(config: ExperimentConfig) -> list[Any]:
     if config.wandb_project:
         from ray.air.integrations.wandb import WandbLoggerCallback
 
-        callbacks.append(_ending_cut_trials(WandbLoggerCallback)(project=config.wandb_project))
+        callbacks.append(_ending_cut_trials(_wandb_without_key_in_runtime_env(WandbLoggerCallback))(
+            project=config.wandb_project))
     return callbacks
+
+
+def _wandb_without_key_in_runtime_env(callback_class: type) -> type:
+    """``WandbLoggerCallback`` whose logging actors get no ``WANDB_API_KEY`` in their runtime env.
+
+    Ray's callback copies the key into the actors' ``runtime_env`` env_vars, and Ray writes every runtime
+    env it creates into its session log ``runtime_env_agent.log`` (copied to ``slurm-logs/<job>/ray-logs``).
+    The actors need no copy: they run on the driver's node (Ray pins them there) in workers started by
+    that node's raylet, which inherit its environment: the driver's for a local cluster, the job's under
+    Slurm (submit.sbatch starts Ray inside the job, whose environment holds the key on every node).
+    Private API, isolated here (Ray 2.60 ``_start_logging_actor``): the remote actor class is built as Ray
+    builds it, minus the env_vars; Ray's own method then finds it and reuses it.
+    """
+    import ray
+    from ray.air.integrations.wandb import _force_on_current_node
+
+    class WandbWithoutKeyInRuntimeEnv(callback_class):
+        def _start_logging_actor(self, trial: Any, exclude_results: list, **wandb_init_kwargs: Any) -> None:
+            if not self._remote_logger_class:
+                self._remote_logger_class = ray.remote(num_cpus=0, **_force_on_current_node(), max_restarts=-1,
+                                                       max_task_retries=-1)(self._logger_actor_cls)
+            super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
+
+    return WandbWithoutKeyInRuntimeEnv
 
 
 def _new_tuner(config: ExperimentConfig, trainable: Any, name: str, storage: Path, searcher: Any,
