@@ -255,6 +255,28 @@ def saved_trial_states(exp_dir: Path) -> list[str]:
     return [(json.loads(t[0]) if isinstance(t, list) else t).get("status", "") for t in trial_data]
 
 
+def check_saved_state(exp_dir: Path) -> None:
+    """For ``--resume``: Tune's saved state is there and readable, else a ConfigError naming the file.
+
+    Checked before ``Tuner.restore`` (which raises a bare traceback) and before anything is written, so
+    an existing ``summary.json`` of the experiment stays as it was.
+    """
+    states = sorted(exp_dir.glob("experiment_state-*.json"))  # the newest is the one Tune restores
+    if not states:
+        raise ConfigError(f"no saved Tune state to resume in {exp_dir} (no experiment_state-*.json; "
+                          f"the run stopped before Tune saved one): start it again without --resume")
+    if not (exp_dir / "tuner.pkl").is_file():
+        raise ConfigError(f"cannot resume {exp_dir}: tuner.pkl is missing")
+    try:
+        data = json.loads(states[-1].read_text())
+        if not isinstance(data, dict) or not isinstance(data.get("trial_data"), list):
+            raise ValueError("no trial_data list")
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot resume: Tune's saved state {states[-1]} is unreadable or corrupt "
+                          f"({type(err).__name__}: {str(err)[:80]}); the finished trials' folders and "
+                          f"summary.json are untouched") from None
+
+
 def check_space_names(config: ExperimentConfig, space: SearchSpace) -> None:
     """A space naming a hyperparameter the model's trainable does not accept fails before any trial."""
     known = config.model_spec.load_hyperparameters()
@@ -340,6 +362,8 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
     snapshot = exp_dir / "experiment.yaml"
     if not resume:
         snapshot.write_text(yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
+    else:
+        check_saved_state(exp_dir)  # before Ray starts; Tune's restore would end in a traceback on a corrupt state
     space = load_space(config.space)
     spec = config.model_spec
     options = trial_options(config)
