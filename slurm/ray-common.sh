@@ -14,7 +14,9 @@
 #   HPO_RAY_PORT_BLOCK     ports per job (default 500)
 #   HPO_RAY_PORT_SLOTS     number of blocks; job J uses block J mod SLOTS (default 25, so the
 #                          ports stay in 20000-32499, below Linux's ephemeral range)
-#   HPO_RAY_HEAD_IP        address the head binds to (default: this node's routable IPv4)
+#   HPO_RAY_HEAD_IP        address the head binds to (default: from HPO_RAY_IFACE, else this node's routable IPv4)
+#   HPO_RAY_IFACE          network interface whose IPv4 address the head uses (e.g. ib0 for InfiniBand;
+#                          default: the interface of the default route, often the management Ethernet)
 #   HPO_RAY_START_ARGS     extra arguments for every `ray start` (e.g. --object-store-memory=...)
 #   HPO_RAY_HEAD_START_ARGS / HPO_RAY_WORKER_START_ARGS   extra arguments for the head / workers only
 
@@ -82,6 +84,26 @@ print(ip)
 EOF
 }
 
+# Set HPO_RAY_HEAD_IP, the address the Ray head binds to, or die with one line saying why:
+# HPO_RAY_HEAD_IP as given (checked to be an address of this node), else the first IPv4 address
+# of interface HPO_RAY_IFACE, else hpo_node_ip. Not a $(...) function, so hpo_die ends the script.
+hpo_choose_head_ip() {
+    if [[ -z "${HPO_RAY_HEAD_IP:-}" && -n "${HPO_RAY_IFACE:-}" ]]; then
+        local addrs
+        addrs="$(ip -o -4 addr show dev "$HPO_RAY_IFACE" 2>/dev/null)" \
+            || hpo_die "HPO_RAY_IFACE=$HPO_RAY_IFACE: no such network interface on this node (it has: $(ip -o link show 2>/dev/null | awk -F': ' '{printf "%s ", $2}'))"
+        HPO_RAY_HEAD_IP="$(awk '{split($4, a, "/"); print a[1]; exit}' <<<"$addrs")"
+        [[ -n "$HPO_RAY_HEAD_IP" ]] || hpo_die "HPO_RAY_IFACE=$HPO_RAY_IFACE has no IPv4 address on this node"
+    elif [[ -z "${HPO_RAY_HEAD_IP:-}" ]]; then
+        HPO_RAY_HEAD_IP="$(hpo_node_ip)"
+    elif ! "$HPO_PYTHON" -c 'import socket, sys
+socket.socket().bind((sys.argv[1], 0))' "$HPO_RAY_HEAD_IP" 2>/dev/null; then
+        # Binding to port 0 fails only when the address is not this node's (a port in use cannot be the cause).
+        hpo_die "HPO_RAY_HEAD_IP=$HPO_RAY_HEAD_IP is not an IPv4 address of this node ($(hostname)); its addresses: $(ip -o -4 addr show 2>/dev/null | awk '{split($4, a, "/"); printf "%s (%s) ", a[1], $2}')"
+    fi
+    export HPO_RAY_HEAD_IP
+}
+
 # CPUs and GPUs Slurm gave this task on this node.
 hpo_node_resources() {
     HPO_NUM_CPUS="${SLURM_CPUS_PER_TASK:-${SLURM_CPUS_ON_NODE:-1}}"
@@ -147,9 +169,10 @@ hpo_run_ray_node() {
     trap 'hpo_log "$HPO_RAY_NODE_ROLE: stop requested"; exit 143' TERM INT HUP USR1
     local extra="${HPO_RAY_START_ARGS:-}"
     if [[ "$role" == head ]]; then extra+=" ${HPO_RAY_HEAD_START_ARGS:-}"; else extra+=" ${HPO_RAY_WORKER_START_ARGS:-}"; fi
-    hpo_log "$role: ray start $* $extra"
-    # shellcheck disable=SC2086  # the extra arguments are a user-supplied argument list
-    HPO_RAY_TAG="$tag" "${HPO_RAY[@]}" start "$@" $extra \
+    local extra_args=()
+    read -r -a extra_args <<<"$extra"  # split on blanks only, never glob-expanded
+    hpo_log "$role: ray start $* ${extra_args[*]}"
+    HPO_RAY_TAG="$tag" "${HPO_RAY[@]}" start "$@" "${extra_args[@]}" \
         --temp-dir="$HPO_RAY_NODE_TMP" --disable-usage-stats --block &
     HPO_RAY_START_PID=$!
     local rc=0

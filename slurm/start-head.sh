@@ -19,7 +19,8 @@ hpo_node_resources
 [[ "${RAY_AUTH_MODE:-}" == token && -s "${RAY_AUTH_TOKEN_PATH:-}" ]] \
     || hpo_die "start-head.sh: token authentication is not set up (RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH=<0600 token file> are required)"
 
-ip="${HPO_RAY_HEAD_IP:-$(hpo_node_ip)}"
+hpo_choose_head_ip  # a wrong HPO_RAY_HEAD_IP or HPO_RAY_IFACE is reported here, not as a port in use
+ip="$HPO_RAY_HEAD_IP"
 
 # A port held by someone else (another job, a stale Ray) would otherwise surface as an
 # obscure Ray error or a hang; say which port and how to move this job's ports.

@@ -1,0 +1,77 @@
+"""slurm/ray-common.sh's head address and ``ray start`` arguments, by running its bash functions directly.
+
+``HPO_RAY_IFACE`` picks the head's IPv4 address by interface name (``lo`` here; ``ib0`` on a cluster); a
+missing interface, one without IPv4 and a wrong ``HPO_RAY_HEAD_IP`` are each one clear line. The extra
+``ray start`` arguments are split on blanks, never glob-expanded.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def bash(script: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+    """``script`` after sourcing ray-common.sh, under ``set -euo pipefail`` as the Slurm scripts run."""
+    full = {**os.environ, "HPO_REPO": str(REPO), "HPO_VENV": str(Path(sys.executable).parents[1]), **env}
+    for name in ("HPO_RAY_IFACE", "HPO_RAY_HEAD_IP"):
+        if name not in env:
+            full.pop(name, None)
+    return subprocess.run(["bash", "-c", f'set -euo pipefail; source "$HPO_REPO/slurm/ray-common.sh"; {script}'],
+                          env=full, cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def test_iface_lo_gives_its_ipv4_address():
+    proc = bash('hpo_find_python; hpo_choose_head_ip; echo "ip=$HPO_RAY_HEAD_IP"', HPO_RAY_IFACE="lo")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ip=127.0.0.1"
+
+
+def test_missing_iface_is_one_line_and_stops_the_script():
+    proc = bash('hpo_find_python; hpo_choose_head_ip; echo "went on"', HPO_RAY_IFACE="nosuch9")
+    assert proc.returncode == 1 and "went on" not in proc.stdout
+    assert proc.stderr.count("\n") == 1 and "HPO_RAY_IFACE=nosuch9: no such network interface" in proc.stderr
+    assert "lo" in proc.stderr  # names the interfaces there are
+
+
+def test_iface_without_ipv4_is_one_line():
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    names = [line.split(": ")[1].split("@")[0] for line in links.splitlines()]
+    bare = [n for n in names if not subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", n],
+                                                   capture_output=True, text=True).stdout.strip()]
+    if not bare:
+        pytest.skip("every interface of this machine has an IPv4 address")
+    proc = bash("hpo_find_python; hpo_choose_head_ip", HPO_RAY_IFACE=bare[0])
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and f"HPO_RAY_IFACE={bare[0]} has no IPv4 address" in proc.stderr
+
+
+def test_wrong_head_ip_is_reported_as_such_not_as_a_port_in_use():
+    proc = bash("hpo_find_python; hpo_choose_head_ip", HPO_RAY_HEAD_IP="192.0.2.77")  # TEST-NET-1, nobody's
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1
+    assert "HPO_RAY_HEAD_IP=192.0.2.77 is not an IPv4 address of this node" in proc.stderr
+    assert "in use" not in proc.stderr and "127.0.0.1 (lo)" in proc.stderr
+
+
+def test_given_head_ip_of_this_node_is_kept():
+    proc = bash('hpo_find_python; hpo_choose_head_ip; echo "ip=$HPO_RAY_HEAD_IP"', HPO_RAY_HEAD_IP="127.0.0.1",
+                HPO_RAY_IFACE="nosuch9")  # an explicit address wins over the interface
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ip=127.0.0.1"
+
+
+def test_extra_start_args_are_split_on_blanks_and_never_glob_expanded(tmp_path):
+    (tmp_path / "--object-store-memory=GLOBBED").touch()  # what an unquoted * would expand to here
+    script = ('hpo_find_python; HPO_RAY=(printf "<%s>\\n"); '
+              'hpo_stop_ray_node() { rm -rf "$HPO_RAY_NODE_PRIVATE"; exit 0; }; '  # only the private dir to clean
+              'hpo_run_ray_node worker --address=x')
+    proc = bash(script, cwd=tmp_path, SLURM_JOB_ID="1", HPO_RAY_TMPDIR="/tmp",
+                HPO_RAY_START_ARGS="--object-store-memory=*  --foo=a", HPO_RAY_WORKER_START_ARGS="--bar")
+    assert proc.returncode == 0, proc.stderr
+    args = [line for line in proc.stdout.splitlines() if line.startswith("<")]
+    assert args[:5] == ["<start>", "<--address=x>", "<--object-store-memory=*>", "<--foo=a>", "<--bar>"]
