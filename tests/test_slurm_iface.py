@@ -6,6 +6,7 @@ missing interface, one without IPv4 and a wrong ``HPO_RAY_HEAD_IP`` are each one
 """
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,36 @@ def test_extra_start_args_are_split_on_blanks_and_never_glob_expanded(tmp_path):
     assert proc.returncode == 0, proc.stderr
     args = [line for line in proc.stdout.splitlines() if line.startswith("<")]
     assert args[:5] == ["<start>", "<--address=x>", "<--object-store-memory=*>", "<--foo=a>", "<--bar>"]
+
+
+# --- the same on the real Slurm fixture (tests/slurm_cluster.py): submit.sbatch's batch node picks the head IP.
+sys.path.insert(0, str(Path(__file__).parent))
+from test_slurm import STAND_IN_DRIVER, Job, _missing, cache_dir, slurm  # noqa: E402, F401 - fixtures
+
+needs_slurm = pytest.mark.skipif(bool(_missing) or os.geteuid() != 0,
+                                 reason="needs the throw-away Slurm cluster (slurm/install-test-slurm.sh, root)")
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@needs_slurm
+def test_slurm_job_with_a_missing_iface_fails_at_once_with_one_line(slurm, tmp_path, cache_dir):  # noqa: F811
+    job = Job(slurm, tmp_path, ["experiments/run_asha.py", "--smoke-test"], cache_dir, HPO_RAY_IFACE="nosuch9")
+    info = job.wait(60)
+    assert info["JobState"] == "FAILED", f"{info}\n{job.report()}"
+    lines = [line for line in job.out.read_text().splitlines() if "ERROR" in line]
+    assert len(lines) == 1 and "HPO_RAY_IFACE=nosuch9: no such network interface" in lines[0], job.report()
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@needs_slurm
+def test_slurm_job_with_iface_lo_runs_its_ray_cluster_on_that_address(slurm, tmp_path, cache_dir):  # noqa: F811
+    driver = tmp_path / "stand_in_driver.py"
+    driver.write_text(STAND_IN_DRIVER)
+    job = Job(slurm, tmp_path, [str(driver)], cache_dir, HPO_RAY_IFACE="lo")
+    info = job.wait(240)
+    assert info["JobState"] == "COMPLETED", f"{info}\n{job.report()}"
+    assert (job.dir / "ray-address").read_text().startswith("127.0.0.1:")
+    log = (job.dir / "driver.log").read_text()
+    assert len(re.search(r"NODE IDS \[(.*)\]", log).group(1).split(",")) == 2, log  # the worker joined at lo
