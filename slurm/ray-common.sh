@@ -17,6 +17,9 @@
 #   HPO_RAY_HEAD_IP        address the head binds to (default: from HPO_RAY_IFACE, else this node's routable IPv4)
 #   HPO_RAY_IFACE          network interface whose IPv4 address the head uses (e.g. ib0 for InfiniBand;
 #                          default: the interface of the default route, often the management Ethernet)
+#   HPO_SIGNAL_MARGIN_S    seconds before the time limit of the warning signal (default 120: keep it equal
+#                          to the --signal=B:USR1@N of submit.sbatch)
+#   HPO_STARTUP_ALLOWANCE_S  seconds the driver needs to start and to write its summary at the end (default 60)
 #   HPO_RAY_START_ARGS     extra arguments for every `ray start` (e.g. --object-store-memory=...)
 #   HPO_RAY_HEAD_START_ARGS / HPO_RAY_WORKER_START_ARGS   extra arguments for the head / workers only
 
@@ -102,6 +105,34 @@ socket.socket().bind((sys.argv[1], 0))' "$HPO_RAY_HEAD_IP" 2>/dev/null; then
         hpo_die "HPO_RAY_HEAD_IP=$HPO_RAY_HEAD_IP is not an IPv4 address of this node ($(hostname)); its addresses: $(ip -o -4 addr show 2>/dev/null | awk '{split($4, a, "/"); printf "%s (%s) ", a[1], $2}')"
     fi
     export HPO_RAY_HEAD_IP
+}
+
+# Seconds until this job's time limit (squeue's %L, live after `scontrol update TimeLimit=...`; else
+# SLURM_JOB_END_TIME), or nothing for a job without one (UNLIMITED) or when neither can be read.
+hpo_job_remaining_s() {
+    local left
+    # timeout: an unreachable controller makes squeue retry for minutes; the job must not wait on it.
+    left="$(timeout 10 squeue -h -j "$SLURM_JOB_ID" -o %L 2>/dev/null | head -n 1)" || left=""
+    # [days-][hours:]minutes:seconds
+    if [[ "$left" =~ ^(([0-9]+)-)?(([0-9]+):)?([0-9]+):([0-9]+)$ ]]; then
+        echo $(( 10#${BASH_REMATCH[2]:-0} * 86400 + 10#${BASH_REMATCH[4]:-0} * 3600
+                 + 10#${BASH_REMATCH[5]} * 60 + 10#${BASH_REMATCH[6]} ))
+    elif [[ "${SLURM_JOB_END_TIME:-}" =~ ^[0-9]+$ ]]; then
+        echo $(( SLURM_JOB_END_TIME - $(date +%s) ))
+    fi
+}
+
+# The experiment's default time budget under Slurm: the job's remaining time minus the warning
+# signal's margin and the driver's start-up allowance, so Tune ends the experiment by itself
+# (summary written, every trial finished or stopped) before the warning signal has to; nothing
+# when the job has no time limit or too little time is left for a budget to help.
+hpo_job_time_budget_s() {
+    local left budget
+    left="$(hpo_job_remaining_s)"
+    [[ -n "$left" ]] || return 0
+    budget=$(( left - ${HPO_SIGNAL_MARGIN_S:-120} - ${HPO_STARTUP_ALLOWANCE_S:-60} ))
+    (( budget > 0 )) && echo "$budget"
+    return 0
 }
 
 # CPUs and GPUs Slurm gave this task on this node.
