@@ -41,6 +41,15 @@ def test_progress_line_on_constructed_trials():
         "trials 4/4 done (1 stopped early, 1 errored), 0 running | 50 epochs | best val_mae 0.05 (d) | all done")
 
 
+def test_progress_best_is_the_summarys_score_and_never_an_errored_trial():
+    reporter = ConsoleReporter("val_mae", "min", max_epochs=20)
+    reporter.total, reporter.start = 3, time.monotonic() - 10.0
+    a = trial("a", "RUNNING", 5, 0.30)
+    a.metric_analysis = {"val_mae": {"min": 0.12, "max": 0.9}}  # Tune's record: its best result so far
+    trials = [a, trial("b", "TERMINATED", 20, 0.2), trial("c", "ERROR", 3, 0.01)]
+    assert "best val_mae 0.12 (a)" in reporter.progress_line(trials)
+
+
 def test_event_lines_on_constructed_trials(capsys):
     reporter = ConsoleReporter("val_mae", "min", max_epochs=20, fixed={"seed"})
     started = trial("a", "RUNNING", 0, None, lr=0.0123456, layers=3, seed=0)

@@ -126,9 +126,15 @@ class ConsoleReporter(Callback):
         return (trial.status == "TERMINATED" and 0 < self._epochs(trial) < self._planned(trial)
                 and not result.get("diverged") and not result.get("collapsed"))
 
+    def _score(self, trial: Any) -> Any:
+        """A trial's score as summary.json defines it (core/scores.py): its best result so far."""
+        best = ((getattr(trial, "metric_analysis", None) or {}).get(self.metric) or {}).get(self.mode)
+        return best if best is not None else (trial.last_result or {}).get(self.metric)
+
     def _best(self, trials: list[Any]) -> tuple[Any, float] | None:
         sign = 1 if self.mode == "min" else -1
-        scored = [(t, (t.last_result or {}).get(self.metric)) for t in trials]
+        # Errored trials never count, as in summary.json and compare.py.
+        scored = [(t, self._score(t)) for t in trials if t.status != "ERROR"]
         scored = [(t, v) for t, v in scored if _finite(v)]
         return min(scored, key=lambda tv: sign * tv[1]) if scored else None
 
