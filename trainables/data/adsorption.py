@@ -374,7 +374,10 @@ def generate(
     relaxed_slabs: dict[int, float] = {}
     graphs, targets, metadata = [], [], []
     dropped, next_draw = 0, 0
-    with tqdm(total=num_structures, desc="EMT adsorption dataset (relaxing)", disable=not progress) as bar:
+    # disable=None: no bar when stderr is not a terminal (a log file, a Slurm job), where tqdm
+    # would print one line per update.
+    with tqdm(total=num_structures, desc="EMT adsorption dataset (relaxing)",
+              disable=None if progress else True) as bar:
         while len(targets) < num_structures:
             if next_draw >= len(order):
                 raise RuntimeError(f"EMT dataset: dropped {dropped} structures; generator parameters broken")

@@ -160,7 +160,7 @@ def featurise(
         DataError: a CIF that ASE cannot read or that holds no atoms.
     """
     graphs, metadata = [], []
-    for structure_id, _ in tqdm(rows, desc=f"featurising {folder}", disable=not progress):
+    for structure_id, _ in tqdm(rows, desc=f"featurising {folder}", disable=None if progress else True):
         cif = Path(folder) / f"{structure_id}.cif"
         try:
             atoms = ase.io.read(cif, format="cif")
