@@ -46,7 +46,9 @@ def test_progress_best_is_the_summarys_score_and_never_an_errored_trial():
     reporter.total, reporter.start = 3, time.monotonic() - 10.0
     a = trial("a", "RUNNING", 5, 0.30)
     a.metric_analysis = {"val_mae": {"min": 0.12, "max": 0.9}}  # Tune's record: its best result so far
-    trials = [a, trial("b", "TERMINATED", 20, 0.2), trial("c", "ERROR", 3, 0.01)]
+    diverged = trial("d", "TERMINATED", 2, 0.05)
+    diverged.last_result["diverged"] = True
+    trials = [a, trial("b", "TERMINATED", 20, 0.2), trial("c", "ERROR", 3, 0.01), diverged]
     assert "best val_mae 0.12 (a)" in reporter.progress_line(trials)
 
 

@@ -133,8 +133,10 @@ class ConsoleReporter(Callback):
 
     def _best(self, trials: list[Any]) -> tuple[Any, float] | None:
         sign = 1 if self.mode == "min" else -1
-        # Errored trials never count, as in summary.json and compare.py.
-        scored = [(t, self._score(t)) for t in trials if t.status != "ERROR"]
+        # Errored, diverged and collapsed trials never count, as in summary.json (core/scores.py).
+        broken = ("diverged", "collapsed")
+        scored = [(t, self._score(t)) for t in trials
+                  if t.status != "ERROR" and not any((t.last_result or {}).get(flag) for flag in broken)]
         scored = [(t, v) for t, v in scored if _finite(v)]
         return min(scored, key=lambda tv: sign * tv[1]) if scored else None
 

@@ -8,10 +8,12 @@
 - **Errored trials do not count at all**, not even through the results they reported before they
   failed: they are not ranked, not in any top-k curve and never the best trial. A configuration
   that crashes (out of memory, a failed restore) is no result a user can take home, and counting its
-  partial results would reward the strategies whose trials crash. ``--resume --resume-errored`` reruns
-  them; once a rerun finishes, the trial counts like any other. Trials that a stop signal ended
-  (``interrupted``) and trials stopped early by a scheduler or the budget are not errored: their
-  results count.
+  partial results would reward the strategies whose trials crash. The same holds for trials that
+  **diverged** (a non-finite loss or metric: the trainable ends them) or **collapsed** (a constant
+  prediction): their training broke, so their earlier results are no model to take home either.
+  ``--resume --resume-errored`` reruns errored trials; once a rerun finishes, the trial counts like
+  any other. Trials that a stop signal ended (``interrupted``) and trials stopped early by a
+  scheduler or the budget are not errored: their results count.
 - An experiment's **best trial** is the counting trial with the best score (ties: the one listed first).
 - The **top-k mean at time t** (the NERSC study's "average of the top 6 trials over time") is the
   mean of the k best scores at t among the counting trials; it is undefined until k trials have one.
@@ -43,8 +45,9 @@ def is_number(value: Any) -> bool:
 
 
 def counts(trial: Mapping[str, Any]) -> bool:
-    """Whether a trial record (summary.json's ``trials`` entry) takes part in ranking: it did not error."""
-    return not trial.get("errored")
+    """Whether a trial record (summary.json's ``trials`` entry) takes part in ranking: it did not error,
+    diverge or collapse."""
+    return not (trial.get("errored") or trial.get("diverged") or trial.get("collapsed"))
 
 
 def score_so_far(values: Sequence[float] | np.ndarray, mode: str) -> np.ndarray:
