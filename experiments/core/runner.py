@@ -300,7 +300,7 @@ def trial_options(config: ExperimentConfig) -> dict[str, Any]:
     return options
 
 
-def _prepare_while_ray_starts(config: ExperimentConfig, prepare: Any, options: dict[str, Any],
+def _prepare_while_ray_starts(config: ExperimentConfig, options: dict[str, Any],
                               timeline: StartupTimeline) -> dict[str, Any]:
     """The model's driver-side ``prepare`` (data checks and cache) in a thread while Ray starts here.
 
@@ -311,7 +311,8 @@ def _prepare_while_ray_starts(config: ExperimentConfig, prepare: Any, options: d
     """
     def timed_prepare() -> dict[str, Any]:
         timeline.mark("prepare_start")
-        result = prepare(options)
+        # Importing the model's module (torch, torch_geometric or transformers) is part of what overlaps.
+        result = config.model_spec.load_prepare()(options)
         timeline.mark("prepared")
         return result
 
@@ -367,7 +368,7 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
     space = load_space(config.space)
     spec = config.model_spec
     options = trial_options(config)
-    prepared = _prepare_while_ray_starts(config, spec.load_prepare(), options, timeline)
+    prepared = _prepare_while_ray_starts(config, options, timeline)
     storage = exp_dir.parent
     reproduce = f"python experiments/run_{config.strategy}.py --config {shlex.quote(str(snapshot))}"
 
