@@ -373,6 +373,14 @@ def resolve_baseline(baseline: str, labels: list[str]) -> str:
     return matches[0] if matches else baseline
 
 
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """``rows`` (dicts with the same keys, at least one) as a CSV file with a header line."""
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
 def compare(dirs: list[str | Path], out_dir: str | Path, k: int = 6, target: float | None = None,
             baseline: str = RANDOM_SEARCH, allow_mixed: bool = False) -> tuple[list[StrategyResult], Figure]:
     """Compare experiment folders; write ``comparison.png``, ``comparison.md`` and ``comparison.csv``.
@@ -393,10 +401,7 @@ def compare(dirs: list[str | Path], out_dir: str | Path, k: int = 6, target: flo
     out.mkdir(parents=True, exist_ok=True)
     fig.savefig(out / "comparison.png", dpi=100)
     table = table_rows(rows)
-    with open(out / "comparison.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(table[0]))
-        writer.writeheader()
-        writer.writerows(table)
+    write_csv(out / "comparison.csv", table)
     if target is not None:
         source = f"the final top-{k} mean of {baseline}" if baseline in groups else "given"
         target_text = f"{target:.4g} ({source})"

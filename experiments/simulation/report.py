@@ -14,7 +14,6 @@ pass over the pool never counts as a new model.
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from experiments.analysis.comparison import (
     summarize_strategies,
     table_rows,
     topk_curve,
+    write_csv,
 )
 from experiments.analysis.experiment import Experiment
 from experiments.simulation.engine import SimulatedRun
@@ -157,15 +157,9 @@ def write_report(results: list[StrategyRuns], pool: Pool, out_dir: str | Path, *
     table = table_rows(rows)
     for row in table:  # every run named in the table is a simulated one
         row["best_trial_experiment"] = row["best_trial_experiment"] or "-"
-    with open(out / "simulated_comparison.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(table[0]))
-        writer.writeheader()
-        writer.writerows(table)
+    write_csv(out / "simulated_comparison.csv", table)
     extra = simulation_rows(results)
-    with open(out / "simulated_runs.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(extra[0]))
-        writer.writeheader()
-        writer.writerows(extra)
+    write_csv(out / "simulated_runs.csv", extra)
     if target is not None:
         source = f"the final top-{k} mean of {baseline}" if baseline in {r.name.label for r in results} else "given"
         target_text = f"{target:.4g} ({source})"
