@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.registry import MODELS
+from trainables.registry import MODELS, bind_options
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "rte"
@@ -69,11 +69,7 @@ def bound(options: dict) -> type:
     """The trainable with its fixed options bound, as ``tune.with_parameters`` does, without Ray."""
     from trainables.roberta_rte import RobertaRTETrainable
 
-    class Bound(RobertaRTETrainable):
-        def setup(self, config):
-            super().setup(config, options)
-
-    return Bound
+    return bind_options(RobertaRTETrainable, options)
 
 
 def test_run_asha_fine_tunes_the_pretrained_bert_for_a_few_steps(minilm, tmp_path):

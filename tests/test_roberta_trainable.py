@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from trainables.data.rte import load_folder, split_validation
-from trainables.registry import MODELS
+from trainables.registry import MODELS, bind_options
 from trainables.roberta_rte import RobertaRTETrainable, prepare
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "rte"
@@ -34,12 +34,7 @@ def options(tmp_path_factory) -> dict:
 
 def bound(options: dict) -> type:
     """The trainable with its fixed options bound, as ``tune.with_parameters`` does, without Ray."""
-
-    class Bound(RobertaRTETrainable):
-        def setup(self, config):
-            super().setup(config, options)
-
-    return Bound
+    return bind_options(RobertaRTETrainable, options)
 
 
 def test_epochs_schedule_and_done(options):

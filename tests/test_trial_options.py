@@ -3,6 +3,7 @@
 from experiments.core.config import resolve_config
 from experiments.core.runner import trial_options
 from experiments.core.strategies import STRATEGIES
+from trainables.registry import bind_options
 
 
 def test_trial_options_carry_the_experiments_max_epochs_to_the_trainable(tmp_path):
@@ -16,12 +17,9 @@ def test_trial_options_carry_the_experiments_max_epochs_to_the_trainable(tmp_pat
     options.update(dataset_size=60, cache_dir=str(tmp_path))
     cgcnn_module.prepare(options)
 
-    class InProcess(cgcnn_module.CGCNNTrainable):  # tune.with_parameters without Ray's object store
-        def setup(self, config: dict) -> None:
-            super().setup(config, options=options)
-
-    trainable = InProcess(config={"lr": 1e-3, "batch_size": 16, "atom_embedding_size": 8,
-                                  "num_graph_conv_layers": 1, "fc_feat_size": 8, "num_fc_layers": 1, "seed": 0})
+    config = {"lr": 1e-3, "batch_size": 16, "atom_embedding_size": 8, "num_graph_conv_layers": 1,
+              "fc_feat_size": 8, "num_fc_layers": 1, "seed": 0}
+    trainable = bind_options(cgcnn_module.CGCNNTrainable, options)(config=config)
     try:
         # The cosine ends at the experiment's 7th epoch, not at the trainable's stand-alone default.
         assert trainable.total_steps == 7 * trainable.steps_per_epoch

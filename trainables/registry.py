@@ -59,6 +59,20 @@ class ModelSpec:
         return _import(self.prepare)
 
 
+def bind_options(trainable: type, options: dict) -> type:
+    """``trainable`` with its fixed ``options`` bound, as ``tune.with_parameters`` does, for use without Ray.
+
+    Benchmarks (the in-process floor) and tests construct the trainable directly: ``Bound(config)``.
+    """
+
+    class Bound(trainable):
+        def setup(self, config: dict) -> None:
+            super().setup(config, options=options)
+
+    Bound.__name__ = Bound.__qualname__ = trainable.__name__
+    return Bound
+
+
 def _import(target: str) -> Any:
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)

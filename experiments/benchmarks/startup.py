@@ -72,6 +72,7 @@ def floor(config: dict[str, Any]) -> dict[str, float]:
     launch = psutil.Process().create_time()
     from experiments.core.config import resolve_config
     from experiments.core.runner import STRATEGIES, trial_options
+    from trainables.registry import bind_options
 
     experiment = resolve_config("asha", {}, {}, STRATEGIES["asha"].smoke)
     spec = experiment.model_spec
@@ -81,11 +82,7 @@ def floor(config: dict[str, Any]) -> dict[str, float]:
     spec.load_prepare()(options)
     prepared = time.time()
 
-    class InProcess(trainable_class):  # what tune.with_parameters does, without Ray's object store
-        def setup(self, config: dict) -> None:
-            super().setup(config, options=options)
-
-    trainable = InProcess(config=config)
+    trainable = bind_options(trainable_class, options)(config=config)
     set_up = time.time()
     trainable.train()
     done = time.time()
