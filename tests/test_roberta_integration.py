@@ -148,7 +148,17 @@ def test_run_pbt_roberta_smoke_on_tsv(tmp_path, tiny_model):
     assert (summary["model"], summary["scheduler"], summary["space"]) == ("roberta_rte", "pbt", "rte_pbt")
     assert summary["num_trials"] == 4 and summary["num_errored"] == 0
     assert summary["prepared"]["baseline_eval_acc"] == pytest.approx(expected_baseline(FIXTURES / "glue"))
-    assert HYPERPARAMETERS | {"weight_decay", "epochs"} <= set(summary["best"]["config"])
+    for trial in summary["trials"]:
+        assert HYPERPARAMETERS | {"weight_decay", "epochs"} <= set(trial["config"])
+    # The tiny random checkpoint predicts one class on 40 pairs: its trials may collapse, and
+    # collapsed trials never rank (core/scores.py); the record then says why there is no best.
+    if summary["num_collapsed"] == summary["num_trials"]:
+        assert summary["best"] is None
+        md = (tmp_path / "pbt" / "summary.md").read_text()
+        assert "- best: no trial counts (4 collapsed of 4;" in md
+    else:
+        assert not summary["best"]["config"].keys() - set(summary["trials"][0]["config"])
+        assert not next(t for t in summary["trials"] if t["trial_id"] == summary["best"]["trial_id"])["collapsed"]
     for rows in trial_rows(tmp_path / "pbt"):
         # Each trial ends at its own epochs (or collapses), never past the smoke test's 4.
         last = rows[-1]

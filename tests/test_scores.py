@@ -12,3 +12,13 @@ def test_errored_diverged_and_collapsed_trials_never_rank():
         {"trial_id": "better", "metric": 0.2},
     ]
     assert [t["trial_id"] for t in rank_trials(trials, "min")] == ["better", "ok"]
+
+
+def test_an_experiment_without_a_best_trial_says_why():
+    from experiments.core.summary import no_best_reason
+
+    base = {"num_trials": 3, "num_errored": 0, "num_diverged": 0, "num_collapsed": 0}
+    assert no_best_reason(base) == "no trial produced a finite metric"
+    reason = no_best_reason({**base, "num_errored": 1, "num_collapsed": 2})
+    assert reason.startswith("no trial counts (1 errored, 2 collapsed of 3;")
+    assert "diverged" not in reason.split(";")[0]

@@ -187,9 +187,20 @@ def format_table(summary: dict[str, Any], top: int = 5) -> str:
                      f"{_reached(best)}), config:")
         lines += [f"  {k}: {_fmt(v)}" for k, v in best["config"].items()]
     else:
-        lines.append("no trial produced a finite metric")
+        lines.append(no_best_reason(summary))
     lines.append(f"reproduce: {summary['reproduce_command']}")
     return "\n".join(lines)
+
+
+def no_best_reason(summary: dict[str, Any]) -> str:
+    """Why an experiment has no best trial: none reported a finite metric, or every one that did
+    errored, diverged or collapsed (such trials never rank: core/scores.py)."""
+    broken = {what: summary.get(f"num_{what}", 0) for what in ("errored", "diverged", "collapsed")}
+    if any(broken.values()):
+        parts = ", ".join(f"{n} {what}" for what, n in broken.items() if n)
+        return (f"no trial counts ({parts} of {summary['num_trials']}; errored, diverged and collapsed "
+                "trials never rank)")
+    return "no trial produced a finite metric"
 
 
 def format_markdown(
@@ -227,7 +238,7 @@ def format_markdown(
                   f"{_reached(best)}; a trial's score is its best reported result, errored trials not ranked)",
                   f"- test metric of the best trial: {test_key} {_fmt(best.get(test_key))}"]
     else:
-        lines.append("- best: no trial produced a finite metric")
+        lines.append(f"- best: {no_best_reason(summary)}")
     if summary.get("num_unfinished"):
         lines.append(f"- unfinished trials: {summary['num_unfinished']}; resume with `{summary.get('resume_command')}`")
     if best:
