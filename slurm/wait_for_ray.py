@@ -5,7 +5,8 @@
         [--gpus-per-node G] --step NODE:PID:LOG [--step ...]
 
 Each ``--step`` names a Slurm node, the pid of the srun step that starts Ray there, and that
-step's log. ``head`` returns once the head's GCS answers an authenticated request; ``nodes``
+step's log. ``head`` returns once the head's GCS answers an authenticated request and lists the
+head's own Ray node (its raylet) ALIVE, so workers that join next find a complete head; ``nodes``
 once every named node has a live Ray node (with its GPUs). Both fail fast, naming what is
 missing, when the srun step that should bring it up has exited, and fail at the timeout
 otherwise. Exit status 0 when ready, 1 otherwise; messages go to stderr.
@@ -53,20 +54,43 @@ def _port_open(address: str) -> bool:
         return False
 
 
+ALIVE = 0  # GcsNodeInfo.GcsNodeState.ALIVE
+
+
+def node_table(address: str) -> list:
+    """Every node the GCS at ``address`` knows (Ray's ``GcsNodeInfo`` records: ``state``,
+    ``is_head_node``, ``temp_dir``, ``resources_total``).
+
+    The one private Ray API of the Slurm scripts, isolated here (tests/test_wait_for_ray.py runs it
+    on a real head): ``ray._raylet.GcsClient`` is what ``ray status`` itself uses. The public
+    ``ray.nodes()`` needs a driver connected with ``ray.init``, which blocks while the head is not up
+    and registers a job on the user's cluster at every poll.
+    """
+    from ray._raylet import GcsClient
+
+    return list(GcsClient(address=address).get_all_node_info(timeout=5).values())
+
+
+def head_alive(address: str) -> bool:
+    """Whether the head's own Ray node (its raylet) is registered ALIVE with the GCS at ``address``."""
+    return any(info.state == ALIVE and info.is_head_node for info in node_table(address))
+
+
 def wait_head(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     (node, pid, log), = args.step
     probe: dict[str, object] = {}
 
     def ask_gcs() -> None:
-        # GcsClient() blocks for up to ~40 s when something else listens on the port, so it
+        # The GCS client blocks for up to ~40 s when something else listens on the port, so it
         # runs in a thread while the loop below keeps watching the head's srun step.
-        from ray._raylet import GcsClient
         from ray.exceptions import AuthenticationError
 
         try:
-            GcsClient(address=args.address).check_alive([], timeout=5)
-            probe["ok"] = True
+            if head_alive(args.address):
+                probe["ok"] = True
+            else:
+                probe["error"] = "the GCS answers but the head's raylet is not registered yet"
         except AuthenticationError as e:
             probe["auth"] = e
         except Exception as e:  # still starting: the loop tries again
@@ -75,7 +99,7 @@ def wait_head(args: argparse.Namespace) -> int:
     thread = None
     while time.monotonic() < deadline:
         if not _alive(pid):
-            return _fail(f"the Ray head on {node} exited before its GCS answered at {args.address}. "
+            return _fail(f"the Ray head on {node} exited before it was up at {args.address}. "
                          f"Last lines of {log}:\n{_tail(log)}")
         if probe.get("ok"):
             print(f"Ray head is up at {args.address}", flush=True)
@@ -87,20 +111,19 @@ def wait_head(args: argparse.Namespace) -> int:
             thread = threading.Thread(target=ask_gcs, daemon=True)
             thread.start()
         time.sleep(0.5)
-    return _fail(f"the Ray head on {node} did not answer at {args.address} within {args.timeout:.0f}s. "
+    why = f" ({probe['error']})" if isinstance(probe.get("error"), str) else ""
+    return _fail(f"the Ray head on {node} was not up at {args.address} within {args.timeout:.0f}s{why}. "
                  f"Last lines of {log}:\n{_tail(log)}")
 
 
 def _joined(address: str, job_id: str) -> dict[str, float]:
     """Slurm node name -> GPUs, for each live Ray node started by this job."""
-    from ray._raylet import GcsClient
-
     prefix = f"hpo-ray-{job_id}-"
     joined = {}
-    for info in GcsClient(address=address).get_all_node_info(timeout=5).values():
+    for info in node_table(address):
         # Ray's temp dir is <private dir>/r, the private dir hpo-ray-<job>-<node>.XXXXXX (ray-common.sh).
         name = os.path.basename(os.path.dirname(info.temp_dir.rstrip("/"))).rpartition(".")[0]
-        if info.state == 0 and name.startswith(prefix):  # 0 = ALIVE
+        if info.state == ALIVE and name.startswith(prefix):
             joined[name[len(prefix):]] = float(info.resources_total.get("GPU", 0))
     return joined
 

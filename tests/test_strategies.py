@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.core.config import ConfigError, resolve_config
+from experiments.core.config import ConfigError, build_parser, resolve_config
 from experiments.core.runner import checkpoint_config, main
 from experiments.core.strategies import STRATEGIES, build_scheduler, build_search
 from search_spaces import load_space
@@ -75,6 +75,31 @@ def test_default_configs_compose_their_searcher_and_scheduler(strategy):
     assert type(scheduler) is expected
     if strategy == "pbt":
         assert config.num_samples == 8 and config.perturbation_interval == 1
+
+
+def test_pbt_settings_reach_rays_scheduler_and_flags_override_the_yaml(monkeypatch):
+    import ray.tune.schedulers as schedulers
+
+    seen = {}
+
+    class Recording(schedulers.PopulationBasedTraining):
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(schedulers, "PopulationBasedTraining", Recording)
+    args = {"perturbation_interval": 3, "burn_in_period": 5, "synch": False, "max_epochs": 20}
+    config = resolve_config("pbt", args, {"search": "random"}, {})
+    build_scheduler(config, load_space(config.space))
+    assert (seen["perturbation_interval"], seen["burn_in_period"], seen["synch"]) == (3, 5, False)
+    parsed = vars(build_parser("pbt", "").parse_args(["--no-synch", "--burn-in-period", "5"]))
+    assert parsed == {"synch": False, "burn_in_period": 5}
+
+
+@pytest.mark.parametrize(("args", "epoch"), [({"burn_in_period": 12}, 12), ({"perturbation_interval": 14}, 14)])
+def test_pbt_that_would_never_perturb_is_refused(args, epoch):
+    with pytest.raises(ConfigError, match=f"PBT would never perturb: its first perturbation comes at epoch {epoch} "):
+        resolve_config("pbt", {**args, "max_epochs": 12}, {"search": "random"}, {})
 
 
 def test_checkpoints_only_where_pbt_needs_them():

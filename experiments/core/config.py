@@ -51,6 +51,8 @@ class ExperimentConfig:
     reduction_factor: float = 3.0
     brackets: int = 1
     perturbation_interval: int = 1  # PBT: epochs between perturbations
+    burn_in_period: int = 0  # PBT: epochs before a member's first perturbation
+    synch: bool = False  # PBT: perturb when every member has reached the interval (Ray's synchronous PBT)
     n_initial_points: int = 15  # HyperOpt: random trials before TPE (the W&B write-up: 15 of 60)
     max_concurrent_search: int = 4  # HyperOpt / Dragonfly: proposals outstanding at once
     quasirandom_sampler: str = "sobol"  # quasirandom: "sobol" or "halton" (scrambled, seeded)
@@ -90,7 +92,7 @@ class ExperimentConfig:
 _RUNNER_KEYS = {f.name for f in fields(ExperimentConfig)} - {"strategy", "config_file", "model_options"}
 _FIELD_TYPES = {
     "num_samples": int, "max_epochs": int, "max_concurrent_trials": int, "grace_period": int,
-    "brackets": int, "perturbation_interval": int, "n_initial_points": int, "max_concurrent_search": int,
+    "brackets": int, "perturbation_interval": int, "burn_in_period": int, "synch": bool, "n_initial_points": int, "max_concurrent_search": int,
     "max_grid_size": int, "force": bool, "checkpoint_frequency": int, "seed": int, "max_failures": int,
     "cpus_per_trial": float, "gpus_per_trial": float, "reduction_factor": float, "smoke_test": bool,
     "time_budget_s": float, "reuse_actors": bool, "verbose": bool,
@@ -170,6 +172,11 @@ def build_parser(strategy: str, description: str, prog: str | None = None,
         add("--force", action="store_true", help="run a grid larger than max_grid_size")
     add("--num-samples", type=int, help="number of trials (grid: repeats of the full grid)")
     add("--max-epochs", type=int, help="epochs (training iterations) per trial at most")
+    if strategy == "pbt":
+        add("--perturbation-interval", type=int, help="epochs between a member's perturbations")
+        add("--burn-in-period", type=int, help="epochs before a member's first perturbation")
+        add("--synch", action=argparse.BooleanOptionalAction,
+            help="perturb only once every member has reached the interval (compare at one epoch)")
     if strategy in ("asha", "ahb"):
         add("--grace-period", type=int, help="epochs before the first stopping decision")
         add("--reduction-factor", type=float, help="1 / the share of trials promoted at each rung")
@@ -316,7 +323,7 @@ def validate(config: ExperimentConfig) -> None:
                 "max_concurrent_search", "max_grid_size"):
         if getattr(config, key) < 1:
             raise ConfigError(f"{key.replace('_', '-')} must be a positive integer, got {getattr(config, key)}")
-    for key in ("max_concurrent_trials", "checkpoint_frequency", "max_failures", "time_budget_s"):
+    for key in ("max_concurrent_trials", "checkpoint_frequency", "max_failures", "time_budget_s", "burn_in_period"):
         if getattr(config, key) < 0:
             raise ConfigError(f"{key.replace('_', '-')} must be 0 or more, got {getattr(config, key)}")
     if config.cpus_per_trial <= 0:
@@ -327,6 +334,12 @@ def validate(config: ExperimentConfig) -> None:
         raise ConfigError(f"gpus-per-trial above 1 must be a whole number, got {config.gpus_per_trial}")
     if config.reduction_factor <= 1:
         raise ConfigError(f"reduction_factor must be above 1, got {config.reduction_factor}")
+    first_perturbation = max(config.burn_in_period, config.perturbation_interval)
+    if config.strategy == "pbt" and first_perturbation >= config.max_epochs:
+        raise ConfigError(
+            f"PBT would never perturb: its first perturbation comes at epoch {first_perturbation} "
+            f"(max of burn-in-period {config.burn_in_period} and perturbation-interval "
+            f"{config.perturbation_interval}), not before max-epochs {config.max_epochs}")
     if config.strategy in ("asha", "ahb") and config.grace_period > config.max_epochs:
         raise ConfigError(
             f"grace_period ({config.grace_period}) must not exceed max-epochs ({config.max_epochs})"

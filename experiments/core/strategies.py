@@ -34,7 +34,8 @@ STRATEGIES: dict[str, Strategy] = {
                      {"num_samples": 4, "max_epochs": 3, "grace_period": 1, "reduction_factor": 2}),
     "ahb": Strategy("ahb", _BO_AND_RANDOM,
                     {"num_samples": 6, "max_epochs": 4, "grace_period": 1, "reduction_factor": 2, "brackets": 2}),
-    "pbt": Strategy("pbt", ("random",), {"num_samples": 4, "max_epochs": 4, "perturbation_interval": 1}),
+    "pbt": Strategy("pbt", ("random",), {"num_samples": 4, "max_epochs": 4, "perturbation_interval": 1,
+                                          "burn_in_period": 0}),
 }
 
 
@@ -108,6 +109,8 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
         return PopulationBasedTraining(
             time_attr=config.model_spec.time_attr,  # the result field counting epochs
             perturbation_interval=config.perturbation_interval,
+            burn_in_period=config.burn_in_period,
+            synch=config.synch,
             hyperparam_mutations=mutations,
             custom_explore_fn=explore,
             log_config=True,

@@ -71,7 +71,8 @@ _OWN_KEYS = {"strategy", "config_file", "model_options", "search", "space", "num
              "force"}
 _RUNNER_KEYS = {f.name for f in fields(ExperimentConfig)} - _OWN_KEYS
 SMOKE: dict[str, Any] = {"num_seeds": 4, "top_seeds": 2, "population_per_seed": 2, "max_epochs": 2,
-                         "grace_period": 1, "reduction_factor": 2, "perturbation_interval": 1}
+                         "grace_period": 1, "reduction_factor": 2, "perturbation_interval": 1,
+                         "burn_in_period": 0}
 
 
 @dataclass

@@ -1,0 +1,94 @@
+"""slurm/wait_for_ray.py against a real Ray head started with `ray start --head --block`, as the Slurm
+scripts start it (its temp dir named like ray-common.sh's private dirs), never with `ray stop`."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "slurm"))
+import wait_for_ray  # noqa: E402
+
+JOB = "4242"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def head():
+    """A real Ray head on 127.0.0.1; yields (address, pid of `ray start`, its log)."""
+    private = Path(tempfile.mkdtemp(prefix=f"hpo-ray-{JOB}-nodeA.", dir="/tmp"))  # short: Ray's socket paths
+    log = private / "head.log"
+    port = _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("ray")), "start", "--head", "--node-ip-address=127.0.0.1",
+             f"--port={port}", "--num-cpus=1", "--include-dashboard=false", f"--temp-dir={private / 'r'}",
+             "--disable-usage-stats", "--block"],
+            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        yield f"127.0.0.1:{port}", proc.pid, log
+    finally:
+        family = [proc, *psutil.Process(proc.pid).children(recursive=True)] if proc.poll() is None else []
+        for p in family:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        proc.wait(timeout=30)
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    return subprocess.run([sys.executable, str(REPO / "slurm" / "wait_for_ray.py"), *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.slow
+def test_head_readiness_waits_for_the_heads_raylet_and_nodes_finds_the_jobs_node(head):
+    address, pid, log = head
+    started = time.monotonic()
+    proc = run("head", "--address", address, "--timeout", "90", "--step", f"nodeA:{pid}:{log}")
+    assert proc.returncode == 0, proc.stderr + log.read_text()
+    assert f"Ray head is up at {address}" in proc.stdout
+    # Ready means the head's own node is registered ALIVE, through the one isolated private call.
+    assert wait_for_ray.head_alive(address)
+    [info] = [i for i in wait_for_ray.node_table(address) if i.state == wait_for_ray.ALIVE]
+    assert info.is_head_node and Path(info.temp_dir).parent.name.startswith(f"hpo-ray-{JOB}-nodeA.")
+    assert time.monotonic() - started < 90
+
+    proc = run("nodes", "--address", address, "--timeout", "30", "--job-id", JOB, "--step", f"nodeA:{pid}:{log}")
+    assert proc.returncode == 0, proc.stderr
+    assert "All 1 Ray nodes joined (nodeA; 0 GPUs)" in proc.stdout
+    # A GPU count the node does not have is reported by name at the timeout.
+    proc = run("nodes", "--address", address, "--timeout", "2", "--job-id", JOB, "--gpus-per-node", "1",
+               "--step", f"nodeA:{pid}:{log}")
+    assert proc.returncode == 1 and "node nodeA joined with 0 GPUs, expected 1" in proc.stderr
+
+
+def test_a_head_whose_step_exited_fails_at_once_with_its_log(tmp_path):
+    log = tmp_path / "head.log"
+    log.write_text("ray start: something went wrong\n")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    started = time.monotonic()
+    proc = run("head", "--address", f"127.0.0.1:{_free_port()}", "--timeout", "60", "--step",
+               f"nodeA:{dead.pid}:{log}")
+    assert proc.returncode == 1 and time.monotonic() - started < 30
+    assert "the Ray head on nodeA exited before it was up" in proc.stderr
+    assert "ray start: something went wrong" in proc.stderr
