@@ -70,6 +70,50 @@ hpo_ports() {
     HPO_NODE_MAX_WORKER_PORT=$(( first + block - 1 ))
 }
 
+# Die with one line naming the first of PORTS (fixed ports Ray must bind on this node) that
+# something else holds; a port range MIN-MAX (Ray's worker ports) only needs most ports free, so
+# the ports in use there are logged, and the start refused only when fewer than half are free.
+# Usage: hpo_check_ports ROLE IP MIN MAX PORT...; IP "" checks every address of the node.
+hpo_check_ports() {
+    local role="$1" ip="$2" lo="$3" hi="$4"; shift 4
+    local verdict
+    verdict="$("$HPO_PYTHON" - "$ip" "$lo" "$hi" "$@" <<'EOF'
+import socket, sys
+
+ip, lo, hi, fixed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), [int(p) for p in sys.argv[4:]]
+
+def free(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind((ip, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+taken = [p for p in fixed if not free(p)]
+busy = [p for p in range(lo, hi + 1) if not free(p)]
+if taken:
+    print(f"fixed {taken[0]}")
+elif len(busy) > (hi - lo + 1) // 2:
+    print(f"range {len(busy)}")
+else:
+    print("ok " + " ".join(map(str, busy[:10])) + (" ..." if len(busy) > 10 else ""))
+EOF
+)"
+    local where="${ip:-every address} (${SLURMD_NODENAME:-$(hostname)})"
+    local move="Another job or a stale Ray process holds it; set HPO_RAY_PORT_BASE (now ${HPO_RAY_PORT_BASE:-20000}) to move this job's ports."
+    case "$verdict" in
+        fixed*) hpo_die "$role: port ${verdict#fixed } on $where is already in use, so the Ray $role of job $SLURM_JOB_ID cannot start. $move" ;;
+        range*) hpo_die "$role: ${verdict#range } of the worker ports $lo-$hi on $where are already in use, so the Ray $role of job $SLURM_JOB_ID cannot start. $move" ;;
+        "ok ") ;;
+        ok*) hpo_log "$role: worker ports in use on $where, Ray skips them: ${verdict#ok }" ;;
+        *) hpo_die "$role: could not check this job's ports on $where" ;;
+    esac
+}
+
 # A routable IPv4 address of this node: the source address of the default route.
 hpo_node_ip() {
     "$HPO_PYTHON" - <<'EOF'

@@ -24,13 +24,9 @@ ip="$HPO_RAY_HEAD_IP"
 
 # A port held by someone else (another job, a stale Ray) would otherwise surface as an
 # obscure Ray error or a hang; say which port and how to move this job's ports.
-for port in "$HPO_GCS_PORT" "$HPO_CLIENT_PORT"; do
-    if ! "$HPO_PYTHON" -c 'import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))' "$ip" "$port" 2>/dev/null; then
-        hpo_die "start-head.sh: port $port on $ip (${SLURMD_NODENAME:-$(hostname)}) is already in use, so the Ray head of job $SLURM_JOB_ID cannot start. Another job or a stale Ray process holds it; set HPO_RAY_PORT_BASE (now ${HPO_RAY_PORT_BASE:-20000}) to move this job's ports."
-    fi
-done
+head_ports=("$HPO_GCS_PORT" "$HPO_CLIENT_PORT" "$HPO_HEAD_AGENT_PORT")
+[[ "${HPO_RAY_DASHBOARD:-0}" == 1 ]] && head_ports+=("$HPO_DASHBOARD_PORT")
+hpo_check_ports head "$ip" "$HPO_HEAD_MIN_WORKER_PORT" "$HPO_HEAD_MAX_WORKER_PORT" "${head_ports[@]}"
 
 dashboard=(--include-dashboard=false)
 if [[ "${HPO_RAY_DASHBOARD:-0}" == 1 ]]; then

@@ -109,3 +109,50 @@ def test_slurm_job_with_iface_lo_runs_its_ray_cluster_on_that_address(slurm, tmp
     assert (job.dir / "ray-address").read_text().startswith("127.0.0.1:")
     log = (job.dir / "driver.log").read_text()
     assert len(re.search(r"NODE IDS \[(.*)\]", log).group(1).split(",")) == 2, log  # the worker joined at lo
+
+
+def _held(count: int) -> list:
+    """``count`` listening sockets on 127.0.0.1 at consecutive free ports (the caller closes them)."""
+    import socket
+
+    for _ in range(50):
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        start = probe.getsockname()[1]
+        probe.close()
+        held = []
+        try:
+            for port in range(start, start + count):
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                s.listen()
+                held.append(s)
+            return held
+        except OSError:
+            for s in held:
+                s.close()
+    raise RuntimeError("no run of free ports")
+
+
+def test_port_check_names_a_held_fixed_port_and_tolerates_a_few_held_worker_ports():
+    held = _held(4)
+    first = held[0].getsockname()[1]
+    try:
+        fixed = f"hpo_find_python; hpo_check_ports head 127.0.0.1 {first + 1} {first + 9} {first}; echo went on"
+        proc = bash(fixed, SLURM_JOB_ID="77")
+        assert proc.returncode == 1 and "went on" not in proc.stdout
+        assert proc.stderr.count("\n") == 1
+        assert f"head: port {first} on 127.0.0.1" in proc.stderr and "already in use" in proc.stderr
+        # 3 of 9 worker ports held: Ray skips them; the log names them. Every address ("") is checked too.
+        for ip in ("127.0.0.1", ""):
+            proc = bash(f"hpo_find_python; hpo_check_ports worker '{ip}' {first + 1} {first + 9} {first + 20}; "
+                        "echo went on", SLURM_JOB_ID="77")
+            assert proc.returncode == 0 and "went on" in proc.stdout, proc.stderr
+            assert "worker ports in use" in proc.stdout and f"{first + 1} {first + 2} {first + 3}" in proc.stdout
+        # 3 of 5 held: fewer than half free, refused.
+        proc = bash(f"hpo_find_python; hpo_check_ports worker 127.0.0.1 {first + 1} {first + 5} {first + 20}",
+                    SLURM_JOB_ID="77")
+        assert proc.returncode == 1 and f"3 of the worker ports {first + 1}-{first + 5}" in proc.stderr
+    finally:
+        for s in held:
+            s.close()
