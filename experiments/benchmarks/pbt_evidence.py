@@ -47,6 +47,13 @@ class ExploitOdds:
     synchronous: bool
     right: float  # fraction of exploits whose donor's score beats the recipient's (chance: 0.5)
     exploits: int  # exploits drawn
+    draws: int  # perturbation rounds drawn
+
+    @property
+    def exploited_share(self) -> float:
+        """Exploits per member and perturbation: quantile / population when synchronous; the chance
+        that the member reaching the epoch is in the bottom quantile when asynchronous."""
+        return self.exploits / (self.draws * (self.population if self.synchronous else 1))
 
 
 def quantile_size(population: int, quantile_fraction: float = 0.25) -> int:
@@ -91,7 +98,8 @@ def exploit_odds(curves: np.ndarray, scores: np.ndarray, epoch: int, population:
             a, b = scores[members[donor]], scores[members[recipient]]
             right += 1.0 if a < b else 0.5 if a == b else 0.0
             exploits += 1
-    return ExploitOdds(epoch, population, synchronous, right / exploits if exploits else float("nan"), int(exploits))
+    return ExploitOdds(epoch, population, synchronous, right / exploits if exploits else float("nan"), int(exploits),
+                       draws)
 
 
 def pool_curves(pool: Pool) -> tuple[np.ndarray, np.ndarray]:
@@ -147,11 +155,13 @@ def main(argv: list[str] | None = None) -> int:
           f"({pool.metric}, {pool.mode}, {pool.max_epochs} epochs): the fraction of exploits whose donor "
           f"ends better than its recipient (chance 0.50); asynchronous: the others read up to "
           f"{args.interval} epochs earlier")
+    print("(in brackets: the share of members that exploit at a perturbation)")
     print(f"| population | ranking | {' | '.join(f'epoch {e}' for e in epochs)} |")
     print(f"|---|---|{'---|' * len(epochs)}")
     for p in args.populations:
         for sync in (True, False):
-            cells = [f"{r.right:.2f}" for r in rows if r.population == p and r.synchronous == sync]
+            cells = [f"{r.right:.2f} ({r.exploited_share:.2f})" for r in rows
+                     if r.population == p and r.synchronous == sync]
             print(f"| {p} | {'synchronous' if sync else 'asynchronous'} | {' | '.join(cells)} |")
     return 0
 
