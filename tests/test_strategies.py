@@ -74,7 +74,7 @@ def test_default_configs_compose_their_searcher_and_scheduler(strategy):
                 "pbt": PopulationBasedTraining}[strategy]
     assert type(scheduler) is expected
     if strategy == "pbt":
-        assert config.num_samples == 8 and config.perturbation_interval == 1
+        assert (config.num_samples, config.perturbation_interval, config.burn_in_period, config.synch) == (8, 2, 4, True)
 
 
 def test_pbt_settings_reach_rays_scheduler_and_flags_override_the_yaml(monkeypatch):

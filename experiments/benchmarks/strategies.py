@@ -124,13 +124,15 @@ def main(argv: list[str] | None = None) -> int:
             default = {"model": args.model, "smoke_test": args.smoke_test}
             args.max_epochs = resolve_config("asha", default, {"search": "random"}, STRATEGIES["asha"].smoke).max_epochs
         runs = []
-        for text in strategies:
-            strategy, searcher = parse_strategy(text)
-            for seed in seeds:
+        # Seed by seed, every strategy in turn: a slow stretch of a shared machine then falls on
+        # all strategies alike instead of on one strategy's runs.
+        for seed in seeds:
+            for text in strategies:
+                strategy, searcher = parse_strategy(text)
                 flags = run_args(strategy, searcher, seed, args, storage)
                 # Every run's configuration is checked before the first one starts.
-                resolve_config(strategy, _as_cli_dict(strategy, flags), {"search": STRATEGIES[strategy].searchers[0]},
-                               STRATEGIES[strategy].smoke)
+                resolve_config(strategy, _as_cli_dict(strategy, flags),
+                               {"search": STRATEGIES[strategy].searchers[0]}, STRATEGIES[strategy].smoke)
                 runs.append((strategy, flags))
     except INPUT_ERRORS as err:
         return print_error(err)
