@@ -324,6 +324,10 @@ def test_a_diverged_trial_that_ended_itself_stays_in_the_pool(tmp_path):
     run = simulate(pool, asha(pool), InOrder(pool.trials), workers=1, budget_s=1000)
     assert [(o.key, o.epochs, o.stopped_by_scheduler) for o in run.outcomes()] == [("rs/a", 4, False),
                                                                                   ("rs/z", 2, False)]
+    # Its epoch-1 value (0.3) would be the best top-2 member, but a diverged trial never ranks
+    # (experiments/core/scores.py): not in the curve, not in the pool's ceiling.
+    assert run.keys == [0, 0, 0, 0]
+    assert pool_topk(pool, 1) == 0.2 and pool_topk(pool, 2) is None
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

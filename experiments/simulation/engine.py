@@ -237,7 +237,9 @@ def simulate(pool: Pool, scheduler: TrialScheduler, proposer: Proposer, *, worke
         epoch = trial.epochs_done = trial.epochs_done + 1
         value = values[epoch - 1]
         results += 1
-        if sign * value < best[key]:  # NaN never improves
+        # A recorded trial that ended itself (diverged or collapsed) never ranks (core/scores.py),
+        # whatever epoch its replay reaches: the pool knows its training broke.
+        if not ends and sign * value < best[key]:  # NaN never improves
             best[key] = sign * value
             run.times.append(now)
             run.keys.append(key)

@@ -81,7 +81,7 @@ def as_experiment(label: str, run: SimulatedRun, pool: Pool) -> Experiment:
                 "trial_id": f"{rec.key}@{epochs}", "metric": None if best is None else float(rec.values[best]),
                 test_key: None if best is None or rec.tests is None else float(rec.tests[best]),
                 "last_metric": float(rec.values[epochs - 1]) if epochs else None,
-                "iteration": epochs, "errored": False}
+                "iteration": epochs, "errored": False, "diverged": rec.ends_itself}
         trials.append(record)
     summary = {"name": f"simulated {label} seed {run.seed}", "seed": run.seed, "metric": pool.metric,
                "mode": pool.mode, "model": pool.model, "trials": trials}
@@ -89,10 +89,11 @@ def as_experiment(label: str, run: SimulatedRun, pool: Pool) -> Experiment:
 
 
 def pool_topk(pool: Pool, k: int) -> float | None:
-    """The best any strategy can reach on this pool: the mean of the k best recorded trials' best values."""
+    """The best any strategy can reach on this pool: the mean of the k best recorded trials' best values
+    (trials that ended themselves, diverged or collapsed, never rank)."""
     sign = 1.0 if pool.mode == "min" else -1.0
     best = sorted(sign * float(np.nanmin(sign * t.values)) for t in pool.trials
-                  if np.isfinite(t.values).any())
+                  if np.isfinite(t.values).any() and not t.ends_itself)
     return sign * float(np.mean(best[:k])) if len(best) >= k else None
 
 
