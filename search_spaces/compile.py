@@ -197,6 +197,41 @@ def from_unit_cube(space: SearchSpace, u: Any) -> dict[str, Any]:
 
 # --- PBT --------------------------------------------------------------------------------------
 
+
+def to_unit_cube(space: SearchSpace, config: dict[str, Any]) -> list[float]:
+    """A configuration's point in the unit cube of ``space``: the inverse of ``from_unit_cube``.
+
+    Floats map (log-)linearly; an integer or a choice to the centre of its cell, so that
+    ``from_unit_cube(space, to_unit_cube(space, c)) == c`` for every configuration of the space.
+    Values outside the bounds are clipped to the cube.
+    """
+    point = []
+    for p in space.params:
+        if p.name not in config:
+            raise SpaceError(f"search space '{space.name}': the configuration has no '{p.name}'")
+        value = config[p.name]
+        if p.kind == "float":
+            low, high, v = (math.log(p.low), math.log(p.high), math.log(value)) if p.log else (p.low, p.high, value)
+            x = (v - low) / (high - low) if high > low else 0.5
+        elif p.kind == "int":
+            low, high, v = int(p.low), int(p.high), int(round(value))
+            if p.log:
+                span = math.log(high + 1) - math.log(low)
+                x = (0.5 * (math.log(v) + math.log(v + 1)) - math.log(low)) / span
+            else:
+                x = (v - low + 0.5) / (high - low + 1)
+        else:
+            values = list(p.values)
+            if value in values:
+                index = values.index(value)
+            elif all(isinstance(c, (int, float)) for c in values) and isinstance(value, (int, float)):
+                index = min(range(len(values)), key=lambda j: abs(values[j] - value))
+            else:
+                raise SpaceError(f"search space '{space.name}': value {value!r} of '{p.name}' is not one of {values}")
+            x = (index + 0.5) / len(values)
+        point.append(min(max(x, 0.0), 1.0))
+    return point
+
 def to_pbt_mutations(
     space: SearchSpace,
     *,

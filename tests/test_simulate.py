@@ -35,10 +35,9 @@ from experiments.simulation.strategies import (
     build_scheduler,
     parse_strategy,
     strategy_config,
-    to_unit_cube,
 )
 from search_spaces import load_space
-from search_spaces.compile import from_unit_cube
+from search_spaces.compile import from_unit_cube, to_unit_cube
 
 REPO = Path(__file__).resolve().parents[1]
 START = 1_000_000.0  # the constructed experiments' start time (Unix seconds)

@@ -42,6 +42,8 @@ import numpy as np
 from experiments.simulation.errors import SimulationError
 from experiments.simulation.pool import Pool, RecordedTrial
 from search_spaces import SearchSpace
+from search_spaces.compile import to_unit_cube
+from search_spaces.spec import SpaceError
 
 SEARCHERS = ("random", "quasirandom", "hyperopt", "dragonfly")
 SCHEDULERS = {"fifo": "random", "asha": "asha", "ahb": "ahb"}  # scheduler -> the run script that runs it
@@ -134,39 +136,12 @@ def build_scheduler(config: Any, space: SearchSpace, fast: bool = True) -> Any:
 
 # --- searchers over the pool ----------------------------------------------------------------
 
-def to_unit_cube(space: SearchSpace, config: dict[str, Any]) -> np.ndarray:
-    """A configuration's point in the unit cube of ``space``: the inverse of ``from_unit_cube``.
-
-    Floats map (log-)linearly; an integer or a choice to the centre of its cell, so that
-    ``from_unit_cube(space, to_unit_cube(space, c)) == c`` for every configuration of the space.
-    Values outside the bounds are clipped to the cube.
-    """
-    point = np.empty(len(space.params))
-    for i, p in enumerate(space.params):
-        if p.name not in config:
-            raise SimulationError(f"a recorded configuration has no '{p.name}' (space '{space.name}')")
-        value = config[p.name]
-        if p.kind == "float":
-            low, high, v = (math.log(p.low), math.log(p.high), math.log(value)) if p.log else (p.low, p.high, value)
-            x = (v - low) / (high - low) if high > low else 0.5
-        elif p.kind == "int":
-            low, high, v = int(p.low), int(p.high), int(round(value))
-            if p.log:
-                span = math.log(high + 1) - math.log(low)
-                x = (0.5 * (math.log(v) + math.log(v + 1)) - math.log(low)) / span
-            else:
-                x = (v - low + 0.5) / (high - low + 1)
-        else:
-            values = list(p.values)
-            if value in values:
-                index = values.index(value)
-            elif all(isinstance(c, (int, float)) for c in values) and isinstance(value, (int, float)):
-                index = int(np.argmin([abs(c - value) for c in values]))
-            else:
-                raise SimulationError(f"recorded value {value!r} of '{p.name}' is not one of {values}")
-            x = (index + 0.5) / len(values)
-        point[i] = min(max(x, 0.0), 1.0)
-    return point
+def _cube(space: SearchSpace, config: dict[str, Any]) -> np.ndarray:
+    """``to_unit_cube`` with its errors as the simulator's (a recorded config the space does not fit)."""
+    try:
+        return np.asarray(to_unit_cube(space, config))
+    except SpaceError as err:
+        raise SimulationError(f"a recorded configuration does not fit: {err}") from None
 
 
 class PoolShuffle:
@@ -202,7 +177,7 @@ class NearestRecorded:
         self.searcher = searcher
         self.space = space
         self.trials = pool.trials
-        self.points = np.vstack([to_unit_cube(space, t.config) for t in pool.trials])
+        self.points = np.vstack([_cube(space, t.config) for t in pool.trials])
         self.unused = np.ones(len(self.trials), dtype=bool)
         self.passes = 1
         self.finished = False
@@ -221,7 +196,7 @@ class NearestRecorded:
         if not self.unused.any():
             self.unused[:] = True
             self.passes += 1
-        distance = ((self.points - to_unit_cube(self.space, config)) ** 2).sum(axis=1)
+        distance = ((self.points - _cube(self.space, config)) ** 2).sum(axis=1)
         distance[~self.unused] = np.inf
         index = int(np.argmin(distance))
         self.unused[index] = False
