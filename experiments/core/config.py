@@ -92,7 +92,8 @@ class ExperimentConfig:
 _RUNNER_KEYS = {f.name for f in fields(ExperimentConfig)} - {"strategy", "config_file", "model_options"}
 _FIELD_TYPES = {
     "num_samples": int, "max_epochs": int, "max_concurrent_trials": int, "grace_period": int,
-    "brackets": int, "perturbation_interval": int, "burn_in_period": int, "synch": bool, "n_initial_points": int, "max_concurrent_search": int,
+    "brackets": int, "perturbation_interval": int, "burn_in_period": int, "synch": bool, "n_initial_points": int,
+    "max_concurrent_search": int,
     "max_grid_size": int, "force": bool, "checkpoint_frequency": int, "seed": int, "max_failures": int,
     "cpus_per_trial": float, "gpus_per_trial": float, "reduction_factor": float, "smoke_test": bool,
     "time_budget_s": float, "reuse_actors": bool, "verbose": bool,
