@@ -95,6 +95,7 @@ def test_pbt_settings_reach_rays_scheduler_and_flags_override_the_yaml(monkeypat
     assert (seen["perturbation_interval"], seen["burn_in_period"], seen["synch"]) == (3, 5, False)
     parsed = vars(build_parser("pbt", "").parse_args(["--no-synch", "--burn-in-period", "5"]))
     assert parsed == {"synch": False, "burn_in_period": 5}
+    assert vars(build_parser("ahb", "").parse_args(["--brackets", "2"])) == {"brackets": 2}
 
 
 @pytest.mark.parametrize(("args", "epoch"), [({"burn_in_period": 12}, 12), ({"perturbation_interval": 14}, 14)])

@@ -181,6 +181,8 @@ def build_parser(strategy: str, description: str, prog: str | None = None,
     if strategy in ("asha", "ahb"):
         add("--grace-period", type=int, help="epochs before the first stopping decision")
         add("--reduction-factor", type=float, help="1 / the share of trials promoted at each rung")
+    if strategy == "ahb":
+        add("--brackets", type=int, help="async HyperBand brackets (1 is ASHA)")
     add("--cpus-per-trial", type=float, help="CPUs reserved per trial (also torch threads)")
     add("--gpus-per-trial", type=float, help="GPUs per trial; 0.25 packs four trials per GPU")
     add("--max-concurrent-trials", type=int, help="cap on trials running at once (0: no cap)")
