@@ -44,3 +44,19 @@ class FailOnceInAllCGCNN(CGCNNTrainable):
             marker.touch()
             raise RuntimeError(f"injected crash at epoch {FAIL_AT_EPOCH}")
         return super().step()
+
+
+HANG_AT_EPOCH = 2
+
+
+class HangOnceCGCNN(CGCNNTrainable):
+    """The first trial to reach epoch HANG_AT_EPOCH hangs there (as on a deadlocked data loader), once."""
+
+    def step(self):
+        import time
+
+        marker = Path(self.options["cache_dir"]) / "hung-once"
+        if self.epoch + 1 == HANG_AT_EPOCH and not marker.exists():
+            marker.write_text(self.trial_id)
+            time.sleep(600)
+        return super().step()

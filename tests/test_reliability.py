@@ -31,6 +31,8 @@ def faulty_models(monkeypatch, tmp_path):
                         replace(MODELS["cgcnn"], name="cgcnn_fail_once", trainable="faulty_trainables:FailOnceCGCNN"))
     monkeypatch.setitem(MODELS, "cgcnn_poisoned",
                         replace(MODELS["cgcnn"], name="cgcnn_poisoned", trainable="faulty_trainables:PoisonedCGCNN"))
+    monkeypatch.setitem(MODELS, "cgcnn_hang_once",
+                        replace(MODELS["cgcnn"], name="cgcnn_hang_once", trainable="faulty_trainables:HangOnceCGCNN"))
 
 
 def summary_of(path: Path) -> dict:
@@ -81,6 +83,26 @@ def test_diverged_trials_end_themselves_and_the_experiment_goes_on(faulty_models
     assert all(t["config"]["lr"] == 0.05 and t["iteration"] == 2 for t in diverged)
     assert all(t["iteration"] == 4 for t in healthy)
     assert summary["best"]["config"]["lr"] == 0.001
+
+
+def test_a_hung_trial_is_ended_by_the_trial_timeout_and_the_experiment_goes_on(faulty_models, tmp_path, capsys):
+    started = time.monotonic()
+    code = main("random", "test", ["--model", "cgcnn_hang_once", "--smoke-test", "--num-samples", "3",
+                                   "--max-epochs", "3", "--trial-timeout-s", "15", "--storage-path", str(tmp_path),
+                                   "--name", "hang"])
+    captured = capsys.readouterr()
+    assert time.monotonic() - started < 300  # the hung step sleeps 600 s
+    summary = summary_of(tmp_path / "hang")
+    hung_id = (tmp_path / "cache" / "hung-once").read_text()
+    [hung] = [t for t in summary["trials"] if t["trial_id"] == hung_id]
+    assert hung["errored"] and hung["timed_out"] and hung["iteration"] == 1
+    assert hung["error"] == "reported nothing for 15 s: ended by the trial timeout"
+    assert summary["num_timed_out"] == 1 and summary["num_errored"] == 1
+    # Fail-fast did not stop for it: the other trials ran their planned epochs.
+    others = [t for t in summary["trials"] if t["trial_id"] != hung_id]
+    assert len(others) == 2 and all(t["iteration"] == 3 and not t["errored"] for t in others)
+    assert f"Trial {hung_id} reported nothing for 15 s (trial timeout)" in captured.out
+    assert code == 1 and "ended by the trial timeout" in captured.err.strip().splitlines()[-1]
 
 
 def _run_script(args: list[str], env: dict) -> subprocess.Popen:

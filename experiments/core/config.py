@@ -62,6 +62,7 @@ class ExperimentConfig:
     reuse_actors: bool = True  # run later trials in finished trials' actors (reset_config: no re-setup)
     max_failures: int = 0  # restarts of a crashed trial (from its last checkpoint) before it counts as errored
     time_budget_s: float = 0.0  # wall-clock budget of the whole experiment (Tune stops it there); 0: none
+    trial_timeout_s: float = 0.0  # end a trial that reports nothing for this long as errored; 0: never
     wandb_project: str | None = None  # log to W&B too; the API key comes only from WANDB_API_KEY / `wandb login`
     storage_path: str = "./results"
     name: str | None = None
@@ -96,7 +97,7 @@ _FIELD_TYPES = {
     "max_concurrent_search": int,
     "max_grid_size": int, "force": bool, "checkpoint_frequency": int, "seed": int, "max_failures": int,
     "cpus_per_trial": float, "gpus_per_trial": float, "reduction_factor": float, "smoke_test": bool,
-    "time_budget_s": float, "reuse_actors": bool, "verbose": bool,
+    "time_budget_s": float, "trial_timeout_s": float, "reuse_actors": bool, "verbose": bool,
 }
 
 
@@ -194,6 +195,8 @@ def build_parser(strategy: str, description: str, prog: str | None = None,
     add("--verbose", action="store_true", help="Ray's full per-trial tables instead of one progress line and events")
     add("--max-failures", type=int, help="restarts of a crashed trial before it counts as errored")
     add("--time-budget-s", type=float, help="wall-clock budget of the experiment in seconds (0: none)")
+    add("--trial-timeout-s", type=float,
+        help="end a trial that reports nothing for this many seconds (hung) as errored and go on (0: never)")
     add("--wandb", dest="wandb_project", metavar="PROJECT",
         help="also log to this W&B project (API key from WANDB_API_KEY or `wandb login`; "
              "WANDB_MODE=offline needs none)")
@@ -326,7 +329,8 @@ def validate(config: ExperimentConfig) -> None:
                 "max_concurrent_search", "max_grid_size"):
         if getattr(config, key) < 1:
             raise ConfigError(f"{key.replace('_', '-')} must be a positive integer, got {getattr(config, key)}")
-    for key in ("max_concurrent_trials", "checkpoint_frequency", "max_failures", "time_budget_s", "burn_in_period"):
+    for key in ("max_concurrent_trials", "checkpoint_frequency", "max_failures", "time_budget_s", "burn_in_period",
+                "trial_timeout_s"):
         if getattr(config, key) < 0:
             raise ConfigError(f"{key.replace('_', '-')} must be 0 or more, got {getattr(config, key)}")
     if config.cpus_per_trial <= 0:

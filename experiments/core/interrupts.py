@@ -12,6 +12,10 @@ Everything else that should end an experiment is routed to that same path:
   TERMINATED and the searcher finished, so ``--resume --resume-errored`` would retry only the
   errored trial and never run the rest. :class:`TrialErrorPolicy` instead stops the experiment
   like a Ctrl-C when a trial errors for good, so the advised resume completes it as planned.
+- hung trials (a deadlocked data loader or collective, a stuck file system): with
+  ``trial_timeout_s`` set, :class:`TrialTimeout` ends a trial that has reported nothing for that
+  long by killing its actor, so Tune records it as errored (retried from its checkpoint while
+  ``max_failures`` allows) and the experiment goes on; fail-fast does not stop for it.
 - casualties of the stop: ``scancel`` and preemption send SIGTERM to every process of the job,
   Ray's too, so trials whose actors die before Tune leaves its loop are recorded as errored.
   :class:`TrialErrorPolicy` remembers which trials errored after a stop was requested
@@ -38,6 +42,7 @@ FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 _stop_requested_at: float | None = None
 _errored_while_stopping: set[str] = set()
+_timed_out: dict[str, float] = {}  # trial id -> the timeout that ended it
 
 
 def stop_requested() -> bool:
@@ -74,6 +79,7 @@ def graceful_stop_signals() -> Iterator[None]:
     global _stop_requested_at
     _stop_requested_at = None
     _errored_while_stopping.clear()
+    _timed_out.clear()
     previous = {sig: signal.signal(sig, _forward) for sig in FORWARDED_SIGNALS}
     try:
         yield
@@ -97,18 +103,84 @@ class TrialErrorPolicy(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if stop_requested():
             _errored_while_stopping.add(trial.trial_id)
+        elif trial.trial_id in _timed_out:
+            print(f"Trial {trial.trial_id} ended as errored after its timeout; the experiment goes on", flush=True)
         elif self.fail_fast:
             print(f"Trial {trial.trial_id} failed: stopping the experiment (fail-fast); "
                   "the other trials are saved unfinished", flush=True)
             request_stop()
 
 
+def kill_trial_actor(trial: Any) -> bool:
+    """Kill the Ray actor that runs ``trial``; False when it has none (not started, or already gone).
+
+    The one private Ray Tune access of the runner: Tune has no public call to end one running
+    trial from outside it, and ``Trial.temporary_state.ray_actor`` is where Tune 2.60 keeps the
+    actor handle (tests/test_reliability.py checks it on a real Ray). ``ray.kill`` itself is public;
+    Tune then sees the actor die, as on a node failure, and handles the trial as failed.
+    """
+    import ray
+
+    actor = getattr(getattr(trial, "temporary_state", None), "ray_actor", None)
+    if actor is None:
+        return False
+    ray.kill(actor, no_restart=True)
+    return True
+
+
+class TrialTimeout(Callback):
+    """Ends a trial that has reported no result for ``timeout_s`` seconds while RUNNING.
+
+    The clock of a trial starts when the controller first sees it RUNNING (again after a pause)
+    and restarts at each of its results, so the timeout must cover a trial's start (the actor's
+    start-up and ``setup``) and its slowest epoch. Checked at each step of Tune's loop.
+    """
+
+    def __init__(self, timeout_s: float):
+        self.timeout_s = float(timeout_s)
+        self._since: dict[str, float] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Saved with the Tuner (tuner.pkl): a resumed driver starts every clock afresh.
+        return {"timeout_s": self.timeout_s, "_since": {}}
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        from ray.tune.experiment import Trial
+
+        now = time.monotonic()
+        for trial in trials:
+            if trial.status != Trial.RUNNING:
+                self._since.pop(trial.trial_id, None)
+                continue
+            started = self._since.setdefault(trial.trial_id, now)
+            if now - started > self.timeout_s and trial.trial_id not in _timed_out and not stop_requested():
+                _timed_out[trial.trial_id] = self.timeout_s
+                print(f"Trial {trial.trial_id} reported nothing for {self.timeout_s:g} s (trial timeout): "
+                      "ending it as errored", flush=True)
+                kill_trial_actor(trial)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self._since[trial.trial_id] = time.monotonic()
+        _timed_out.pop(trial.trial_id, None)  # a retry that reports again is alive
+
+
+def timed_out_trials() -> dict[str, float]:
+    """Trial id -> timeout (s), for trials :class:`TrialTimeout` ended in this process's last Tuner run."""
+    return dict(_timed_out)
+
+
 def mark_interrupted_trials(summary: dict[str, Any]) -> None:
-    """In ``summary``, count trials that errored while the experiment stopped as unfinished, not errored.
+    """In ``summary``, mark the trials the trial timeout ended (``timed_out``, ``num_timed_out``), and
+    count trials that errored while the experiment stopped as unfinished, not errored.
 
     Their resume retries them (``--resume-errored`` is added to the resume command): they did not fail,
     the stop signal ended their actors.
     """
+    for trial in summary["trials"]:
+        if trial["errored"] and trial["trial_id"] in _timed_out:
+            trial["timed_out"] = True
+            trial["error"] = f"reported nothing for {_timed_out[trial['trial_id']]:g} s: ended by the trial timeout"
+    summary["num_timed_out"] = sum(1 for t in summary["trials"] if t.get("timed_out"))
     ids = errored_while_stopping()
     hit = [t for t in summary["trials"] if t["errored"] and t["trial_id"] in ids]
     for trial in hit:

@@ -201,6 +201,7 @@ def _new_tuner(config: ExperimentConfig, trainable: Any, name: str, storage: Pat
             # (interrupts.TrialErrorPolicy), not Tune's fail_fast, which ends trials a resume cannot finish.
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
             callbacks=[*build_callbacks(config), interrupts.TrialErrorPolicy(fail_fast=config.max_failures == 0),
+                       *([interrupts.TrialTimeout(config.trial_timeout_s)] if config.trial_timeout_s else []),
                        *extra_callbacks, *_console(config, storage / name, param_space)],
             verbose=1 if config.verbose else 0,  # 0: the console below speaks instead of Ray's tables
         ),
