@@ -191,6 +191,13 @@ hpo_node_resources() {
     fi
 }
 
+# Write this node's GPU count (from its own Slurm step) to $HPO_JOB_DIR/gpus-<node>, where
+# wait_for_ray.py nodes --gpus-dir reads what each node should join with.
+hpo_record_gpus() {
+    [[ -n "${HPO_JOB_DIR:-}" && -d "$HPO_JOB_DIR" ]] || return 0
+    echo "$HPO_NUM_GPUS" >"$HPO_JOB_DIR/gpus-${SLURMD_NODENAME:-$(hostname -s)}"
+}
+
 # A fresh private folder of this job on this node (mktemp -d: a new name nobody could have
 # created before, mode 0700), which holds Ray's temp dir ($dir/r). Ray makes its own temp dir
 # and sockets/ mode 777, so only this private parent keeps other users of a shared node out of

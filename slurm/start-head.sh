@@ -16,6 +16,7 @@ hpo_require_job
 hpo_find_python
 hpo_ports
 hpo_node_resources
+hpo_record_gpus  # this node's own GPU count, for the readiness check (Slurm may spread --gpus unevenly)
 [[ "${RAY_AUTH_MODE:-}" == token && -s "${RAY_AUTH_TOKEN_PATH:-}" ]] \
     || hpo_die "start-head.sh: token authentication is not set up (RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH=<0600 token file> are required)"
 

@@ -2,12 +2,14 @@
 
     python slurm/wait_for_ray.py head  --address IP:PORT --timeout S --step NODE:PID:LOG
     python slurm/wait_for_ray.py nodes --address IP:PORT --timeout S --job-id ID \
-        [--gpus-per-node G] --step NODE:PID:LOG [--step ...]
+        [--gpus-per-node G] [--gpus-dir DIR] --step NODE:PID:LOG [--step ...]
 
 Each ``--step`` names a Slurm node, the pid of the srun step that starts Ray there, and that
 step's log. ``head`` returns once the head's GCS answers an authenticated request and lists the
 head's own Ray node (its raylet) ALIVE, so workers that join next find a complete head; ``nodes``
-once every named node has a live Ray node (with its GPUs). Both fail fast, naming what is
+once every named node has a live Ray node with its GPUs: the count its own Slurm step was
+given, which the step writes to ``DIR/gpus-<node>`` (``--gpus-dir``; Slurm may spread ``--gpus=N``
+unevenly over the nodes), else ``--gpus-per-node``. Both fail fast, naming what is
 missing, when the srun step that should bring it up has exited, and fail at the timeout
 otherwise. Exit status 0 when ready, 1 otherwise; messages go to stderr.
 """
@@ -128,6 +130,16 @@ def _joined(address: str, job_id: str) -> dict[str, float]:
     return joined
 
 
+def expected_gpus(node: str, args: argparse.Namespace) -> float:
+    """GPUs node ``node`` should join with: what its Slurm step recorded, else ``--gpus-per-node``."""
+    if args.gpus_dir is not None:
+        try:
+            return float((args.gpus_dir / f"gpus-{node}").read_text().strip())
+        except (OSError, ValueError):
+            pass
+    return args.gpus_per_node
+
+
 def wait_nodes(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     joined: dict[str, float] = {}
@@ -138,9 +150,9 @@ def wait_nodes(args: argparse.Namespace) -> int:
             if node not in joined:
                 why = "its srun step exited" if not _alive(pid) else "it has not joined yet"
                 parts.append(f"node {node} did not come up ({why}); last lines of {log}:\n{_tail(log)}")
-            elif joined[node] < args.gpus_per_node:
+            elif joined[node] < expected_gpus(node, args):
                 parts.append(f"node {node} joined with {joined[node]:g} GPUs, "
-                             f"expected {args.gpus_per_node:g}")
+                             f"expected {expected_gpus(node, args):g}")
         return "\n".join(parts)
 
     while True:
@@ -148,7 +160,7 @@ def wait_nodes(args: argparse.Namespace) -> int:
             joined = _joined(args.address, args.job_id)
         except Exception as e:  # the GCS went away: the head's step check below says why
             print(f"(could not list Ray nodes: {e})", file=sys.stderr)
-        if all(node in joined and joined[node] >= args.gpus_per_node for node, _, _ in args.step):
+        if all(node in joined and joined[node] >= expected_gpus(node, args) for node, _, _ in args.step):
             gpus = sum(joined[node] for node, _, _ in args.step)
             print(f"All {len(args.step)} Ray nodes joined ({', '.join(n for n, _, _ in args.step)}; "
                   f"{gpus:g} GPUs)", flush=True)
@@ -180,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     nodes = sub.choices["nodes"]
     nodes.add_argument("--job-id", required=True)
     nodes.add_argument("--gpus-per-node", type=float, default=0)
+    nodes.add_argument("--gpus-dir", type=Path, default=None,
+                       help="folder where each node's step wrote gpus-<node> (its own GPU count)")
     args = parser.parse_args(argv)
     if args.what == "head" and len(args.step) != 1:
         parser.error("head takes exactly one --step")

@@ -79,6 +79,18 @@ def test_head_readiness_waits_for_the_heads_raylet_and_nodes_finds_the_jobs_node
     proc = run("nodes", "--address", address, "--timeout", "2", "--job-id", JOB, "--gpus-per-node", "1",
                "--step", f"nodeA:{pid}:{log}")
     assert proc.returncode == 1 and "node nodeA joined with 0 GPUs, expected 1" in proc.stderr
+    # Each node is held to the GPU count its own Slurm step recorded (uneven --gpus spreads), which
+    # wins over the batch node's --gpus-per-node either way.
+    gpus = log.parent / "gpus"
+    gpus.mkdir(exist_ok=True)
+    (gpus / "gpus-nodeA").write_text("0\n")
+    proc = run("nodes", "--address", address, "--timeout", "10", "--job-id", JOB, "--gpus-per-node", "4",
+               "--gpus-dir", str(gpus), "--step", f"nodeA:{pid}:{log}")
+    assert proc.returncode == 0, proc.stderr
+    (gpus / "gpus-nodeA").write_text("2\n")
+    proc = run("nodes", "--address", address, "--timeout", "2", "--job-id", JOB, "--gpus-dir", str(gpus),
+               "--step", f"nodeA:{pid}:{log}")
+    assert proc.returncode == 1 and "node nodeA joined with 0 GPUs, expected 2" in proc.stderr
 
 
 def test_a_head_whose_step_exited_fails_at_once_with_its_log(tmp_path):
