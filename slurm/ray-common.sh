@@ -57,7 +57,8 @@ hpo_find_python() {
 hpo_ports() {
     local base="${HPO_RAY_PORT_BASE:-20000}" block="${HPO_RAY_PORT_BLOCK:-500}" slots="${HPO_RAY_PORT_SLOTS:-25}"
     (( block >= 60 )) || hpo_die "HPO_RAY_PORT_BLOCK must be at least 60 (got $block)"
-    local first=$(( base + (SLURM_JOB_ID % slots) * block ))
+    local slot="${HPO_RAY_PORT_SLOT:-$(( SLURM_JOB_ID % slots ))}"
+    local first=$(( base + slot * block ))
     local half=$(( (block - 10) / 2 ))
     HPO_GCS_PORT=$first
     HPO_CLIENT_PORT=$(( first + 1 ))
@@ -70,14 +71,12 @@ hpo_ports() {
     HPO_NODE_MAX_WORKER_PORT=$(( first + block - 1 ))
 }
 
-# Die with one line naming the first of PORTS (fixed ports Ray must bind on this node) that
-# something else holds; a port range MIN-MAX (Ray's worker ports) only needs most ports free, so
-# the ports in use there are logged, and the start refused only when fewer than half are free.
-# Usage: hpo_check_ports ROLE IP MIN MAX PORT...; IP "" checks every address of the node.
-hpo_check_ports() {
-    local role="$1" ip="$2" lo="$3" hi="$4"; shift 4
-    local verdict
-    verdict="$("$HPO_PYTHON" - "$ip" "$lo" "$hi" "$@" <<'EOF'
+# Whether this node can bind PORTS (fixed ports Ray must bind) and most of the port range
+# MIN-MAX (Ray's worker ports): prints "fixed P" (P is taken), "range N" (N of the range are
+# taken: more than half), or "ok" and the taken ports of the range (Ray skips those).
+# Usage: hpo_port_verdict IP MIN MAX PORT...; IP "" checks every address of the node.
+hpo_port_verdict() {
+    "$HPO_PYTHON" - "$@" <<'EOF'
 import socket, sys
 
 ip, lo, hi, fixed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), [int(p) for p in sys.argv[4:]]
@@ -102,16 +101,72 @@ elif len(busy) > (hi - lo + 1) // 2:
 else:
     print("ok " + " ".join(map(str, busy[:10])) + (" ..." if len(busy) > 10 else ""))
 EOF
-)"
-    local where="${ip:-every address} (${SLURMD_NODENAME:-$(hostname)})"
+}
+
+# The fixed ports and worker-port range ROLE (head or worker) binds, from hpo_ports: sets
+# HPO_ROLE_PORTS (array) and HPO_ROLE_RANGE ("MIN MAX").
+hpo_role_ports() {
+    if [[ "$1" == head ]]; then
+        HPO_ROLE_PORTS=("$HPO_GCS_PORT" "$HPO_CLIENT_PORT" "$HPO_HEAD_AGENT_PORT")
+        [[ "${HPO_RAY_DASHBOARD:-0}" == 1 ]] && HPO_ROLE_PORTS+=("$HPO_DASHBOARD_PORT")
+        HPO_ROLE_RANGE="$HPO_HEAD_MIN_WORKER_PORT $HPO_HEAD_MAX_WORKER_PORT"
+    else
+        HPO_ROLE_PORTS=("$HPO_WORKER_AGENT_PORT")
+        HPO_ROLE_RANGE="$HPO_NODE_MIN_WORKER_PORT $HPO_NODE_MAX_WORKER_PORT"
+    fi
+}
+
+hpo_port_failure() {  # ROLE IP VERDICT: the one line that says which port is taken and what to do
+    local role="$1" where="${2:-every address} (${SLURMD_NODENAME:-$(hostname)})" verdict="$3" lo hi
+    read -r lo hi <<<"$HPO_ROLE_RANGE"
     local move="Another job or a stale Ray process holds it; set HPO_RAY_PORT_BASE (now ${HPO_RAY_PORT_BASE:-20000}) to move this job's ports."
     case "$verdict" in
-        fixed*) hpo_die "$role: port ${verdict#fixed } on $where is already in use, so the Ray $role of job $SLURM_JOB_ID cannot start. $move" ;;
-        range*) hpo_die "$role: ${verdict#range } of the worker ports $lo-$hi on $where are already in use, so the Ray $role of job $SLURM_JOB_ID cannot start. $move" ;;
-        "ok ") ;;
-        ok*) hpo_log "$role: worker ports in use on $where, Ray skips them: ${verdict#ok }" ;;
-        *) hpo_die "$role: could not check this job's ports on $where" ;;
+        fixed*) echo "$role: port ${verdict#fixed } on $where is already in use, so the Ray $role of job $SLURM_JOB_ID cannot start. $move" ;;
+        range*) echo "$role: ${verdict#range } of the worker ports $lo-$hi on $where are already in use, so the Ray $role of job $SLURM_JOB_ID cannot start. $move" ;;
+        *) echo "$role: could not check this job's ports on $where" ;;
     esac
+}
+
+# Die with one line naming the first fixed port of ROLE (on IP) that something else holds, or
+# a worker-port range with fewer than half free; log the worker ports Ray will skip.
+# Usage: hpo_check_ports ROLE IP (after hpo_ports).
+hpo_check_ports() {
+    local role="$1" ip="$2" verdict lo hi
+    hpo_role_ports "$role"
+    read -r lo hi <<<"$HPO_ROLE_RANGE"
+    verdict="$(hpo_port_verdict "$ip" "$lo" "$hi" "${HPO_ROLE_PORTS[@]}")"
+    case "$verdict" in
+        "ok ") ;;
+        ok*) hpo_log "$role: worker ports in use on ${ip:-every address} (${SLURMD_NODENAME:-$(hostname)}), Ray skips them: ${verdict#ok }" ;;
+        *) hpo_die "$(hpo_port_failure "$role" "$ip" "$verdict")" ;;
+    esac
+}
+
+# Pick this job's port block for ROLE on this node: the job's own block (job id mod slots), or
+# the next one whose ports are free when another job holds it (two jobs on a node share a block
+# by job id with probability 1/slots). Exports HPO_RAY_PORT_SLOT (the srun steps inherit it)
+# and sets the ports (hpo_ports). Dies naming the taken port when every block is taken.
+# Usage: hpo_pick_ports ROLE IP
+hpo_pick_ports() {
+    local role="$1" ip="$2" slots="${HPO_RAY_PORT_SLOTS:-25}" own i verdict first_verdict="" lo hi
+    own=$(( ${HPO_RAY_PORT_SLOT:-$(( SLURM_JOB_ID % slots ))} % slots ))
+    for (( i = 0; i < slots; i++ )); do
+        HPO_RAY_PORT_SLOT=$(( (own + i) % slots ))
+        hpo_ports
+        hpo_role_ports "$role"
+        read -r lo hi <<<"$HPO_ROLE_RANGE"
+        verdict="$(hpo_port_verdict "$ip" "$lo" "$hi" "${HPO_ROLE_PORTS[@]}")"
+        if [[ "$verdict" == ok* ]]; then
+            export HPO_RAY_PORT_SLOT
+            (( i == 0 )) || hpo_log "$role: port block $own is taken on this node ($(hpo_port_failure "$role" "$ip" "$first_verdict" | cut -d, -f1)); using block $HPO_RAY_PORT_SLOT"
+            return 0
+        fi
+        [[ -n "$first_verdict" ]] || first_verdict="$verdict"
+    done
+    HPO_RAY_PORT_SLOT="$own"
+    hpo_ports
+    hpo_role_ports "$role"
+    hpo_die "$(hpo_port_failure "$role" "$ip" "$first_verdict") (All $slots port blocks of HPO_RAY_PORT_SLOTS are taken on this node.)"
 }
 
 # A routable IPv4 address of this node: the source address of the default route.

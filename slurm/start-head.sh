@@ -25,9 +25,7 @@ ip="$HPO_RAY_HEAD_IP"
 
 # A port held by someone else (another job, a stale Ray) would otherwise surface as an
 # obscure Ray error or a hang; say which port and how to move this job's ports.
-head_ports=("$HPO_GCS_PORT" "$HPO_CLIENT_PORT" "$HPO_HEAD_AGENT_PORT")
-[[ "${HPO_RAY_DASHBOARD:-0}" == 1 ]] && head_ports+=("$HPO_DASHBOARD_PORT")
-hpo_check_ports head "$ip" "$HPO_HEAD_MIN_WORKER_PORT" "$HPO_HEAD_MAX_WORKER_PORT" "${head_ports[@]}"
+hpo_check_ports head "$ip"  # submit.sbatch picked a free block (hpo_pick_ports); checked again here
 
 dashboard=(--include-dashboard=false)
 if [[ "${HPO_RAY_DASHBOARD:-0}" == 1 ]]; then

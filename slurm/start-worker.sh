@@ -19,8 +19,9 @@ hpo_record_gpus  # this node's own GPU count, for the readiness check (Slurm may
     || hpo_die "start-worker.sh: token authentication is not set up (RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH=<0600 token file> are required)"
 [[ -n "${HPO_RAY_ADDRESS:-}" ]] || hpo_die "start-worker.sh: HPO_RAY_ADDRESS (the head's IP:port) is not set"
 
-# The worker's own fixed port and worker-port range, checked on every address of this node.
-hpo_check_ports worker "" "$HPO_NODE_MIN_WORKER_PORT" "$HPO_NODE_MAX_WORKER_PORT" "$HPO_WORKER_AGENT_PORT"
+# The worker's own ports (dashboard agent, worker-port range) are local to this node: it picks a
+# free block here, starting from the head's, checked on every address of the node.
+hpo_pick_ports worker ""
 
 hpo_log "worker: $HPO_NUM_CPUS CPUs, $HPO_NUM_GPUS GPUs, joining $HPO_RAY_ADDRESS"
 hpo_run_ray_node worker \

@@ -134,25 +134,64 @@ def _held(count: int) -> list:
     raise RuntimeError("no run of free ports")
 
 
-def test_port_check_names_a_held_fixed_port_and_tolerates_a_few_held_worker_ports():
+def _ports_env(base: int, slots: int = 1) -> dict:
+    # Blocks of 60 ports: GCS at +0, client +1, dashboard +2, agents +3 (head) and +4 (workers),
+    # head worker ports +10..+34, worker-node worker ports +35..+59.
+    return {"SLURM_JOB_ID": "0", "HPO_RAY_PORT_BASE": str(base), "HPO_RAY_PORT_BLOCK": "60",
+            "HPO_RAY_PORT_SLOTS": str(slots)}
+
+
+def test_a_held_fixed_port_is_named_and_the_job_moves_to_the_next_free_block():
     held = _held(4)
     first = held[0].getsockname()[1]
     try:
-        fixed = f"hpo_find_python; hpo_check_ports head 127.0.0.1 {first + 1} {first + 9} {first}; echo went on"
-        proc = bash(fixed, SLURM_JOB_ID="77")
+        proc = bash("hpo_find_python; hpo_ports; hpo_check_ports head 127.0.0.1; echo went on", **_ports_env(first))
         assert proc.returncode == 1 and "went on" not in proc.stdout
         assert proc.stderr.count("\n") == 1
         assert f"head: port {first} on 127.0.0.1" in proc.stderr and "already in use" in proc.stderr
-        # 3 of 9 worker ports held: Ray skips them; the log names them. Every address ("") is checked too.
-        for ip in ("127.0.0.1", ""):
-            proc = bash(f"hpo_find_python; hpo_check_ports worker '{ip}' {first + 1} {first + 9} {first + 20}; "
-                        "echo went on", SLURM_JOB_ID="77")
-            assert proc.returncode == 0 and "went on" in proc.stdout, proc.stderr
-            assert "worker ports in use" in proc.stdout and f"{first + 1} {first + 2} {first + 3}" in proc.stdout
-        # 3 of 5 held: fewer than half free, refused.
-        proc = bash(f"hpo_find_python; hpo_check_ports worker 127.0.0.1 {first + 1} {first + 5} {first + 20}",
-                    SLURM_JOB_ID="77")
-        assert proc.returncode == 1 and f"3 of the worker ports {first + 1}-{first + 5}" in proc.stderr
+        # Another job holds this job's block: the head takes the next free one, and says so.
+        proc = bash('hpo_find_python; hpo_pick_ports head 127.0.0.1; echo "slot=$HPO_RAY_PORT_SLOT gcs=$HPO_GCS_PORT"',
+                    **_ports_env(first, slots=3))
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip().endswith(f"slot=1 gcs={first + 60}")
+        assert f"head: port block 0 is taken on this node (head: port {first} on 127.0.0.1" in proc.stdout
+        # With a single block there is nowhere to go: one line naming the port.
+        proc = bash("hpo_find_python; hpo_pick_ports head 127.0.0.1", **_ports_env(first))
+        assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+        assert f"port {first} on 127.0.0.1" in proc.stderr and "All 1 port blocks" in proc.stderr
     finally:
         for s in held:
             s.close()
+
+
+def test_a_few_held_worker_ports_are_skipped_and_most_of_them_held_is_refused():
+    held = _held(13)
+    first = held[0].getsockname()[1]
+    base = first - 35  # the worker nodes' worker ports start at the first held port
+    try:
+        for s in held[3:]:
+            s.close()
+        for ip in ("127.0.0.1", ""):  # "" checks every address of the node
+            proc = bash("hpo_find_python; hpo_ports; hpo_check_ports worker '" + ip + "'; echo went on",
+                        **_ports_env(base))
+            assert proc.returncode == 0 and "went on" in proc.stdout, proc.stderr
+            assert f"worker ports in use on {ip or 'every address'}" in proc.stdout
+            assert f"Ray skips them: {first} {first + 1} {first + 2}" in proc.stdout
+        held = held[:3] + _held_at(first + 3, 10)
+        proc = bash("hpo_find_python; hpo_ports; hpo_check_ports worker 127.0.0.1", **_ports_env(base))
+        assert proc.returncode == 1 and f"13 of the worker ports {first}-{first + 24}" in proc.stderr
+    finally:
+        for s in held:
+            s.close()
+
+
+def _held_at(start: int, count: int) -> list:
+    import socket
+
+    held = []
+    for port in range(start, start + count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        held.append(s)
+    return held
