@@ -181,3 +181,31 @@ def test_trainable_trains_and_restores_with_independent_group_lrs(tiny_model, tm
     finally:
         donor.stop()
         receiver.stop()
+
+
+def test_a_space_whose_groups_do_not_fit_the_checkpoint_fails_on_the_driver_before_any_trial(tiny_model, tmp_path):
+    options = {**MODELS["roberta_rte"].options, **MODELS["roberta_rte"].smoke_options,
+               "model_name_or_path": str(tiny_model), "data": str(FIXTURES / "glue"), "cache_dir": str(tmp_path)}
+    prepared = prepare(options)
+    assert prepared["encoder_layers"] == 4
+    space = load_space("rte_layerwise_groups")  # 4 groups of roberta-large's 24 layers
+    with pytest.raises(ModelConfigError, match=r"layer groups layer_0-6, layer_6-12, layer_12-18, layer_18-24 do "
+                                               r"not fit this model's 4 encoder layers; in 4 groups they are "
+                                               r"layer_0-1, layer_1-2, layer_2-3, layer_3-4"):
+        MODELS["roberta_rte"].check_space(set(space.names), dict(space.constants), prepared)
+    fitting = {k for k in GROUPS if k.startswith("layer_") and k != "layer_groups"}
+    MODELS["roberta_rte"].check_space(fitting, {"layer_groups": 2}, prepared)
+    MODELS["roberta_rte"].check_space({"lr"}, {}, prepared)  # no groups: nothing to check
+
+
+@pytest.mark.slow
+def test_run_asha_with_such_a_space_is_one_line_and_exit_2(tiny_model, tmp_path, capsys, monkeypatch):
+    from experiments.core.runner import main
+
+    monkeypatch.setenv("HPO_SUITE_CACHE", str(tmp_path / "cache"))
+    code = main("asha", "test", ["--model", "roberta_rte", "--model-name-or-path", str(tiny_model), "--data",
+                                 str(FIXTURES / "glue"), "--space", "rte_layerwise_groups", "--smoke-test",
+                                 "--gpus-per-trial", "0", "--storage-path", str(tmp_path), "--name", "groups"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("error: the search space's layer groups layer_0-6"), err[-3:]
+    assert not (tmp_path / "groups").exists()  # no experiment folder: nothing started

@@ -45,6 +45,9 @@ class ModelSpec:
     # "module:NAME" of a dict {shown name: compiled regex} of hyperparameter names given by a
     # pattern (RoBERTa's per-group lrs: ``layer_<start>-<end>``, ``params_<parameter>``).
     hyperparameter_patterns: str | None = None
+    # "module:function" (names, constants, prepared) -> None: checks the search space against what
+    # ``prepare`` found (e.g. the checkpoint's depth), raising ModelConfigError before any trial.
+    space_check: str | None = None
 
     def load_trainable(self) -> type:
         return _import(self.trainable)
@@ -57,6 +60,10 @@ class ModelSpec:
 
     def load_prepare(self) -> Callable[[dict], dict]:
         return _import(self.prepare)
+
+    def check_space(self, names: set[str], constants: dict[str, Any], prepared: dict[str, Any]) -> None:
+        if self.space_check:
+            _import(self.space_check)(names, constants, prepared)
 
 
 def bind_options(trainable: type, options: dict) -> type:
@@ -123,5 +130,6 @@ MODELS: dict[str, ModelSpec] = {
         time_attr="epoch",
         hyperparameters="trainables.roberta.settings:HYPERPARAMETERS",
         hyperparameter_patterns="trainables.roberta.settings:HYPERPARAMETER_PATTERNS",
+        space_check="trainables.roberta_rte:check_space",
     ),
 }

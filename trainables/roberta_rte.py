@@ -77,7 +77,7 @@ def prepare(options: dict) -> dict[str, Any]:
         options["data"] = str(Path(options["data"]).expanduser().resolve())
     if Path(options["model_name_or_path"]).expanduser().is_dir():
         options["model_name_or_path"] = str(Path(options["model_name_or_path"]).expanduser().resolve())
-    check_model_source(options["model_name_or_path"])
+    model_config = check_model_source(options["model_name_or_path"])
     tokenizer = load_tokenizer(options["model_name_or_path"])
     limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(limit, int) and limit < 1_000_000 and options["max_seq_length"] > limit:
@@ -93,8 +93,23 @@ def prepare(options: dict) -> dict[str, Any]:
         "dataset": source,
         "dataset_sizes": {"train": len(train), "eval": len(halves["eval"]), "test": len(halves["test"])},
         "model_name_or_path": options["model_name_or_path"],
+        "encoder_layers": getattr(model_config, "num_hidden_layers", None),
         "token_cache": str(tokens.path),
     }
+
+
+def check_space(names: set[str], constants: dict[str, Any], prepared: dict[str, Any]) -> None:
+    """Driver side, after ``prepare``: independent per-group lrs (``layer_<start>-<end>``) of the search
+    space must tile the checkpoint's encoder layers in ``layer_groups`` groups (ModelConfigError
+    before any trial, instead of every trial failing at its build)."""
+    from trainables.roberta.layerwise import check_layer_groups
+    from trainables.roberta.settings import LAYER_GROUP_LR
+
+    depth = prepared.get("encoder_layers")
+    groups = sorted((int(m[1]), int(m[2]), m[0]) for n in names | set(constants) if (m := LAYER_GROUP_LR.fullmatch(n)))
+    if not groups or not isinstance(depth, int):
+        return
+    check_layer_groups([name for _, _, name in groups], depth, int(constants.get("layer_groups", len(groups))))
 
 
 def _process_age_s() -> float:

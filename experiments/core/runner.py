@@ -370,6 +370,7 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
     spec = config.model_spec
     options = trial_options(config)
     prepared = _prepare_while_ray_starts(config, options, timeline)
+    spec.check_space(set(space.names), dict(space.constants), prepared)  # e.g. lr groups vs the checkpoint's depth
     storage = exp_dir.parent
     reproduce = f"python experiments/run_{config.strategy}.py --config {shlex.quote(str(snapshot))}"
 

@@ -40,6 +40,18 @@ def layer_group_names(depth: int, groups: int) -> list[str]:
     return [f"layer_{start}-{end}" for start, end in layer_group_bounds(depth, groups)]
 
 
+def check_layer_groups(given: list[str], depth: int, groups: int) -> list[str]:
+    """The group names for ``depth`` layers in ``groups`` groups; ModelConfigError when the search
+    space's ``layer_<start>-<end>`` names ``given`` (bottom to top) are not those."""
+    names = layer_group_names(depth, groups)
+    if given != names:
+        raise ModelConfigError(
+            f"the search space's layer groups {', '.join(given)} do not fit this model's {depth} "
+            f"encoder layers; in {groups} groups they are {', '.join(names)}"
+        )
+    return names
+
+
 def _encoder(model: torch.nn.Module) -> tuple[Any, Any]:
     """The embeddings and the list of encoder layers of a BERT-style model (None, None for others)."""
     base = model.base_model
@@ -67,11 +79,7 @@ def group_lrs(model: torch.nn.Module, settings: FineTuneSettings) -> dict[str, f
         names = layer_group_names(len(layers), groups)
         if settings.layer_group_lrs:
             given = [f"layer_{start}-{end}" for start, end, _ in settings.layer_group_lrs]
-            if given != names:
-                raise ModelConfigError(
-                    f"the search space's layer groups {', '.join(given)} do not fit this model's {len(layers)} "
-                    f"encoder layers; in {groups} groups they are {', '.join(names)}"
-                )
+            check_layer_groups(given, len(layers), groups)
             lrs = {"embeddings": settings.lr}
             lrs.update({name: lr for name, (_, _, lr) in zip(names, settings.layer_group_lrs, strict=True)})
         else:
