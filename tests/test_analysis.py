@@ -17,7 +17,12 @@ import yaml
 from experiments.analysis.checks import check_boundary, check_failures, check_sample_size, check_still_improving
 from experiments.analysis.experiment import best_so_far, load_experiment
 from experiments.analysis.pbt_schedule import fit_multistep, read_policy, reconstruct_schedule, schedule_values
-from experiments.analysis.plots import plot_best_so_far, plot_learning_curves, plot_metric_vs_params
+from experiments.analysis.plots import (
+    plot_best_so_far,
+    plot_learning_curves,
+    plot_metric_vs_params,
+    plot_parallel_coordinates,
+)
 from experiments.analysis.record import analyze
 from search_spaces import load_space
 from search_spaces.spec import parse_space
@@ -51,6 +56,30 @@ def random_experiment(tmp_path_factory, cache) -> Path:
 
 
 # --- plots from a real experiment ------------------------------------------------------------
+
+
+def test_parallel_coordinates_draw_each_trial_at_its_unit_cube_position_best_in_red(tmp_path):
+    from experiments.analysis.experiment import Experiment
+    from search_spaces.compile import to_unit_cube
+
+    space = parse_space("p", {"params": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+                                         "depth": {"type": "int", "low": 1, "high": 4},
+                                         "act": {"type": "choice", "values": ["relu", "gelu"]}}})
+    configs = [{"lr": 1e-3, "depth": 2, "act": "gelu"}, {"lr": 1e-4, "depth": 4, "act": "relu"},
+               {"lr": 1e-2, "depth": 1, "act": "relu"}]
+    trials = [{"trial_id": str(i), "config": c, "metric": m, "errored": False}
+              for i, (c, m) in enumerate(zip(configs, [0.3, 0.1, 0.2], strict=True))]
+    trials.append({"trial_id": "bad", "config": configs[0], "metric": 0.01, "errored": True})  # never drawn
+    exp = Experiment(tmp_path, {"metric": "val_mae", "mode": "min", "trials": trials}, {})
+    ax = plot_parallel_coordinates(exp, space).axes[0]
+    lines = [line for line in ax.get_lines()]
+    assert len(lines) == 3
+    best = lines[-1]  # drawn last, on top
+    assert best.get_color() == "red" and list(best.get_ydata()) == pytest.approx(to_unit_cube(space, configs[1]))
+    assert list(best.get_ydata()) == pytest.approx([0.0, 0.875, 0.25])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["lr\n(log)", "depth", "act"]
+    one = parse_space("one", {"params": {"lr": {"type": "float", "low": 0, "high": 1}}})
+    assert plot_parallel_coordinates(exp, one) is None  # one axis is no parallel-coordinates plot
 
 
 @pytest.mark.slow

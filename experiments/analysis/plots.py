@@ -1,6 +1,6 @@
-"""The plots of one experiment's record: score against each hyperparameter, learning curves of
-the best trials, and the best score so far against the experiment's running time (scores and
-"best" as :mod:`experiments.core.scores` defines them)."""
+"""The plots of one experiment's record: score against each hyperparameter, all hyperparameters at
+once (parallel coordinates), learning curves of the best trials, and the best score so far against
+the experiment's running time (scores and "best" as :mod:`experiments.core.scores` defines them)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from experiments.analysis.experiment import Experiment, best_so_far, result_times
 from search_spaces import SearchSpace
+from search_spaces.compile import to_unit_cube
 
 
 def plot_metric_vs_params(exp: Experiment, space: SearchSpace | None) -> dict[str, Figure]:
@@ -61,6 +62,38 @@ def plot_metric_vs_params(exp: Experiment, space: SearchSpace | None) -> dict[st
         fig.tight_layout()
         figures[f"metric_vs_{name}.png"] = fig
     return figures
+
+
+def plot_parallel_coordinates(exp: Experiment, space: SearchSpace | None) -> Figure | None:
+    """Every counting trial as one line across the space's hyperparameters, coloured by its score.
+
+    Each axis is the parameter's position in the search space's unit cube (its own scale: log for
+    log parameters, one cell per integer or choice; ``search_spaces.compile.to_unit_cube``), so
+    the bounds are 0 and 1 on every axis. Better trials are drawn last and darker; the best one is
+    red. This is the reading the layer-wise RoBERTa write-up used for its per-group learning rates
+    (which groups want a low lr, which a high one). None without a space of at least two parameters.
+    """
+    if space is None or len(space.params) < 2:
+        return None
+    trials = [t for t in exp.ranked_trials() if all(n in t["config"] for n in space.names)]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(space.params) + 2), 4))
+    cmap = plt.get_cmap("viridis_r")
+    count = len(trials)
+    for rank, trial in reversed(list(enumerate(trials))):  # the best last, on top
+        ys = to_unit_cube(space, trial["config"])
+        best = rank == 0
+        ax.plot(range(len(ys)), ys, color="red" if best else cmap(1 - rank / max(1, count - 1)),
+                linewidth=2.2 if best else 1.0, alpha=1.0 if best else 0.7, marker="o", markersize=2.5,
+                label=f"best ({exp.score(trial):.4g})" if best else None, zorder=3 if best else 2)
+    labels = [f"{p.name}\n(log)" if getattr(p, "log", False) else p.name for p in space.params]
+    ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=30, ha="right")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_yticks([0, 1], ["low", "high"])
+    ax.set_title(f"{count} trials, darker = better {exp.metric}", fontsize=10)
+    if trials:
+        ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def plot_learning_curves(exp: Experiment, k: int = 5) -> Figure:

@@ -33,7 +33,12 @@ from matplotlib.figure import Figure
 from experiments.analysis.checks import Finding, run_checks
 from experiments.analysis.experiment import Experiment, load_experiment
 from experiments.analysis.pbt_schedule import analyze_pbt
-from experiments.analysis.plots import plot_best_so_far, plot_learning_curves, plot_metric_vs_params
+from experiments.analysis.plots import (
+    plot_best_so_far,
+    plot_learning_curves,
+    plot_metric_vs_params,
+    plot_parallel_coordinates,
+)
 from experiments.core.config import ConfigError
 from experiments.core.summary import format_markdown
 from search_spaces import SearchSpace, SpaceError, load_space
@@ -63,6 +68,8 @@ def analyze(exp_dir: str | Path, save: bool = True, top_k: int = 5) -> Analysis:
     space = _space_of(exp)
     findings = run_checks(exp, space)
     plots = plot_metric_vs_params(exp, space)
+    if (parallel := plot_parallel_coordinates(exp, space)) is not None:
+        plots["parallel_coordinates.png"] = parallel
     plots["learning_curves.png"] = plot_learning_curves(exp, top_k)
     plots["best_so_far.png"] = plot_best_so_far(exp)
     analysis = Analysis(findings, plots)
