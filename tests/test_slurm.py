@@ -240,9 +240,9 @@ def test_stand_in_driver_sees_both_nodes_and_scancel_cleans_up(slurm, tmp_path, 
     assert not list(Path("/tmp").glob(f"hpo-ray-{job.id}-*"))
 
 
-def test_failing_head_ends_the_job_quickly_with_a_clear_message(slurm, tmp_path, cache_dir):
+def test_a_taken_port_ends_the_job_quickly_with_a_clear_message(slurm, tmp_path, cache_dir):
     # Someone else holds the port this job's GCS would use: HPO_RAY_PORT_SLOTS=1 makes the
-    # job's port block start exactly at HPO_RAY_PORT_BASE.
+    # job's only port block start exactly at HPO_RAY_PORT_BASE, so there is no other block to take.
     blocker = socket.socket()
     blocker.bind(("0.0.0.0", 0))
     blocker.listen()
@@ -250,7 +250,7 @@ def test_failing_head_ends_the_job_quickly_with_a_clear_message(slurm, tmp_path,
     try:
         start = time.monotonic()
         job = Job(slurm, tmp_path, ["experiments/run_asha.py", "--smoke-test"], cache_dir,
-                  HPO_RAY_PORT_BASE=str(port), HPO_RAY_PORT_SLOTS="1")
+                  HPO_RAY_PORT_BASE=str(port), HPO_RAY_PORT_SLOTS="1", HPO_RAY_PORT_BLOCK="60")
         info = job.wait(90)
         elapsed = time.monotonic() - start
     finally:
@@ -258,8 +258,21 @@ def test_failing_head_ends_the_job_quickly_with_a_clear_message(slurm, tmp_path,
     assert info["JobState"] == "FAILED", f"{info}\n{job.report()}"
     assert elapsed < 60, f"the job took {elapsed:.0f}s to fail"
     out = job.out.read_text()
-    assert f"port {port}" in out and "already in use" in out, job.report()
-    assert "did not come up" in out, out
+    errors = [line for line in out.splitlines() if "ERROR" in line]
+    assert len(errors) == 1, job.report()
+    assert f"port {port}" in errors[0] and "already in use" in errors[0] and "All 1 port blocks" in errors[0]
+    assert job.leftovers() == []
+
+
+def test_failing_head_ends_the_job_quickly_with_a_clear_message(slurm, tmp_path, cache_dir):
+    start = time.monotonic()
+    job = Job(slurm, tmp_path, ["experiments/run_asha.py", "--smoke-test"], cache_dir,
+              HPO_RAY_HEAD_START_ARGS="--no-such-ray-flag")
+    info = job.wait(90)
+    assert info["JobState"] == "FAILED", f"{info}\n{job.report()}"
+    assert time.monotonic() - start < 60
+    out = job.out.read_text()
+    assert "did not come up" in out and "no-such-ray-flag" in out, job.report()  # with the head log's tail
     assert job.leftovers() == []
 
 
