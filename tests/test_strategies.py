@@ -75,7 +75,7 @@ def test_default_configs_compose_their_searcher_and_scheduler(strategy):
     assert type(scheduler) is expected
     if strategy == "pbt":
         pbt = (config.num_samples, config.perturbation_interval, config.burn_in_period, config.synch)
-        assert pbt == (8, 2, 4, True)
+        assert pbt == (8, 2, 2, True)
 
 
 def test_pbt_settings_reach_rays_scheduler_and_flags_override_the_yaml(monkeypatch):
