@@ -195,7 +195,10 @@ def test_run_pbt_exploits_continue_from_the_donors_checkpoint_with_a_changed_con
         if after:
             # The trainable's own epoch counter came back from the donor's checkpoint (saved with its
             # weights and optimiser state in one file): a rebuilt, unrestored model would count from 1.
-            assert after[0]["epoch"] == after[0]["training_iteration"] > donor_step >= 1
+            # (Synchronous PBT logs the donor's iteration one behind while the donor is paused at the
+            # perturbation: Ray reads it from the donor's last result Tune kept, hence only > donor_step.)
+            assert after[0]["epoch"] == after[0]["training_iteration"] >= 2
+            assert after[0]["training_iteration"] > donor_step
             verified += 1
     assert verified >= 1
 
