@@ -31,7 +31,7 @@ def test_two_jobs_on_the_same_nodes_and_block_do_not_clash(slurm_two_cpus, tmp_p
     driver.write_text(STAND_IN_DRIVER)
     # Both jobs start from block 0 of 2 (as two job ids equal mod 25 would).
     same_block = {"HPO_RAY_PORT_SLOT": "0", "HPO_RAY_PORT_SLOTS": "2"}
-    first = Job(slurm_two_cpus, tmp_path, [str(driver), "--sleep", "40"], cache_dir, **same_block)
+    first = Job(slurm_two_cpus, tmp_path, [str(driver), "--sleep", "20"], cache_dir, **same_block)
     first.wait_for_file(first.dir / "driver.log", 150, "NODE IDS")
     second = Job(slurm_two_cpus, tmp_path, [str(driver), "--sleep", "1"], cache_dir, **same_block)
     log = second.wait_for_file(second.dir / "driver.log", 150, "NODE IDS")
