@@ -425,6 +425,24 @@ def test_another_user_cannot_read_the_temp_dir_or_reach_the_sockets(slurm, tmp_p
     assert leaked == [], f"the job's Ray token is in {leaked}"
 
 
+def test_the_token_and_a_fake_wandb_key_are_in_no_file_of_the_job(slurm, tmp_path, cache_dir):
+    fake_key = "fake-wandb-key-0123456789abcdef"
+    storage = tmp_path / "results"
+    job = Job(slurm, tmp_path, ["experiments/run_random.py", "--smoke-test", "--num-samples", "1", "--max-epochs",
+                                "2", "--cpus-per-trial", "1", "--wandb", "proj", "--storage-path", str(storage),
+                                "--name", "wk"], cache_dir, WANDB_MODE="offline", WANDB_API_KEY=fake_key)
+    info = job.wait(240)
+    assert info["JobState"] == "COMPLETED", f"{info}\n{job.report()}"
+    assert list((job.dir / "ray-logs").rglob("runtime_env_agent.log")), job.report()  # Ray's logs were kept
+    assert list(storage.rglob("offline-run-*")), "W&B did not run for the trial"
+    token = (job.dir / "ray-auth-token").read_text().strip()
+    files = [p for root in (job.dir, storage, tmp_path) for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
+    leaked_key = sorted({str(p) for p in files if fake_key.encode() in p.read_bytes()})
+    leaked_token = sorted({str(p) for p in files if p.name != "ray-auth-token" and token.encode() in p.read_bytes()})
+    assert leaked_key == [] and leaked_token == []
+    assert not list(Path("/tmp").glob(f"hpo-ray-{job.id}-*"))  # the job's private temp dirs are gone
+
+
 def test_array_tasks_run_one_experiment_each_with_the_task_id_as_seed(slurm, tmp_path, cache_dir):
     storage = tmp_path / "results"
     job = Job(slurm, tmp_path, ["experiments/run_asha.py", "--smoke-test", "--num-samples", "2", "--max-epochs", "2",
