@@ -246,6 +246,20 @@ hpo_node_resources() {
     fi
 }
 
+# What start-head.sh and start-worker.sh (SCRIPT: the one calling) both need first: a Slurm
+# job, the venv's python, the job's ports, this node's CPUs and GPUs (recorded for the readiness
+# check) and token authentication.
+hpo_node_setup() {
+    local script="$1"
+    hpo_require_job
+    hpo_find_python
+    hpo_ports
+    hpo_node_resources
+    hpo_record_gpus  # this node's own GPU count, for the readiness check (Slurm may spread --gpus unevenly)
+    [[ "${RAY_AUTH_MODE:-}" == token && -s "${RAY_AUTH_TOKEN_PATH:-}" ]] \
+        || hpo_die "$script: token authentication is not set up (RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH=<0600 token file> are required)"
+}
+
 # Write this node's GPU count (from its own Slurm step) to $HPO_JOB_DIR/gpus-<node>, where
 # wait_for_ray.py nodes --gpus-dir reads what each node should join with.
 hpo_record_gpus() {

@@ -12,13 +12,7 @@ HPO_REPO="${HPO_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 # shellcheck source=slurm/ray-common.sh
 source "$HPO_REPO/slurm/ray-common.sh"
 
-hpo_require_job
-hpo_find_python
-hpo_ports
-hpo_node_resources
-hpo_record_gpus  # this node's own GPU count, for the readiness check (Slurm may spread --gpus unevenly)
-[[ "${RAY_AUTH_MODE:-}" == token && -s "${RAY_AUTH_TOKEN_PATH:-}" ]] \
-    || hpo_die "start-head.sh: token authentication is not set up (RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH=<0600 token file> are required)"
+hpo_node_setup start-head.sh
 
 hpo_choose_head_ip  # a wrong HPO_RAY_HEAD_IP or HPO_RAY_IFACE is reported here, not as a port in use
 ip="$HPO_RAY_HEAD_IP"

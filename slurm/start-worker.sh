@@ -10,13 +10,7 @@ HPO_REPO="${HPO_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 # shellcheck source=slurm/ray-common.sh
 source "$HPO_REPO/slurm/ray-common.sh"
 
-hpo_require_job
-hpo_find_python
-hpo_ports
-hpo_node_resources
-hpo_record_gpus  # this node's own GPU count, for the readiness check (Slurm may spread --gpus unevenly)
-[[ "${RAY_AUTH_MODE:-}" == token && -s "${RAY_AUTH_TOKEN_PATH:-}" ]] \
-    || hpo_die "start-worker.sh: token authentication is not set up (RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH=<0600 token file> are required)"
+hpo_node_setup start-worker.sh
 [[ -n "${HPO_RAY_ADDRESS:-}" ]] || hpo_die "start-worker.sh: HPO_RAY_ADDRESS (the head's IP:port) is not set"
 
 # The worker's own ports (dashboard agent, worker-port range) are local to this node: it picks a
