@@ -120,17 +120,10 @@ def _held(count: int) -> list:
         probe.bind(("127.0.0.1", 0))
         start = probe.getsockname()[1]
         probe.close()
-        held = []
         try:
-            for port in range(start, start + count):
-                s = socket.socket()
-                s.bind(("127.0.0.1", port))
-                s.listen()
-                held.append(s)
-            return held
+            return _held_at(start, count)
         except OSError:
-            for s in held:
-                s.close()
+            continue
     raise RuntimeError("no run of free ports")
 
 
@@ -186,12 +179,18 @@ def test_a_few_held_worker_ports_are_skipped_and_most_of_them_held_is_refused():
 
 
 def _held_at(start: int, count: int) -> list:
+    """Listening sockets on 127.0.0.1 at ports start..start+count-1 (OSError, none left open, if one is taken)."""
     import socket
 
     held = []
-    for port in range(start, start + count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", port))
-        s.listen()
-        held.append(s)
+    try:
+        for port in range(start, start + count):
+            s = socket.socket()
+            held.append(s)
+            s.bind(("127.0.0.1", port))
+            s.listen()
+    except OSError:
+        for s in held:
+            s.close()
+        raise
     return held
