@@ -164,11 +164,6 @@ class TrialTimeout(Callback):
         _timed_out.pop(trial.trial_id, None)  # a retry that reports again is alive
 
 
-def timed_out_trials() -> dict[str, float]:
-    """Trial id -> timeout (s), for trials :class:`TrialTimeout` ended in this process's last Tuner run."""
-    return dict(_timed_out)
-
-
 def mark_interrupted_trials(summary: dict[str, Any]) -> None:
     """In ``summary``, mark the trials the trial timeout ended (``timed_out``, ``num_timed_out``), and
     count trials that errored while the experiment stopped as unfinished, not errored.
