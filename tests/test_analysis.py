@@ -43,8 +43,8 @@ def run_script(strategy: str, *args: str, storage: Path, name: str, cache: Path)
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+def cache(smoke_cache) -> Path:
+    return smoke_cache
 
 
 @pytest.fixture(scope="module")

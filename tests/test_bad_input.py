@@ -106,8 +106,8 @@ def test_bad_input_is_one_clear_line(case, argv, fragment, tmp_path, capsys, mon
     [(["--cpus-per-trial", "64"], "asks for 64 CPU(s) but the Ray cluster has"),
      (["--gpus-per-trial", "1"], "asks for 1 GPU(s) but the Ray cluster has 0")],
 )
-def test_more_resources_per_trial_than_the_cluster_has(argv, fragment, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("HPO_SUITE_CACHE", str(tmp_path / "cache"))
+def test_more_resources_per_trial_than_the_cluster_has(argv, fragment, tmp_path, capsys, monkeypatch, smoke_cache):
+    monkeypatch.setenv("HPO_SUITE_CACHE", str(smoke_cache))
     code = main("asha", "test", ["--smoke-test", "--storage-path", str(tmp_path), *argv])
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the dataset's progress bar
     assert code == 2 and err.startswith("error: ") and fragment in err, err

@@ -22,8 +22,8 @@ def _run(script: str, *flags: str, tmp_path: Path) -> str:
 
 
 @pytest.mark.slow
-def test_benchmarks_smoke(tmp_path, monkeypatch):
-    monkeypatch.setenv("HPO_SUITE_CACHE", str(tmp_path / "cache"))
+def test_benchmarks_smoke(tmp_path, monkeypatch, smoke_cache):
+    monkeypatch.setenv("HPO_SUITE_CACHE", str(smoke_cache))
     out = _run("throughput_gpu.py", "--smoke-test", tmp_path=tmp_path)
     assert "hardware:" in out and "RATIO fast / eager" in out and "concurrent trials" in out
 

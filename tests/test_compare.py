@@ -148,8 +148,8 @@ def test_rung_evidence_measures_how_early_epochs_rank_the_final_best(tmp_path):
 
 
 @pytest.mark.slow
-def test_benchmark_runs_strategies_with_the_same_budget_and_compares_them(tmp_path):
-    env = {**os.environ, "HPO_SUITE_CACHE": str(tmp_path / "cache"), "RAY_AUTH_MODE": "disabled"}
+def test_benchmark_runs_strategies_with_the_same_budget_and_compares_them(tmp_path, smoke_cache):
+    env = {**os.environ, "HPO_SUITE_CACHE": str(smoke_cache), "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.run(
         [sys.executable, str(REPO / "experiments" / "benchmarks" / "strategies.py"), "--smoke-test",
          "--strategies", "random", "asha", "--seeds", "0", "--time-budget-s", "20", "--max-epochs", "3",

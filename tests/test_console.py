@@ -75,8 +75,8 @@ def test_event_lines_on_constructed_trials(capsys):
     ]
 
 
-def run(script, tmp_path, *flags):
-    env = {**os.environ, "HPO_SUITE_CACHE": str(tmp_path / "cache")}
+def run(script, tmp_path, *flags, cache: Path):
+    env = {**os.environ, "HPO_SUITE_CACHE": str(cache)}
     proc = subprocess.run([sys.executable, str(REPO / "experiments" / script), "--smoke-test",
                            "--storage-path", str(tmp_path / "results"), *flags],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
@@ -85,8 +85,8 @@ def run(script, tmp_path, *flags):
 
 
 @pytest.mark.slow
-def test_default_console_is_short_with_progress_and_event_lines(tmp_path):
-    out, err = run("run_asha.py", tmp_path, "--name", "quiet")
+def test_default_console_is_short_with_progress_and_event_lines(tmp_path, smoke_cache):
+    out, err = run("run_asha.py", tmp_path, "--name", "quiet", cache=smoke_cache)
     assert not BOX.search(out) and not BOX.search(err)
     lines = out.splitlines()
     assert len(lines) < 60, out
@@ -106,15 +106,15 @@ def test_default_console_is_short_with_progress_and_event_lines(tmp_path):
 
 
 @pytest.mark.slow
-def test_verbose_brings_back_rays_tables(tmp_path):
-    out, _ = run("run_asha.py", tmp_path, "--name", "loud", "--verbose", "--num-samples", "2")
+def test_verbose_brings_back_rays_tables(tmp_path, smoke_cache):
+    out, _ = run("run_asha.py", tmp_path, "--name", "loud", "--verbose", "--num-samples", "2", cache=smoke_cache)
     assert BOX.search(out) and "Trial status" in out
     assert not any(EVENT.match(line) for line in out.splitlines())
 
 
 @pytest.mark.slow
-def test_pbt_exploits_are_event_lines(tmp_path):
-    out, err = run("run_pbt.py", tmp_path, "--name", "pbt", "--max-epochs", "6")
+def test_pbt_exploits_are_event_lines(tmp_path, smoke_cache):
+    out, err = run("run_pbt.py", tmp_path, "--name", "pbt", "--max-epochs", "6", cache=smoke_cache)
     assert not BOX.search(out) and "[Exploit]" not in out + err  # Ray's multi-line exploit log is left out
     exploits = [line for line in out.splitlines() if " exploited by PBT before epoch " in line]
     assert exploits, out

@@ -20,9 +20,9 @@ def run(args: list[str], env: dict) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> tuple[Path, dict]:
+def finished(tmp_path_factory, smoke_cache) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("corrupt")
-    env = {**os.environ, "HPO_SUITE_CACHE": str(root / "cache"), "RAY_AUTH_MODE": "disabled"}
+    env = {**os.environ, "HPO_SUITE_CACHE": str(smoke_cache), "RAY_AUTH_MODE": "disabled"}
     proc = run(["--smoke-test", "--num-samples", "1", "--max-epochs", "1", "--storage-path", str(root),
                 "--name", "done"], env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]

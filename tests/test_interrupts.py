@@ -126,10 +126,10 @@ def test_default_names_are_unique_per_process_and_per_job(monkeypatch):
 # -- graceful stops -------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_sigterm_mid_run_saves_the_summary_and_resume_keeps_finished_trials(tmp_path):
+def test_sigterm_mid_run_saves_the_summary_and_resume_keeps_finished_trials(tmp_path, smoke_cache):
     """The real run_asha.py driver: SIGTERM (what kill, scancel and preemption send) stops it like Ctrl-C."""
-    env = _env(tmp_path)
-    args = ["--smoke-test", "--num-samples", "4", "--max-epochs", "40", "--checkpoint-frequency", "5",
+    env = {**_env(tmp_path), "HPO_SUITE_CACHE": str(smoke_cache)}
+    args = ["--smoke-test", "--num-samples", "4", "--max-epochs", "20", "--checkpoint-frequency", "5",
             "--max-concurrent-trials", "1", "--storage-path", str(tmp_path), "--name", "sigterm"]
     exp = tmp_path / "sigterm"
     proc = _script("asha", args, env)
@@ -157,11 +157,11 @@ def test_sigterm_mid_run_saves_the_summary_and_resume_keeps_finished_trials(tmp_
 
 
 @pytest.fixture
-def fail_once_model(monkeypatch, tmp_path):
+def fail_once_model(monkeypatch, own_smoke_cache):
     tests_dir = str(Path(__file__).parent)
     monkeypatch.syspath_prepend(tests_dir)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")])))
-    monkeypatch.setenv("HPO_SUITE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HPO_SUITE_CACHE", str(own_smoke_cache))
     monkeypatch.setitem(MODELS, "cgcnn_fail_once",
                         replace(MODELS["cgcnn"], name="cgcnn_fail_once",
                                 trainable="faulty_trainables:FailOnceInAllCGCNN"))
@@ -186,8 +186,8 @@ def test_fail_fast_then_advised_resume_completes_every_planned_trial(fail_once_m
 
 
 @pytest.mark.slow
-def test_max_concurrent_trials_caps_random_search(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("HPO_SUITE_CACHE", str(tmp_path / "cache"))
+def test_max_concurrent_trials_caps_random_search(tmp_path, monkeypatch, capsys, smoke_cache):
+    monkeypatch.setenv("HPO_SUITE_CACHE", str(smoke_cache))
     code = main("random", "test", ["--smoke-test", "--num-samples", "3", "--max-epochs", "15",
                                    "--max-concurrent-trials", "1", "--cpus-per-trial", "0.5",
                                    "--storage-path", str(tmp_path), "--name", "cap"])
@@ -209,12 +209,13 @@ def _trial_configs(exp: Path) -> list[tuple]:
 
 
 @pytest.mark.slow
-def test_one_seed_gives_the_same_ahb_trials_twice(tmp_path):
+def test_one_seed_gives_the_same_ahb_trials_twice(tmp_path, smoke_cache):
     """AHB draws each trial's bracket from np.random, which --seed now seeds: two runs stop the same trials."""
     runs = []
     for run in ("a", "b"):
         proc = _script("ahb", ["--smoke-test", "--seed", "5", "--max-concurrent-trials", "1",
-                               "--storage-path", str(tmp_path), "--name", run], _env(tmp_path))
+                               "--storage-path", str(tmp_path), "--name", run],
+                       {**_env(tmp_path), "HPO_SUITE_CACHE": str(smoke_cache)})
         out, _ = proc.communicate(timeout=400)
         assert proc.returncode == 0, out[-3000:]
         runs.append(_trial_configs(tmp_path / run))

@@ -91,8 +91,8 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
 # --- real probes of the tiny models on the CPU -----------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> str:
-    return str(tmp_path_factory.mktemp("cache"))
+def cache(smoke_cache) -> str:
+    return str(smoke_cache)
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def faulty_models(monkeypatch, tmp_path):
+def faulty_models(monkeypatch, own_smoke_cache):
     """Register the fault-injecting trainables as models for the duration of a test."""
     tests_dir = str(Path(__file__).parent)
     monkeypatch.syspath_prepend(tests_dir)
     # Ray's workers inherit the environment of the process that starts Ray, not its sys.path.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")])))
-    monkeypatch.setenv("HPO_SUITE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HPO_SUITE_CACHE", str(own_smoke_cache))
     monkeypatch.setitem(MODELS, "cgcnn_fail_once",
                         replace(MODELS["cgcnn"], name="cgcnn_fail_once", trainable="faulty_trainables:FailOnceCGCNN"))
     monkeypatch.setitem(MODELS, "cgcnn_poisoned",
@@ -111,9 +111,10 @@ def _run_script(args: list[str], env: dict) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def test_driver_killed_with_sigkill_resumes_without_losing_finished_trials(tmp_path):
-    env = {**os.environ, "HPO_SUITE_CACHE": str(tmp_path / "cache"), "RAY_AUTH_MODE": "disabled"}
-    args = ["--smoke-test", "--num-samples", "4", "--max-epochs", "40", "--checkpoint-frequency", "5",
+def test_driver_killed_with_sigkill_resumes_without_losing_finished_trials(tmp_path, smoke_cache):
+    env = {**os.environ, "HPO_SUITE_CACHE": str(smoke_cache), "RAY_AUTH_MODE": "disabled"}
+    epochs = 20  # one trial at a time: the kill lands while three are unfinished
+    args = ["--smoke-test", "--num-samples", "4", "--max-epochs", str(epochs), "--checkpoint-frequency", "5",
             "--max-concurrent-trials", "1", "--storage-path", str(tmp_path), "--name", "killed"]
     exp = tmp_path / "killed"
     proc = _run_script(args, env)
@@ -126,7 +127,7 @@ def test_driver_killed_with_sigkill_resumes_without_losing_finished_trials(tmp_p
     finished_before = {}
     for trial_dir in exp.glob("CGCNNTrainable_*"):
         rows = pd.read_csv(trial_dir / "progress.csv") if (trial_dir / "progress.csv").exists() else None
-        if rows is not None and len(rows) and rows["training_iteration"].iloc[-1] == 40:
+        if rows is not None and len(rows) and rows["training_iteration"].iloc[-1] == epochs:
             finished_before[trial_dir.name] = rows[["training_iteration", "val_mae"]]
     assert finished_before
 
@@ -135,19 +136,19 @@ def test_driver_killed_with_sigkill_resumes_without_losing_finished_trials(tmp_p
     assert resumed.returncode == 0, out[-3000:]
     summary = summary_of(exp)
     assert summary["num_trials"] == 4 and summary["num_errored"] == 0 and summary["num_unfinished"] == 0
-    assert all(t["iteration"] == 40 for t in summary["trials"])
+    assert all(t["iteration"] == epochs for t in summary["trials"])
     for name, before in finished_before.items():
         after = pd.read_csv(exp / name / "progress.csv")[["training_iteration", "val_mae"]]
         pd.testing.assert_frame_equal(before.reset_index(drop=True), after.reset_index(drop=True))
 
 
-def test_losing_a_worker_node_does_not_lose_the_experiment(tmp_path, monkeypatch, capsys):
+def test_losing_a_worker_node_does_not_lose_the_experiment(tmp_path, monkeypatch, capsys, smoke_cache):
     """A real two-node Ray cluster on one machine; the worker node dies mid-experiment."""
     import threading
 
     from ray.cluster_utils import Cluster
 
-    monkeypatch.setenv("HPO_SUITE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HPO_SUITE_CACHE", str(smoke_cache))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     worker = cluster.add_node(num_cpus=1)
     exp = tmp_path / "nodeloss"

@@ -23,9 +23,9 @@ def run_script(script: str, *args: str, cache: Path, timeout: int = 300) -> subp
 
 
 @pytest.mark.slow
-def test_run_asha_smoke_test_writes_summary_and_tensorboard(tmp_path):
+def test_run_asha_smoke_test_writes_summary_and_tensorboard(tmp_path, smoke_cache):
     proc = run_script("run_asha.py", "--smoke-test", "--storage-path", str(tmp_path), "--name", "smoke",
-                      cache=tmp_path / "cache")
+                      cache=smoke_cache)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "smoke" / "summary.json").read_text())
     assert CONTRACT_FIELDS <= set(summary)

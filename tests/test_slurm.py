@@ -71,8 +71,8 @@ def slurm(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> str:
-    return os.environ.get("HPO_SUITE_CACHE") or str(tmp_path_factory.mktemp("hpo-cache"))
+def cache_dir(smoke_cache) -> str:
+    return str(smoke_cache)
 
 
 class Job:
@@ -356,6 +356,25 @@ def test_scancel_mid_run_writes_the_summary_and_resume_finishes(slurm, tmp_path,
     assert {k: after[k] for k in before} == before
 
 
+def _start_requeued_job_now(job: Job, timeout: float = 120) -> None:
+    """Let a requeued job start as soon as it is pending again.
+
+    Slurm gives a requeued batch job a begin time about two minutes ahead (it pends with reason
+    BeginTime); a real queue waits that out. The test moves the begin time to now, which changes
+    nothing about what runs, only when.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = job.info()
+        if info.get("JobState") == "PENDING":
+            if info.get("Reason") == "BeginTime":
+                job.slurm.run("scontrol", "update", f"JobId={job.id}", "StartTime=now", check=False)
+            return
+        if info.get("JobState") == "RUNNING" and info.get("Restarts") == "1":
+            return
+        time.sleep(0.5)
+
+
 def test_requeued_job_resumes_its_own_experiment(slurm, tmp_path, cache_dir):
     storage = tmp_path / "results"
     job = Job(slurm, tmp_path, [*ASHA_LONG, "--storage-path", str(storage)], cache_dir)
@@ -363,6 +382,7 @@ def test_requeued_job_resumes_its_own_experiment(slurm, tmp_path, cache_dir):
     _wait_for_a_finished_trial(job, experiment, 300)
     before = _terminated(experiment)
     slurm.run("scontrol", "requeue", job.id)
+    _start_requeued_job_now(job)
     info = job.wait(600)
     assert info["JobState"] == "COMPLETED" and info.get("Restarts") == "1", f"{info}\n{job.report()}"
     summary = json.loads((experiment / "summary.json").read_text())
@@ -434,10 +454,9 @@ def test_the_token_and_a_fake_wandb_key_are_in_no_file_of_the_job(slurm, tmp_pat
     info = job.wait(240)
     assert info["JobState"] == "COMPLETED", f"{info}\n{job.report()}"
     assert list((job.dir / "ray-logs").rglob("runtime_env_agent.log")), job.report()  # Ray's logs were kept
-    # W&B ran for the trial (offline: its run files stay in the trial's staging folder, under the
-    # job's private temp dir, which the job removes; its logging actor's lines are in driver.log).
-    driver_log = (job.dir / "driver.log").read_text(errors="replace")
-    assert "_WandbLoggingActor" in driver_log and "W&B syncing is set to `offline`" in driver_log, job.report()
+    # W&B ran for the trial, and its offline run survived the job: in the experiment folder, not in
+    # the trial's staging folder under the job's private temp dir, which the job removes.
+    assert list((storage / "wk").glob("wandb/offline-run-*/run-*.wandb")), job.report()
     token = (job.dir / "ray-auth-token").read_text().strip()
     files = [p for root in (job.dir, storage, tmp_path) for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
     leaked_key = sorted({str(p) for p in files if fake_key.encode() in p.read_bytes()})

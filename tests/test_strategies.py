@@ -29,9 +29,9 @@ def experiment_config(strategy: str, **args):
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    """One dataset cache for the module: the tiny smoke-test dataset is built once."""
-    return tmp_path_factory.mktemp("cache")
+def cache_dir(smoke_cache) -> Path:
+    """The suite's cache of the tiny smoke-test dataset (built once, tests/conftest.py)."""
+    return smoke_cache
 
 
 def run_script(strategy: str, *args: str, tmp_path: Path, cache: Path, timeout: int = 300) -> dict:
@@ -206,13 +206,12 @@ def test_run_pbt_exploits_continue_from_the_donors_checkpoint_with_a_changed_con
 # --- slow: searchers and schedulers in one Ray session -----------------------------------------
 
 @pytest.fixture(scope="module")
-def ray_session(tmp_path_factory):
+def ray_session(smoke_cache):
     import ray
 
     from trainables.registry import MODELS
 
-    cache = tmp_path_factory.mktemp("session_cache")
-    options = {**MODELS["cgcnn"].options, **MODELS["cgcnn"].smoke_options, "cache_dir": str(cache),
+    options = {**MODELS["cgcnn"].options, **MODELS["cgcnn"].smoke_options, "cache_dir": str(smoke_cache),
                "cpus_per_trial": 1}
     MODELS["cgcnn"].load_prepare()(options)  # build the tiny dataset once, as the runner's driver does
     ray.init(address="local", num_cpus=2, include_dashboard=False)

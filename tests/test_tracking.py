@@ -55,9 +55,9 @@ def hparams_sessions(logdir: Path) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def tracked_experiment(tmp_path_factory) -> Path:
+def tracked_experiment(tmp_path_factory, smoke_cache) -> Path:
     root = tmp_path_factory.mktemp("tracking")
-    env = {**os.environ, "HPO_SUITE_CACHE": str(root / "cache"), "RAY_AUTH_MODE": "disabled",
+    env = {**os.environ, "HPO_SUITE_CACHE": str(smoke_cache), "RAY_AUTH_MODE": "disabled",
            "WANDB_MODE": "offline", "WANDB_API_KEY": FAKE_KEY, "TUNE_MAX_PENDING_TRIALS_PG": "4"}
     # 100000 epochs cannot finish in the budget (500 did, on a quiet machine): the running trials are cut by it.
     proc = subprocess.run(
@@ -92,7 +92,7 @@ def test_hparams_tab_lists_every_trial_with_its_hyperparameters_and_final_metric
 def test_wandb_offline_runs_log_each_trial_and_the_key_is_written_nowhere(tracked_experiment):
     summary = json.loads((tracked_experiment / "summary.json").read_text())
     ran = [t for t in summary["trials"] if t["iteration"] > 0]
-    run_files = sorted(tracked_experiment.glob("*/wandb/offline-run-*/run-*.wandb"))
+    run_files = sorted(tracked_experiment.glob("wandb/offline-run-*/run-*.wandb"))  # in the experiment folder
     assert len(run_files) == len(ran)
     for run_file in run_files:
         data = run_file.read_bytes()

@@ -127,10 +127,10 @@ def test_bad_config_file_and_hyperparameters(tmp_path, capsys):
 # --- a real two-stage run ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
+def smoke_run(tmp_path_factory, smoke_cache):
     """One CGCNN --smoke-test run: 4 seeds in stage 1, the best 2 x 2 PBT trials in stage 2."""
     mp = pytest.MonkeyPatch()
-    mp.setenv("HPO_SUITE_CACHE", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv("HPO_SUITE_CACHE", str(smoke_cache))
     mp.setenv("RAY_ADDRESS", "local")  # a fresh local Ray, never another user's cluster on this machine
     storage = tmp_path_factory.mktemp("results")
     probe = tmp_path_factory.mktemp("probe") / "batch.yaml"

@@ -16,11 +16,11 @@ REPO = Path(__file__).resolve().parents[1]
 FAKE_KEY = "fake-key-1234567890abcdef"
 
 
-def test_fake_wandb_key_is_in_no_file_under_results_or_rays_temp_dir(tmp_path):
+def test_fake_wandb_key_is_in_no_file_under_results_or_rays_temp_dir(tmp_path, smoke_cache):
     # Ray's socket paths must stay under 107 bytes: a short private dir in /tmp, not pytest's tmp_path.
     ray_tmp = Path(tempfile.mkdtemp(prefix="hpo-wk-", dir="/tmp"))
     try:
-        env = {**os.environ, "HPO_SUITE_CACHE": str(tmp_path / "cache"), "RAY_AUTH_MODE": "disabled",
+        env = {**os.environ, "HPO_SUITE_CACHE": str(smoke_cache), "RAY_AUTH_MODE": "disabled",
                "WANDB_MODE": "offline", "WANDB_API_KEY": FAKE_KEY, "RAY_TMPDIR": str(ray_tmp)}
         proc = subprocess.run(
             [sys.executable, str(REPO / "experiments" / "run_random.py"), "--smoke-test", "--num-samples", "1",
@@ -28,8 +28,8 @@ def test_fake_wandb_key_is_in_no_file_under_results_or_rays_temp_dir(tmp_path):
             cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
         results = tmp_path / "results" / "wk"
-        # W&B ran for the trial (its files may still be only in the staging folder under Ray's temp dir).
-        assert list(results.rglob("offline-run-*")) + list(ray_tmp.rglob("offline-run-*"))
+        # W&B ran for the trial; its offline run is in the experiment folder, for a later `wandb sync`.
+        assert list(results.glob("wandb/offline-run-*/run-*.wandb"))
         sessions = list(ray_tmp.rglob("runtime_env_agent.log"))
         assert sessions  # Ray's session (and its runtime-env log) really lived under ray_tmp
         files = [p for root in (results, ray_tmp) for p in root.rglob("*") if p.is_file() and not p.is_symlink()]

@@ -121,7 +121,7 @@ def run_variant(variant: str, args: argparse.Namespace, storage: Path, round_: i
 
     clock = TrialClock()
     original = runner.build_callbacks
-    runner.build_callbacks = lambda cfg: [*original(cfg), clock]
+    runner.build_callbacks = lambda cfg, exp_dir=None: [*original(cfg, exp_dir), clock]
     try:
         summary = runner.run_experiment(config)
     finally:

@@ -130,12 +130,15 @@ def _ending_cut_trials(logger_class: type) -> type:
     return EndingCutTrials
 
 
-def build_callbacks(config: ExperimentConfig) -> list[Any]:
+def build_callbacks(config: ExperimentConfig, exp_dir: Path | None = None) -> list[Any]:
     """Logger callbacks: TensorBoard (Ray's own, as by default, with HParams for every trial) and W&B.
 
     ``wandb_project`` adds Ray's ``WandbLoggerCallback``. W&B reads its API key itself, from
     ``WANDB_API_KEY`` or ``wandb login``; it is never passed here nor put in a config, where it
     would leak into params.json, result files and dashboards (config.validate checks it is there).
+    W&B's local run files (``wandb/run-*``, or ``wandb/offline-run-*`` with ``WANDB_MODE=offline``,
+    for a later ``wandb sync``) go into the experiment folder ``exp_dir``: by default they would
+    stay in each trial's staging folder in Ray's temp dir, which a Slurm job removes when it ends.
     Ray still adds its default CSV and JSON loggers.
     """
     from ray.tune.logger import TBXLoggerCallback
@@ -144,8 +147,9 @@ def build_callbacks(config: ExperimentConfig) -> list[Any]:
     if config.wandb_project:
         from ray.air.integrations.wandb import WandbLoggerCallback
 
+        where = {"dir": str(exp_dir)} if exp_dir is not None else {}
         callbacks.append(_ending_cut_trials(_wandb_without_key_in_runtime_env(WandbLoggerCallback))(
-            project=config.wandb_project))
+            project=config.wandb_project, **where))
     return callbacks
 
 
@@ -200,7 +204,8 @@ def _new_tuner(config: ExperimentConfig, trainable: Any, name: str, storage: Pat
             # Fail-fast (the NERSC advice) unless the user asked for retries, but through the interrupt path
             # (interrupts.TrialErrorPolicy), not Tune's fail_fast, which ends trials a resume cannot finish.
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
-            callbacks=[*build_callbacks(config), interrupts.TrialErrorPolicy(fail_fast=config.max_failures == 0),
+            callbacks=[*build_callbacks(config, storage / name),
+                       interrupts.TrialErrorPolicy(fail_fast=config.max_failures == 0),
                        *([interrupts.TrialTimeout(config.trial_timeout_s)] if config.trial_timeout_s else []),
                        *extra_callbacks, *_console(config, storage / name, param_space)],
             verbose=1 if config.verbose else 0,  # 0: the console below speaks instead of Ray's tables
