@@ -40,3 +40,26 @@ def own_smoke_cache(tmp_path, smoke_cache) -> Path:
     own = tmp_path / "cache"
     shutil.copytree(smoke_cache, own, ignore=shutil.ignore_patterns("*.lock"))
     return own
+
+
+@pytest.fixture
+def faulty_models(monkeypatch, own_smoke_cache):
+    """Register the fault-injecting trainables of faulty_trainables.py as models, for one test.
+
+    ``cgcnn_fail_once``: each trial crashes once; ``cgcnn_fail_once_in_all``: one trial of the
+    experiment crashes once; ``cgcnn_poisoned``: trials diverge; ``cgcnn_hang_once``: one step
+    hangs. Their markers go into the test's own cache folder.
+    """
+    from dataclasses import replace
+
+    from trainables.registry import MODELS
+
+    tests_dir = str(Path(__file__).parent)
+    monkeypatch.syspath_prepend(tests_dir)
+    # Ray's workers inherit the environment of the process that starts Ray, not its sys.path.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("HPO_SUITE_CACHE", str(own_smoke_cache))
+    for name, trainable in (("cgcnn_fail_once", "FailOnceCGCNN"), ("cgcnn_fail_once_in_all", "FailOnceInAllCGCNN"),
+                            ("cgcnn_poisoned", "PoisonedCGCNN"), ("cgcnn_hang_once", "HangOnceCGCNN")):
+        spec = replace(MODELS["cgcnn"], name=name, trainable=f"faulty_trainables:{trainable}")
+        monkeypatch.setitem(MODELS, name, spec)

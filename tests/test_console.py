@@ -88,6 +88,9 @@ def run(script, tmp_path, *flags, cache: Path):
 def test_default_console_is_short_with_progress_and_event_lines(tmp_path, smoke_cache):
     out, err = run("run_asha.py", tmp_path, "--name", "quiet", cache=smoke_cache)
     assert not BOX.search(out) and not BOX.search(err)
+    # The trial actors' own lines ("(CGCNNTrainable pid=...) CGCNNTrainable: device cpu ...") come
+    # through with Ray's prefix but no colour codes: stdout is a pipe.
+    assert "\x1b[" not in out, out
     lines = out.splitlines()
     assert len(lines) < 60, out
     assert lines[0].startswith("4 trials, up to 3 epochs each, tuning val_mae (min); logs in ")

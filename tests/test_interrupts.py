@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +16,6 @@ import yaml
 
 from experiments.core.experiment_dir import ExperimentLock
 from experiments.core.runner import main, saved_trial_states
-from trainables.registry import MODELS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -156,21 +154,10 @@ def test_sigterm_mid_run_saves_the_summary_and_resume_keeps_finished_trials(tmp_
         pd.testing.assert_frame_equal(before, after.reset_index(drop=True))
 
 
-@pytest.fixture
-def fail_once_model(monkeypatch, own_smoke_cache):
-    tests_dir = str(Path(__file__).parent)
-    monkeypatch.syspath_prepend(tests_dir)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")])))
-    monkeypatch.setenv("HPO_SUITE_CACHE", str(own_smoke_cache))
-    monkeypatch.setitem(MODELS, "cgcnn_fail_once",
-                        replace(MODELS["cgcnn"], name="cgcnn_fail_once",
-                                trainable="faulty_trainables:FailOnceInAllCGCNN"))
-
-
 @pytest.mark.slow
-def test_fail_fast_then_advised_resume_completes_every_planned_trial(fail_once_model, tmp_path, capsys):
+def test_fail_fast_then_advised_resume_completes_every_planned_trial(faulty_models, tmp_path, capsys):
     """Fail-fast stops through the interrupt path, so `--resume --resume-errored` runs the plan to its end."""
-    args = ["--model", "cgcnn_fail_once", "--smoke-test", "--num-samples", "4", "--max-epochs", "5",
+    args = ["--model", "cgcnn_fail_once_in_all", "--smoke-test", "--num-samples", "4", "--max-epochs", "5",
             "--max-concurrent-trials", "1", "--storage-path", str(tmp_path), "--name", "ff"]
     assert main("random", "test", args) == 1
     err = capsys.readouterr().err

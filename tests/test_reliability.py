@@ -6,33 +6,15 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from experiments.core.runner import main, saved_trial_states
-from trainables.registry import MODELS
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def faulty_models(monkeypatch, own_smoke_cache):
-    """Register the fault-injecting trainables as models for the duration of a test."""
-    tests_dir = str(Path(__file__).parent)
-    monkeypatch.syspath_prepend(tests_dir)
-    # Ray's workers inherit the environment of the process that starts Ray, not its sys.path.
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")])))
-    monkeypatch.setenv("HPO_SUITE_CACHE", str(own_smoke_cache))
-    monkeypatch.setitem(MODELS, "cgcnn_fail_once",
-                        replace(MODELS["cgcnn"], name="cgcnn_fail_once", trainable="faulty_trainables:FailOnceCGCNN"))
-    monkeypatch.setitem(MODELS, "cgcnn_poisoned",
-                        replace(MODELS["cgcnn"], name="cgcnn_poisoned", trainable="faulty_trainables:PoisonedCGCNN"))
-    monkeypatch.setitem(MODELS, "cgcnn_hang_once",
-                        replace(MODELS["cgcnn"], name="cgcnn_hang_once", trainable="faulty_trainables:HangOnceCGCNN"))
 
 
 def summary_of(path: Path) -> dict:

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from trainables.cache import default_cache_dir as trainables_cache_dir
 from trainables.registry import MODELS, ModelSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -24,8 +25,8 @@ SEARCHERS = ("random", "grid", "quasirandom", "hyperopt", "dragonfly")
 
 
 def default_cache_dir() -> str:
-    """Where datasets and tokenisations are cached: ``$HPO_SUITE_CACHE`` or ``~/.cache/hpo-suite``."""
-    return str(Path(os.environ.get("HPO_SUITE_CACHE", "~/.cache/hpo-suite")).expanduser().resolve())
+    """Where datasets and tokenisations are cached (``trainables.cache``), as the string a config holds."""
+    return str(trainables_cache_dir())
 
 
 class ConfigError(ValueError):

@@ -251,6 +251,16 @@ class ConsoleReporter(Callback):
         self._progress(trials, force=True)
 
 
+def plain_worker_log_prefixes() -> None:
+    """No colour codes around Ray's ``(CGCNNTrainable pid=...)`` line prefixes when stdout is no terminal.
+
+    Ray wraps them in ANSI colour codes unless ``RAY_COLOR_PREFIX=0`` (its own switch); in a file
+    (a Slurm job's output, a pipe, ``> log``) those codes are noise. A user's own setting wins.
+    """
+    if not sys.stdout.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+
+
 @contextlib.contextmanager
 def ray_output(verbose: bool) -> Iterator[None]:
     """Ray Tune's own console output for the block: none (default) or its full tables (``verbose``).

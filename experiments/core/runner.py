@@ -76,6 +76,10 @@ def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
 def _connect_ray(config: ExperimentConfig) -> None:
     import ray
 
+    from experiments.core.console import plain_worker_log_prefixes
+
+    plain_worker_log_prefixes()  # the driver prints the workers' lines: it reads the switch as it prints
+
     if config.address:
         _check_reachable(config.address)
         try:
@@ -428,6 +432,16 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
     return summary
 
 
+def shutdown_ray_if_started() -> None:
+    """Shut down a Ray this process started or joined: an entry point's last step, whatever happened.
+
+    A check that fails after Ray started (e.g. too many CPUs per trial) must not leave it running.
+    """
+    ray = sys.modules.get("ray")  # never imported: nothing to shut down, and no import for nothing
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
 def main(strategy: str, description: str, argv: list[str] | None = None) -> int:
     """Entry point of every ``run_<strategy>.py``: parse, validate, run, print the summary."""
     timeline = StartupTimeline()
@@ -454,10 +468,8 @@ def main(strategy: str, description: str, argv: list[str] | None = None) -> int:
         summary = run_experiment(config, resume=resume, resume_errored=resume_errored, timeline=timeline)
     except INPUT_ERRORS as err:
         return print_error(err)
-    finally:  # a check that fails after Ray started (e.g. too many CPUs per trial) must not leave it running
-        ray = sys.modules.get("ray")
-        if ray is not None and ray.is_initialized():
-            ray.shutdown()
+    finally:
+        shutdown_ray_if_started()
     print(format_table(summary))
     return _report_outcome(summary)
 

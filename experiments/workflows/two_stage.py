@@ -52,7 +52,7 @@ from experiments.core.config import (
     resolve_config,
 )
 from experiments.core.errors import INPUT_ERRORS, print_error
-from experiments.core.runner import run_experiment
+from experiments.core.runner import run_experiment, shutdown_ray_if_started
 from experiments.core.summary import format_table
 from search_spaces import SearchSpace, SpaceError, load_space
 from search_spaces.spec import Param
@@ -514,9 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     except INPUT_ERRORS as err:
         return print_error(err)
     finally:  # as the runner does: never leave a Ray started by a failed check running
-        ray = sys.modules.get("ray")
-        if ray is not None and ray.is_initialized():
-            ray.shutdown()
+        shutdown_ray_if_started()
     return code
 
 

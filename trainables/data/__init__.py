@@ -21,6 +21,7 @@ import numpy as np
 from filelock import FileLock
 from torch_geometric.data import Data
 
+from trainables.cache import default_cache_dir
 from trainables.data import adsorption, cif_folder
 from trainables.data.errors import DataError
 from trainables.data.graphs import (
@@ -63,11 +64,6 @@ class GraphDataset:
     def subset(self, split: str) -> list[Data]:
         """The graphs of ``split`` ("train", "val" or "test")."""
         return [self.graphs[i] for i in self.splits[split]]
-
-
-def default_cache_dir() -> Path:
-    """``$HPO_SUITE_CACHE`` if set, else ``~/.cache/hpo-suite``."""
-    return Path(os.environ.get("HPO_SUITE_CACHE") or Path.home() / ".cache" / "hpo-suite")
 
 
 def split_indices(num_graphs: int, seed: int) -> dict[str, np.ndarray]:
