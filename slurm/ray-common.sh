@@ -36,6 +36,24 @@ hpo_require_job() {
     [[ -n "${SLURM_JOB_ID:-}" ]] || hpo_die "SLURM_JOB_ID is not set: run this inside a Slurm job (sbatch slurm/submit.sbatch ...)"
 }
 
+# Slurm keeps the job's --export list, values included, in SLURM_EXPORT_ENV, and programs that
+# record a job's SLURM_* variables copy it: W&B puts them in every run's metadata, so a key given
+# as `sbatch --export=ALL,WANDB_API_KEY=...` would land in the run files and on W&B's servers.
+# sbatch has already put those values into the job's environment, so the names alone tell srun
+# the same: ALL,A=1 becomes ALL (the whole environment); NONE,A=1 becomes NONE,A.
+hpo_redact_export_env() {  # LIST: the --export list with every NAME=VALUE cut to NAME
+    local items=() names=() item
+    IFS=',' read -ra items <<< "$1"
+    if [[ "${items[0]:-}" == ALL ]]; then
+        echo ALL
+        return
+    fi
+    for item in "${items[@]}"; do
+        names+=("${item%%=*}")
+    done
+    (IFS=','; echo "${names[*]}")
+}
+
 # Python of the chosen virtual environment; `ray` is run through it (python -m), so a moved
 # venv whose bin/ray shebang points elsewhere still works.
 hpo_find_python() {
