@@ -8,14 +8,18 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
+from experiments.core.config import resolve_config
 from experiments.core.experiment_dir import ExperimentLock
+from experiments.core.interrupts import graceful_stop_signals
 from experiments.core.runner import main, saved_trial_states
+from experiments.core.strategies import STRATEGIES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -139,7 +143,8 @@ def test_sigterm_mid_run_saves_the_summary_and_resume_keeps_finished_trials(tmp_
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out[-3000:]
     summary = json.loads((exp / "summary.json").read_text())
-    assert summary["num_unfinished"] > 0, summary
+    # The signal lands in a trial (it is unfinished) or between two (the next ones never started).
+    assert summary["num_unfinished"] + summary["num_not_started"] > 0, summary
     assert f"resume with: {summary['resume_command']}" in out
     finished_before = _terminated_trials(exp)
     assert finished_before
@@ -209,3 +214,23 @@ def test_one_seed_gives_the_same_ahb_trials_twice(tmp_path, smoke_cache):
     assert runs[0] == runs[1]
     # Two brackets stop trials at different rungs: the runs above really depended on the bracket draws.
     assert len({epochs for _, epochs in runs[0]}) > 1, runs[0]
+
+
+def test_planned_trials_a_stop_kept_from_starting_are_left_to_run_but_not_after_the_time_budget():
+    """Tune creates trials as slots free up: a stop between two trials leaves fewer trials, none unfinished."""
+    from experiments.core.interrupts import TrialErrorPolicy
+    from experiments.core.runner import trials_not_started
+    from experiments.core.summary import left_to_run
+
+    config = resolve_config("asha", {}, {"search": "random"}, STRATEGIES["asha"].smoke)
+    with graceful_stop_signals():
+        TrialErrorPolicy(fail_fast=True).setup(total_num_samples=4)  # as Tune calls it when the run starts
+        assert trials_not_started(config, num_trials=2, session_s=10.0) == 2
+        assert trials_not_started(config, num_trials=4, session_s=10.0) == 0
+        budgeted = replace(config, time_budget_s=5)
+        assert trials_not_started(budgeted, num_trials=2, session_s=6.0) == 0  # the budget ended it: done
+        assert trials_not_started(budgeted, num_trials=2, session_s=4.0) == 2  # stopped before the budget
+        TrialErrorPolicy(fail_fast=True).setup(total_num_samples=-1)  # open-ended (num_samples=-1)
+        assert trials_not_started(config, num_trials=2, session_s=10.0) == 0
+    assert left_to_run({"num_unfinished": 0, "num_not_started": 2}) == 2
+    assert left_to_run({"num_unfinished": 1}) == 1 and left_to_run({}) == 0

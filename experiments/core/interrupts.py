@@ -43,11 +43,17 @@ FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 _stop_requested_at: float | None = None
 _errored_while_stopping: set[str] = set()
 _timed_out: dict[str, float] = {}  # trial id -> the timeout that ended it
+_planned_trials: int | None = None  # the trials the search plans in all (Tune's total_num_samples)
 
 
 def stop_requested() -> bool:
     """Whether SIGTERM or SIGHUP asked this process to stop while its Tuner ran."""
     return _stop_requested_at is not None
+
+
+def planned_trials() -> int | None:
+    """How many trials the running (or last) Tuner's search plans in all; None when open-ended or unknown."""
+    return _planned_trials
 
 
 def errored_while_stopping() -> set[str]:
@@ -76,8 +82,9 @@ def graceful_stop_signals() -> Iterator[None]:
     signals are harmless: each one only sets Tune's stop flag again. Before and after the block
     the previous handlers apply (before the Tuner starts there is nothing to save).
     """
-    global _stop_requested_at
+    global _stop_requested_at, _planned_trials
     _stop_requested_at = None
+    _planned_trials = None
     _errored_while_stopping.clear()
     _timed_out.clear()
     previous = {sig: signal.signal(sig, _forward) for sig in FORWARDED_SIGNALS}
@@ -99,6 +106,13 @@ class TrialErrorPolicy(Callback):
 
     def __init__(self, fail_fast: bool):
         self.fail_fast = fail_fast
+
+    def setup(self, **info: Any) -> None:
+        # Trials a stop prevents from starting are missing from the saved state: the runner compares
+        # the trials there with this total (runner.trials_not_started).
+        global _planned_trials
+        total = info.get("total_num_samples")
+        _planned_trials = int(total) if total and total > 0 else None
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if stop_requested():

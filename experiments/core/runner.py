@@ -27,7 +27,7 @@ from experiments.core.experiment_dir import default_name, discard_unstarted, has
 from experiments.core.seeding import seed_scheduler_rngs
 from experiments.core.startup import FirstResultCallback, StartupTimeline
 from experiments.core.strategies import STRATEGIES, build_scheduler, build_search
-from experiments.core.summary import format_table, summarize, write_summary
+from experiments.core.summary import format_table, left_to_run, summarize, write_summary
 from search_spaces import SearchSpace, SpaceError, load_space
 
 
@@ -416,6 +416,7 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
     # state, so the experiment can be resumed where it stopped.
     states = saved_trial_states(exp_dir)
     summary["num_unfinished"] = sum(1 for status in states if status not in ("TERMINATED", "ERROR"))
+    summary["num_not_started"] = trials_not_started(config, len(states), time.monotonic() - start)
     summary["resume_command"] = resume_command(config, name)
     summary["startup"] = timeline.summary()
     interrupts.mark_interrupted_trials(summary)
@@ -474,6 +475,19 @@ def main(strategy: str, description: str, argv: list[str] | None = None) -> int:
     return _report_outcome(summary)
 
 
+def trials_not_started(config: ExperimentConfig, num_trials: int, session_s: float) -> int:
+    """Planned trials that a stop (a signal, Ctrl-C, fail-fast) kept from starting; the resume runs them.
+
+    Tune creates trials one by one as slots free up, so a stop between two trials leaves no
+    unfinished trial behind, only fewer trials than the search plans. A run that ends because its
+    time budget is spent also has fewer, by design: those are not counted.
+    """
+    planned = interrupts.planned_trials()
+    if not planned or (config.time_budget_s and session_s >= config.time_budget_s):
+        return 0
+    return max(0, planned - num_trials)
+
+
 def _report_outcome(summary: dict[str, Any]) -> int:
     """Exit status and the one line a user needs when the experiment did not simply finish."""
     failed = [t for t in summary["trials"] if t["errored"]]
@@ -483,8 +497,9 @@ def _report_outcome(summary: dict[str, Any]) -> int:
               f"{Path(first['path']) / 'error.txt'}); finished trials are in {summary['name']}/summary.json; "
               f"retry the failed ones with: {summary['resume_command']} --resume-errored", file=sys.stderr)
         return 1
-    if summary["num_unfinished"]:
-        print(f"interrupted with {summary['num_unfinished']} trial(s) unfinished; resume with: "
-              f"{summary['resume_command']}", file=sys.stderr)
+    if left_to_run(summary):
+        print(f"interrupted with {summary['num_unfinished']} trial(s) unfinished and "
+              f"{summary.get('num_not_started', 0)} not started; resume with: {summary['resume_command']}",
+              file=sys.stderr)
         return 130
     return 0

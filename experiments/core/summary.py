@@ -136,6 +136,11 @@ def summarize(
     return _clean(summary)
 
 
+def left_to_run(summary: dict[str, Any]) -> int:
+    """Trials a resume would still run: unfinished ones, and planned ones a stop kept from starting."""
+    return int(summary.get("num_unfinished") or 0) + int(summary.get("num_not_started") or 0)
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
@@ -239,8 +244,9 @@ def format_markdown(
                   f"- test metric of the best trial: {test_key} {_fmt(best.get(test_key))}"]
     else:
         lines.append(f"- best: {no_best_reason(summary)}")
-    if summary.get("num_unfinished"):
-        lines.append(f"- unfinished trials: {summary['num_unfinished']}; resume with `{summary.get('resume_command')}`")
+    if left_to_run(summary):
+        lines.append(f"- unfinished trials: {summary.get('num_unfinished', 0)}, planned trials not started: "
+                     f"{summary.get('num_not_started', 0)}; resume with `{summary.get('resume_command')}`")
     if best:
         lines += ["", "## Best configuration", "", "| parameter | value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in best["config"].items()]

@@ -53,7 +53,7 @@ from experiments.core.config import (
 )
 from experiments.core.errors import INPUT_ERRORS, print_error
 from experiments.core.runner import run_experiment, shutdown_ray_if_started
-from experiments.core.summary import format_table
+from experiments.core.summary import format_table, left_to_run
 from search_spaces import SearchSpace, SpaceError, load_space
 from search_spaces.spec import Param
 from trainables.registry import MODELS
@@ -302,7 +302,7 @@ def completed_summary(exp_dir: Path, retry_errored: bool = False) -> dict[str, A
     if not path.is_file():
         return None
     summary = json.loads(path.read_text())
-    if summary.get("num_unfinished") or (retry_errored and summary.get("num_errored")):
+    if left_to_run(summary) or (retry_errored and summary.get("num_errored")):
         return None
     return summary
 
@@ -461,8 +461,9 @@ def run_two_stage(config: TwoStageConfig, retry_errored: bool = False) -> tuple[
 
 def _stage_problem(summary: dict[str, Any], label: str, resume: str) -> tuple[str, str, int] | None:
     """The line to print, record status and exit status of a stage that did not simply finish."""
-    if summary.get("num_unfinished"):
-        return (f"interrupted in {label} with {summary['num_unfinished']} trial(s) unfinished; resume with: {resume}",
+    if left_to_run(summary):
+        return (f"interrupted in {label} with {summary.get('num_unfinished', 0)} trial(s) unfinished and "
+                f"{summary.get('num_not_started', 0)} not started; resume with: {resume}",
                 f"interrupted in {label}", 130)
     if summary.get("num_errored"):
         failed = next(t for t in summary["trials"] if t["errored"])
