@@ -70,7 +70,16 @@ def _hyperopt_expr(p: Param) -> Any:
         else:
             draw = hp.uniform(p.name, low, high + 1)
         return scope.int(scope.minimum(draw // 1, high))
-    # choice and discrete: TPE models them as categories (a discrete list is a handful of values).
+    if p.kind == "discrete":
+        # An ordered list of numbers: a uniform draw over [0, n) floored to an index, as for an
+        # int, so TPE models the index as an ordered value (batch size 32 lies between 16 and
+        # 64); ``hp.choice`` would make each value an unrelated category. Every value keeps an
+        # equal share. The index picks the spec's own value (``switch``, a built-in pyll
+        # operation). HyperOpt records the index draw, not the value.
+        n = len(p.values)
+        index = scope.int(scope.minimum(hp.uniform(p.name, 0, n) // 1, n - 1))
+        return scope.switch(index, *p.values)
+    # choice: unordered categories.
     return hp.choice(p.name, list(p.values))
 
 
@@ -79,9 +88,11 @@ def to_hyperopt(space: SearchSpace) -> dict[str, Any]:
 
     Written directly rather than through Ray's converter so every integer, bounds included, gets
     the same probability as under Ray's own sampling (Ray's converter rounds, ``uniformint``), and
-    discrete numeric lists are expressed natively. A point given to ``points_to_evaluate`` names
-    integers by their value (``{"epochs": 3}``); HyperOpt records the underlying draw, here the
-    same number. Constants are not part of the space: they travel in the Tuner's ``param_space``.
+    ordered discrete lists are searched as an ordered index (not as categories). A point given to
+    ``points_to_evaluate`` names integers by their value (``{"epochs": 3}``); HyperOpt records the
+    underlying draw, here the same number (for a discrete list it is the index, so such a point
+    would name the index). Constants are not part of the space: they travel in the Tuner's
+    ``param_space``.
     """
     return {p.name: _hyperopt_expr(p) for p in space.params}
 

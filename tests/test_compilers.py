@@ -236,3 +236,25 @@ def test_rte_spaces_are_the_write_ups_numbers():
     assert sweep.names == ["lr"]  # the write-up's epochs 1..40 is the schedule's length: --max-epochs 40
     for space in (grid, ahb, pbt, sweep):
         assert set(space.names) <= {"lr", "batch_size", "weight_decay", "warmup_ratio", "epochs"}
+
+
+def test_hyperopt_searches_a_discrete_list_as_an_ordered_index_that_tpe_learns():
+    """An ordered discrete list is one uniform draw floored to an index (ordered for TPE), not a category."""
+    from hyperopt import Domain
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    domain = Domain(lambda config: 0.0, to_hyperopt(MIXED))
+    kinds = {label: node.name for label, node in domain.params.items()}
+    assert kinds["batch"] == "uniform"  # hp.choice would be a randint over unrelated categories
+    assert kinds["act"] == "randint"  # an unordered choice stays categorical
+    searcher = HyperOptSearch(space=to_hyperopt(MIXED), metric="loss", mode="min", n_initial_points=4,
+                              random_state_seed=0)
+    proposed = []
+    for i in range(12):  # past the initial random points: TPE proposes from the told losses
+        config = searcher.suggest(str(i))
+        assert MIXED.contains(config), config
+        proposed.append(config["batch"])
+        searcher.on_trial_complete(str(i), {"loss": abs(config["batch"] - 61) + 0.0})
+    assert set(proposed) <= {40, 61, 79, 102}
+    told = [t["misc"]["vals"]["batch"][0] for t in searcher._hpopt_trials.trials]
+    assert all(0 <= draw < 4 for draw in told)  # the trials database holds the index draw

@@ -109,8 +109,62 @@ def test_checkpoints_only_where_pbt_needs_them():
     asha = checkpoint_config(experiment_config("asha"))
     assert pbt.checkpoint_at_end is False and asha.checkpoint_at_end is False
     assert asha.num_to_keep is None and asha.checkpoint_frequency == 0
-    # A paused PBT member restores its donor's checkpoint later: every member's newest one must still exist.
-    assert pbt.num_to_keep >= experiment_config("pbt").num_samples
+    # Ray's num_to_keep is per trial: two per member, whatever the population (not one per member each).
+    assert pbt.num_to_keep == 2
+
+
+@pytest.mark.parametrize(("strategy", "args", "message"), [
+    ("asha", {"grace_period": 5, "max_epochs": 5},
+     "grace_period (5) equals max-epochs: ASHA would never stop a trial early (its only rung is the last epoch); "
+     "lower --grace-period or use run_random.py"),
+    ("ahb", {"grace_period": 3, "max_epochs": 12, "reduction_factor": 2, "brackets": 4},
+     "brackets 4 is more than max-epochs 12, grace-period 3 and reduction-factor 2 allow (3, the last of them "
+     "never stopping a trial); brackets beyond it have no rungs and run plain random search"),
+    ("ahb", {"grace_period": 1, "max_epochs": 5, "reduction_factor": 2, "brackets": 4},
+     "brackets 4 is more than max-epochs 5, grace-period 1 and reduction-factor 2 allow (3, "),
+])
+def test_brackets_and_grace_periods_that_never_stop_are_one_line_errors(strategy, args, message, capsys, tmp_path):
+    with pytest.raises(ConfigError) as info:
+        experiment_config(strategy, **args)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+    flags = [x for key, value in args.items() for x in (f"--{key.replace('_', '-')}", str(value))]
+    assert main(strategy, "doc", [*flags, "--storage-path", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {message}")
+
+
+def test_every_allowed_bracket_has_a_rung_and_the_shipped_ahb_brackets_are_allowed():
+    from ray.tune.schedulers import AsyncHyperBandScheduler
+
+    from experiments.core.config import max_brackets
+
+    for max_t, grace, eta in ((12, 3, 2), (5, 1, 2), (27, 1, 3), (81, 1, 3), (20, 4, 2), (9, 1, 3.0)):
+        allowed = max_brackets(max_t, grace, eta)
+        scheduler = AsyncHyperBandScheduler(max_t=max_t, grace_period=grace, reduction_factor=eta,
+                                            brackets=allowed + 1)
+        rungs = [len(b._rungs) for b in scheduler._brackets]
+        assert all(rungs[:allowed]) and rungs[allowed] == 0, (max_t, grace, eta, rungs)
+    for model in ("cgcnn", "roberta_rte"):
+        experiment_config("ahb", model=model)  # the shipped configs pass the check
+    # configs/cgcnn/ahb.yaml: rung counts 3, 2, 1; Ray draws a trial's bracket by their softmax.
+    config = experiment_config("ahb")
+    scheduler = build_scheduler(config, load_space(config.space))
+    sizes = [len(b._rungs) for b in scheduler._brackets]
+    assert sizes == [3, 2, 1]
+    import math
+    shares = [math.exp(s) / sum(math.exp(t) for t in sizes) for s in sizes]
+    assert [round(100 * x) for x in shares] == [67, 24, 9]
+
+
+@pytest.mark.parametrize("search", ["hyperopt", "dragonfly", "optuna"])
+def test_max_concurrent_trials_other_than_the_searchers_limit_is_one_line_before_any_trial(search, capsys, tmp_path):
+    args = ["--search", search, "--max-concurrent-trials", "3", "--storage-path", str(tmp_path)]
+    assert main("asha", "doc", args) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: --max-concurrent-trials 3 with search {search}: its proposals are already held to "
+                   "max_concurrent_search 4; set max_concurrent_search to 3 instead (or leave "
+                   "--max-concurrent-trials 0)\n")
+    assert not list(tmp_path.iterdir())
+    experiment_config("asha", search=search, max_concurrent_trials=4)  # the same limit is fine
 
 
 def test_grid_above_the_size_limit_is_refused_in_one_line_unless_forced(tmp_path, capsys):

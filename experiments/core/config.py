@@ -21,7 +21,9 @@ from trainables.registry import MODELS, ModelSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS_DIR = REPO_ROOT / "configs"
-SEARCHERS = ("random", "grid", "quasirandom", "hyperopt", "dragonfly")
+SEARCHERS = ("random", "grid", "quasirandom", "hyperopt", "dragonfly", "optuna", "bohb")
+# Searchers that limit their own proposals to max_concurrent_search (Ray's ConcurrencyLimiter).
+LIMITED_SEARCHERS = ("hyperopt", "dragonfly", "optuna", "bohb")
 
 
 def default_cache_dir() -> str:
@@ -169,8 +171,8 @@ def build_parser(strategy: str, description: str, prog: str | None = None,
     add("--model", help="model to tune: " + ", ".join(MODELS) + " (default cgcnn)")
     add("--config", help=f"YAML config (default configs/<model>/{strategy}.yaml)")
     add("--space", help="search space: a name in search_spaces/ or a .yaml path")
-    if strategy not in ("grid", "pbt"):
-        add("--search", help="search algorithm: " + ", ".join(s for s in SEARCHERS if s != "grid"))
+    if strategy not in ("grid", "pbt", "bohb"):
+        add("--search", help="search algorithm: " + ", ".join(s for s in SEARCHERS if s not in ("grid", "bohb")))
     if strategy == "grid":
         add("--force", action="store_true", help="run a grid larger than max_grid_size")
     add("--num-samples", type=int, help="number of trials (grid: repeats of the full grid)")
@@ -182,6 +184,7 @@ def build_parser(strategy: str, description: str, prog: str | None = None,
             help="perturb only once every member has reached the interval (compare at one epoch)")
     if strategy in ("asha", "ahb"):
         add("--grace-period", type=int, help="epochs before the first stopping decision")
+    if strategy in ("asha", "ahb", "bohb"):
         add("--reduction-factor", type=float, help="1 / the share of trials promoted at each rung")
     if strategy == "ahb":
         add("--brackets", type=int, help="async HyperBand brackets (1 is ASHA)")
@@ -296,6 +299,32 @@ def _wandb_credentials() -> bool:
         return False
 
 
+def max_brackets(max_epochs: int, grace_period: int, reduction_factor: float) -> int:
+    """How many brackets of Ray's ``AsyncHyperBandScheduler`` have a rung: s_max + 1.
+
+    Bracket ``s`` has ``int(log(max_t / grace) / log(eta) - s + 1)`` rungs (Ray 2.60's ``_Bracket``,
+    computed here the same way, float rounding included), so brackets beyond s_max have none and
+    never stop a trial; the last one that has a rung holds only max_t: Hyperband's no-stopping bracket.
+    """
+    import numpy as np
+
+    return int(np.log(max_epochs / grace_period) / np.log(reduction_factor)) + 1
+
+
+def _check_brackets(config: ExperimentConfig) -> None:
+    """ASHA / async HyperBand settings that would silently run random search: one-line ConfigErrors."""
+    if config.grace_period == config.max_epochs:
+        raise ConfigError(
+            f"grace_period ({config.grace_period}) equals max-epochs: {config.strategy.upper()} would never stop a "
+            f"trial early (its only rung is the last epoch); lower --grace-period or use run_random.py")
+    allowed = max_brackets(config.max_epochs, config.grace_period, config.reduction_factor)
+    if config.strategy == "ahb" and config.brackets > allowed:
+        raise ConfigError(
+            f"brackets {config.brackets} is more than max-epochs {config.max_epochs}, grace-period "
+            f"{config.grace_period} and reduction-factor {config.reduction_factor:g} allow ({allowed}, the last of "
+            f"them never stopping a trial); brackets beyond it have no rungs and run plain random search")
+
+
 def validate(config: ExperimentConfig) -> None:
     """Checks that need no cluster and no data: each failure is a one-line ConfigError."""
     if config.search not in SEARCHERS:
@@ -352,6 +381,15 @@ def validate(config: ExperimentConfig) -> None:
         raise ConfigError(
             f"grace_period ({config.grace_period}) must not exceed max-epochs ({config.max_epochs})"
         )
+    if config.strategy in ("asha", "ahb"):
+        _check_brackets(config)
+    if config.max_concurrent_trials and config.search in LIMITED_SEARCHERS \
+            and config.max_concurrent_trials != config.max_concurrent_search:
+        # Ray raises a bare ValueError at fit for a limiter and a different max_concurrent_trials.
+        raise ConfigError(
+            f"--max-concurrent-trials {config.max_concurrent_trials} with search {config.search}: its proposals are "
+            f"already held to max_concurrent_search {config.max_concurrent_search}; set max_concurrent_search "
+            f"to {config.max_concurrent_trials} instead (or leave --max-concurrent-trials 0)")
     storage = Path(config.storage_path).expanduser()
     existing = next((p for p in [storage, *storage.absolute().parents] if p.exists()), None)
     if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK):

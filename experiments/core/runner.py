@@ -24,6 +24,7 @@ from experiments.core import interrupts
 from experiments.core.config import ConfigError, ExperimentConfig, build_parser, default_cache_dir, resolve_config
 from experiments.core.errors import INPUT_ERRORS, print_error
 from experiments.core.experiment_dir import default_name, discard_unstarted, has_saved_state, open_experiment_dir
+from experiments.core.scheduler_state import SchedulerMemory
 from experiments.core.seeding import seed_scheduler_rngs
 from experiments.core.startup import FirstResultCallback, StartupTimeline
 from experiments.core.strategies import STRATEGIES, build_scheduler, build_search
@@ -38,9 +39,10 @@ def checkpoint_config(config: ExperimentConfig) -> Any:
     stopped trial, the overhead the NERSC study removed to finish twice the trials. PBT needs
     checkpoints at each perturbation (the donor's weights): ``PopulationBasedTraining`` saves the
     upper quantile itself at every ``perturbation_interval``, so no periodic checkpoints are added
-    for it. Periodic checkpoints keep the two newest per trial, bounding disk use on long runs; under PBT
-    at least one per population member is kept: a paused member restores its donor's checkpoint later,
-    and a donor must not have deleted it by then (a failed restore is a trial error).
+    for it. Checkpoints keep the two newest per trial, bounding disk use on long runs, PBT included:
+    Ray's ``num_to_keep`` is per trial (each trial has its own checkpoint manager) and an exploit
+    loads the donor's newest checkpoint, so two per trial cover a donor that saves again before its
+    recipient restores (a population-sized retention kept all 40 checkpoints of RoBERTa's 8 x 5 epochs).
     """
     from ray import tune
 
@@ -48,7 +50,7 @@ def checkpoint_config(config: ExperimentConfig) -> Any:
     return tune.CheckpointConfig(
         checkpoint_frequency=config.checkpoint_frequency,
         checkpoint_at_end=False,
-        num_to_keep=max(2, config.num_samples) if pbt else (2 if config.checkpoint_frequency else None),
+        num_to_keep=2 if pbt or config.checkpoint_frequency else None,
     )
 
 
@@ -211,6 +213,8 @@ def _new_tuner(config: ExperimentConfig, trainable: Any, name: str, storage: Pat
             callbacks=[*build_callbacks(config, storage / name),
                        interrupts.TrialErrorPolicy(fail_fast=config.max_failures == 0),
                        *([interrupts.TrialTimeout(config.trial_timeout_s)] if config.trial_timeout_s else []),
+                       # The scheduler's rungs / perturbation times, saved with Tune's state (Tune saves no scheduler).
+                       SchedulerMemory(scheduler),
                        *extra_callbacks, *_console(config, storage / name, param_space)],
             verbose=1 if config.verbose else 0,  # 0: the console below speaks instead of Ray's tables
         ),
@@ -399,7 +403,8 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
         tuner = _new_tuner(config, trainable, name, storage, searcher, build_scheduler(config, space), param_space,
                            (FirstResultCallback(timeline),))
     start = time.monotonic()
-    seed_scheduler_rngs(config.seed)  # PBT's explore and AHB's brackets draw from the global generators
+    if not resume:  # a resume goes on with the saved random streams (scheduler_state.SchedulerMemory)
+        seed_scheduler_rngs(config.seed)  # PBT's explore and AHB's brackets draw from the global generators
     from experiments.core.console import ray_output
 
     with interrupts.graceful_stop_signals(), ray_output(config.verbose):  # signals stop it as Ctrl-C does
