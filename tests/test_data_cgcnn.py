@@ -19,6 +19,7 @@ from trainables.data import DataError, GraphDataset, adsorption, baseline_mae, e
 from trainables.data.elements import group_and_period
 from trainables.data.graphs import (
     DEFAULT_ATOM_FEATURE_DIM,
+    GraphArrays,
     atoms_to_graph,
     default_atom_feature_table,
     gaussian_centers,
@@ -172,6 +173,31 @@ def test_builtin_dataset_contents(small_dataset: GraphDataset) -> None:
     assert np.std(targets(small_dataset)) > 0.05
     # Distinct (slab, adsorbate, site, cell) draws: no structure twice.
     assert len({(m["slab"], m["adsorbate"], m["site"]) for m in small_dataset.metadata}) > 0.9 * SMALL
+
+
+def test_no_duplicates_in_builtin_data(
+    small_dataset: GraphDataset, small_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No two structures share composition, sorted edge lengths and energy; equivalent slabs are one slab."""
+    (cached,) = small_cache.glob(f"emt-adsorption-n{SMALL}-seed0-*.npz")
+    assert not adsorption.duplicate_groups(GraphArrays.load(cached)[0])
+    # A tiny generator where the version before de-duplication (generator 7) made 4 copies in 20
+    # structures: two hosts, one facet, one adsorbate, four alloy draws per host, three distinct.
+    monkeypatch.setattr(adsorption, "METALS", ("Cu", "Pt"))
+    monkeypatch.setattr(adsorption, "FACETS", ("111",))
+    monkeypatch.setattr(adsorption, "ADSORBATES", {"O": ("O", [])})
+    monkeypatch.setattr(adsorption, "ALLOY_SLABS_PER_FACET", 4)
+    specs = adsorption.slab_specs(np.random.default_rng(0))
+    keys = [adsorption.structure_key(adsorption.build_slab(spec)) for spec in specs]
+    assert len(set(keys)) == len(keys) == 2 * (1 + 3)  # a 2x2 (111) cell has 3 alloys per dopant (1, 2, 3 atoms)
+    arrays, _ = adsorption.generate(20, seed=1, progress=False, workers=1)
+    assert len(arrays) == 20 and not adsorption.duplicate_groups(arrays)
+    # Pt on surface atom 0 or 1 of Cu(111) 2x2 is one surface; Pt on 0 and 1 is another.
+    key = adsorption.structure_key
+    assert key(adsorption.build_slab(adsorption.SlabSpec("Cu", "111", "Pt", (0,)))) == key(
+        adsorption.build_slab(adsorption.SlabSpec("Cu", "111", "Pt", (1,))))
+    assert key(adsorption.build_slab(adsorption.SlabSpec("Cu", "111", "Pt", (0,)))) != key(
+        adsorption.build_slab(adsorption.SlabSpec("Cu", "111", "Pt", (0, 1))))
 
 
 def test_relaxation_moves_only_free_atoms_and_reaches_fmax() -> None:

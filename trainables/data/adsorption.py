@@ -19,10 +19,17 @@ with gas references mu(H) = E(H2)/2, mu(N) = E(N2)/2, mu(O) = E(O2)/2 and mu(C) 
 each molecule relaxed with EMT. What the network must learn beyond the (metal, adsorbate)
 baseline is therefore what the relaxed geometry encodes: site, facet and alloy neighbours.
 
-Structures are distinct (slab, adsorbate, site, surface cell) combinations drawn without
-replacement (a pure slab's surface cells are equivalent, so only one is used), so no structure
-appears twice. Relaxations that do not converge within ``RELAX_STEPS`` or end desorbed or
-dissociated are dropped and replaced by further draws.
+Structures are (slab, adsorbate, site, surface cell) combinations drawn without replacement,
+and no structure appears twice, symmetry-equivalent copies included: two surface alloys related
+by a translation, rotation or mirror of the surface (Pt on surface atom 0 or on atom 1 of a
+Cu(111) 2x2 cell) are one slab, and one adsorbate site seen from two equivalent surface cells is
+one structure. ``structure_key`` decides equivalence from the geometry alone (every atom's
+element and the sorted elements and distances of its neighbours within ``KEY_CUTOFF``, periodic
+images included); a slab equivalent to one already drawn is redrawn, and a starting structure
+equivalent to one already drawn is skipped before it is relaxed. So no two slab ids are
+equivalent, and the ``by_slab`` split keeps equivalent surfaces together. Relaxations that do not
+converge within ``RELAX_STEPS`` or end desorbed or dissociated are dropped and replaced by
+further draws.
 
 Metadata per structure: ``metal`` is the slab's host metal (alloys are grouped with their host,
 so the alloying effect is part of the within-group variation a graph network can see), ``dopant``
@@ -33,6 +40,7 @@ binding atom to its nearest metal atom after relaxation).
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -44,13 +52,15 @@ from ase import Atoms
 from ase.build import fcc100, fcc111, fcc211
 from ase.calculators.emt import EMT
 from ase.constraints import FixAtoms, FixCartesian
+from ase.neighborlist import neighbor_list
 from ase.optimize import LBFGS
 from tqdm import tqdm
 
 from trainables.data.graphs import GraphArrays, neighbor_graph
 
 # Bump when the generator changes, so old caches are not reused.
-GENERATOR_VERSION = 7
+# 8: symmetry-equivalent slabs and structures removed (structure_key).
+GENERATOR_VERSION = 8
 
 METALS = ("Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt")
 FACETS = ("111", "100", "211")
@@ -76,6 +86,13 @@ VACUUM = 6.0
 # Many distinct alloys, so that structures rarely share every neighbour of their adsorbate.
 ALLOY_SLABS_PER_FACET = 12
 MAX_SUBSTITUTIONS = 3
+# Draws per host and facet before settling for fewer distinct alloys (a tiny cell has few).
+MAX_ALLOY_DRAWS = 50 * ALLOY_SLABS_PER_FACET
+# structure_key: neighbours within this (Å) describe each atom; distances rounded to KEY_DECIMALS.
+# 7 Å spans every cell here (2x2 Al(111): 5.7 Å), so a dopant's position relative to the adsorbate
+# is always part of the key.
+KEY_CUTOFF = 7.0
+KEY_DECIMALS = 3
 # Relaxation: LBFGS to a maximum force of RELAX_FMAX eV/Å, at most RELAX_STEPS steps (most
 # structures converge in 10-30; one that has not by then is dropped).
 RELAX_FMAX = 0.05
@@ -177,18 +194,56 @@ class SlabSpec:
     substituted: tuple[int, ...]
 
 
+def structure_key(atoms: Atoms, cutoff: float = KEY_CUTOFF, decimals: int = KEY_DECIMALS) -> str:
+    """A hash equal for symmetry-equivalent structures: the sorted atom environments of ``atoms``.
+
+    Each atom's environment is its atomic number and the sorted (atomic number, distance) pairs
+    of its neighbours within ``cutoff`` Å (periodic images along ``atoms.pbc`` included, distances
+    rounded to ``decimals``). Translations, rotations and mirrors leave every environment unchanged,
+    so equivalent structures get one key. The converse is not guaranteed in general (the key is an
+    invariant, not a canonical form), but for these few-atom slabs distinct arrangements differ in
+    some atom's environment.
+    """
+    first, second, distance = neighbor_list("ijd", atoms, cutoff)
+    numbers = atoms.get_atomic_numbers()
+    # One sort orders the edges by centre, then neighbour element, then distance.
+    rounded = np.round(distance, decimals)
+    order = np.lexsort((rounded, numbers[second], first))
+    first, neighbours, rounded = first[order], numbers[second][order], rounded[order]
+    bounds = np.searchsorted(first, np.arange(len(atoms) + 1))
+    environments = sorted(
+        (int(numbers[a]), tuple(zip(neighbours[bounds[a]:bounds[a + 1]].tolist(),
+                                    rounded[bounds[a]:bounds[a + 1]].tolist(), strict=True)))
+        for a in range(len(atoms))
+    )
+    return hashlib.sha256(repr(environments).encode()).hexdigest()
+
+
 def slab_specs(rng: np.random.Generator) -> list[SlabSpec]:
-    """Every pure slab plus ``ALLOY_SLABS_PER_FACET`` random surface alloys per host and facet."""
+    """Every pure slab plus up to ``ALLOY_SLABS_PER_FACET`` distinct random surface alloys per host and facet.
+
+    An alloy equivalent (``structure_key``) to one drawn before is drawn again, so no two specs
+    describe the same surface; a cell with fewer distinct alloys than asked keeps those it has.
+    """
     specs = []
+    seen: set[str] = set()
     for metal in METALS:
         for facet in FACETS:
             n_surface = SLAB_SIZES[facet][0] * SLAB_SIZES[facet][1]
             specs.append(SlabSpec(metal, facet, "", ()))
-            for _ in range(ALLOY_SLABS_PER_FACET):
+            alloys = 0
+            for _ in range(MAX_ALLOY_DRAWS):
+                if alloys == ALLOY_SLABS_PER_FACET:
+                    break
                 dopant = str(rng.choice([m for m in METALS if m != metal]))
                 count = int(rng.integers(1, MAX_SUBSTITUTIONS + 1))
                 chosen = np.sort(rng.choice(n_surface, size=count, replace=False))
-                specs.append(SlabSpec(metal, facet, dopant, tuple(int(i) for i in chosen)))
+                spec = SlabSpec(metal, facet, dopant, tuple(int(i) for i in chosen))
+                key = structure_key(build_slab(spec))
+                if key not in seen:
+                    seen.add(key)
+                    specs.append(spec)
+                    alloys += 1
     return specs
 
 
@@ -345,6 +400,26 @@ def _intact(start: Atoms, relaxed: Atoms, n_slab: int) -> bool:
     return True
 
 
+def duplicate_groups(arrays: GraphArrays, decimals: int = 4, energy_decimals: int = 6) -> list[list[int]]:
+    """Groups (two or more graph indices) that share composition, sorted edge lengths and target.
+
+    The check the issue that removed duplicates asked for: copies of one structure have the same
+    crystal graph and energy, whatever their slab ids. Lengths are compared to ``decimals`` Å,
+    targets to ``energy_decimals`` eV.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for g in range(len(arrays)):
+        numbers = arrays.numbers[arrays.atom_offsets[g] : arrays.atom_offsets[g + 1]]
+        lengths = arrays.distances[arrays.edge_offsets[g] : arrays.edge_offsets[g + 1]]
+        key = (
+            tuple(np.sort(numbers).tolist()),
+            tuple(np.round(np.sort(lengths.astype(np.float64)), decimals).tolist()),
+            round(float(arrays.targets[g]), energy_decimals),
+        )
+        groups.setdefault(key, []).append(g)
+    return [members for members in groups.values() if len(members) > 1]
+
+
 def generate(
     num_structures: int = 2000,
     seed: int = 0,
@@ -359,7 +434,8 @@ def generate(
     where they run). ``workers``: relaxation processes, default ``min(DEFAULT_WORKERS, CPUs)``.
 
     Raises:
-        ValueError: ``num_structures`` above the number of distinct structures the generator has.
+        ValueError: ``num_structures`` above the number of (slab, adsorbate, site, cell) draws.
+        RuntimeError: the draws run out before ``num_structures`` distinct structures relax.
     """
     workers = min(DEFAULT_WORKERS, os.cpu_count() or 1) if workers is None else workers
     rng = np.random.default_rng([seed, GENERATOR_VERSION])
@@ -368,24 +444,37 @@ def generate(
     specs = slab_specs(rng)
     pool = candidates(specs)
     if num_structures > len(pool):
-        raise ValueError(f"at most {len(pool)} distinct built-in structures, {num_structures} asked for")
+        raise ValueError(f"at most {len(pool)} built-in structures, {num_structures} asked for")
     order = [pool[i] for i in rng.permutation(len(pool))]
     slabs = [build_slab(spec) for spec in specs]
     relaxed_slabs: dict[int, float] = {}
     graphs, targets, metadata = [], [], []
-    dropped, next_draw = 0, 0
+    dropped, equivalent, next_draw = 0, 0, 0
+    seen: set[str] = set()  # structure_key of every starting structure drawn so far
     # disable=None: no bar when stderr is not a terminal (a log file, a Slurm job), where tqdm
     # would print one line per update.
     with tqdm(total=num_structures, desc="EMT adsorption dataset (relaxing)",
               disable=None if progress else True) as bar:
         while len(targets) < num_structures:
             if next_draw >= len(order):
-                raise RuntimeError(f"EMT dataset: dropped {dropped} structures; generator parameters broken")
+                raise RuntimeError(f"EMT dataset: {len(targets)} of {num_structures} structures after all "
+                                   f"{len(order)} draws ({equivalent} equivalent, {dropped} dropped)")
             needed = num_structures - len(targets)
-            batch = order[next_draw : next_draw + max(8, int(np.ceil(needed * BATCH_MARGIN)))]
-            next_draw += len(batch)
+            drawn = order[next_draw : next_draw + max(8, int(np.ceil(needed * BATCH_MARGIN)))]
+            next_draw += len(drawn)
+            batch, starts = [], []
+            for c in drawn:
+                start = place_adsorbate(slabs[c.slab], specs[c.slab], c, bond_lengths)
+                key = structure_key(start)
+                if key in seen:  # a symmetry-equivalent copy of a structure drawn before
+                    equivalent += 1
+                    continue
+                seen.add(key)
+                batch.append(c)
+                starts.append(start)
+            if not batch:
+                continue
             new_slabs = sorted({c.slab for c in batch} - set(relaxed_slabs))
-            starts = [place_adsorbate(slabs[c.slab], specs[c.slab], c, bond_lengths) for c in batch]
             tasks = [(slabs[k], _free_atoms(slabs[k], specs[k].facet, 0), None) for k in new_slabs]
             tasks += [
                 (atoms, _free_atoms(slabs[c.slab], specs[c.slab].facet, len(atoms) - len(slabs[c.slab])),
