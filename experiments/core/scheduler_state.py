@@ -85,8 +85,8 @@ def apply(scheduler: Any, state: dict[str, Any]) -> int:
         layout = [[milestone for milestone, _ in bracket._rungs] for bracket in brackets]
         if layout != [[milestone for milestone, _ in rungs] for rungs in state["rungs"]]:
             raise ValueError(f"saved rungs {state['rungs']} do not fit this scheduler's rungs {layout}")
-        for bracket, rungs in zip(brackets, state["rungs"]):
-            for (_, recorded), (_, saved) in zip(bracket._rungs, rungs):
+        for bracket, rungs in zip(brackets, state["rungs"], strict=True):
+            for (_, recorded), (_, saved) in zip(bracket._rungs, rungs, strict=True):
                 recorded.clear()
                 recorded.update(saved)
         restored = 0
