@@ -31,7 +31,12 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent-search", type=int,
                    help="HyperOpt / Dragonfly: proposals outstanding at once (default: the config's)")
     p.add_argument("--num-samples", type=int, default=0, help="trials per run at most (0: the budget decides)")
-    p.add_argument("--target", type=float, help="metric value to reach (default: random search's final top-k)")
+    p.add_argument("--target", type=float, help="metric value to reach (default: the pool's --target-quantile)")
+    p.add_argument("--target-quantile", type=float, default=0.1,
+                   help="the default target: this quantile of the pool's curves' best values (random search needs "
+                   "about top-k / q full-length draws to reach it; see experiments/simulation/bootstrap.py)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap replicates (curves and seeds resampled) behind each 95%% interval")
     p.add_argument("--out", default="./results/simulation", help="folder for simulated_comparison.png/.md/.csv")
     p.add_argument("--real", nargs="+", metavar="DIR", help="real experiments to set beside the simulated "
                    "ones: trials started, epochs trained and final top-k mean, real vs simulated")
@@ -81,7 +86,9 @@ def _run(args: argparse.Namespace, started: float, command: str) -> str:
         path = save_pool(pool, args.save_pool, metadata)
         return (f"saved {len(pool.trials)} full-length curves ({pool.max_epochs} epochs, {pool.metric}) to {path} "
                 f"({path.stat().st_size / 1024:.0f} KiB)")
-    for flag, value in (("--seeds", args.seeds), ("--top-k", args.top_k)):
+    if not 0 < args.target_quantile < 1:
+        raise SimulationError(f"--target-quantile must lie between 0 and 1, got {args.target_quantile}")
+    for flag, value in (("--seeds", args.seeds), ("--top-k", args.top_k), ("--bootstrap", args.bootstrap)):
         if value < 1:
             raise SimulationError(f"{flag} must be a positive integer, got {value}")
     if args.num_samples < 0:
@@ -97,6 +104,7 @@ def _run(args: argparse.Namespace, started: float, command: str) -> str:
                                settings=settings, num_samples=args.num_samples) for name in names]
     text, rows, fig = write_report(results, pool, args.out, k=args.top_k, workers=args.workers,
                                    budget_s=args.budget_s, target=args.target, command=command,
+                                   target_quantile=args.target_quantile, replicates=args.bootstrap,
                                    elapsed_s=time.perf_counter() - started)
     plt.close(fig)
     if args.real:
