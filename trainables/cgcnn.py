@@ -250,3 +250,32 @@ class CGCNNTrainable(tune.Trainable):
         self._build(new_config)
         self.time_actor_start_s, self.time_setup_s = 0.0, time.perf_counter() - started
         return True
+
+    def export_model(self, directory: str, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Write the model (``state_dict``'s weights, default the current ones) as a self-contained
+        CGCNN file into ``directory`` (trainables/models/cgcnn_io.py): weights, architecture, target
+        normaliser, featurisation and atom features. ``hpo_model.json`` is the caller's to write."""
+        from trainables.models.cgcnn_io import save_cgcnn
+
+        save_cgcnn(
+            directory,
+            self.model.state_dict() if state_dict is None else state_dict,
+            {"node_feature_dim": self.dataset.node_feature_dim, "edge_feature_dim": self.dataset.edge_feature_dim,
+             **{key: int(self.config[key]) for key in
+                ("atom_embedding_size", "num_graph_conv_layers", "fc_feat_size", "num_fc_layers")}},
+            self.y_mean,
+            self.y_std,
+            {key: self.options[key] for key in ("radius", "max_neighbors", "gaussian_step")},
+            _atom_features(self.dataset, self.options),
+        )
+
+
+def _atom_features(dataset: GraphDataset, options: dict) -> np.ndarray:
+    """The atom feature table the dataset was featurised with (its own, where the data layer keeps one)."""
+    table = getattr(dataset, "atom_table", None)
+    if table is not None:
+        return np.asarray(table)
+    from trainables.data import cif_folder
+    from trainables.data.graphs import default_atom_feature_table
+
+    return cif_folder.atom_feature_table(options["data"]) if options.get("data") else default_atom_feature_table()

@@ -398,3 +398,12 @@ class RobertaRTETrainable(tune.Trainable):
         # trial's hyperparameters and schedule at the donor's point in training (counted in this
         # trial's batches, in case the batch size was mutated too); the schedule is rebuilt there.
         self.scheduler = resume_schedule(self.model, self.optimizer, self.settings, self.schedule, self.steps_done)
+
+    # -- the model folder ------------------------------------------------------------------------
+
+    def export_model(self, directory: str, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """``save_pretrained`` folder of the classifier (``state_dict``'s weights, default the current ones)
+        and its tokenizer, with ``id2label``/``label2id`` (trainables/roberta/export.py)."""
+        from trainables.roberta.export import save_classifier
+
+        save_classifier(directory, self.model, self.tokenizer, state_dict)

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from experiments.core import interrupts
+from experiments.core.best_model import best_model_entry, keep_from_checkpoint, keeping_best, tracks_best
 from experiments.core.config import ConfigError, ExperimentConfig, build_parser, default_cache_dir, resolve_config
 from experiments.core.errors import INPUT_ERRORS, print_error
 from experiments.core.experiment_dir import default_name, discard_unstarted, has_saved_state, open_experiment_dir
@@ -33,7 +34,7 @@ from search_spaces import SearchSpace, SpaceError, load_space
 
 
 def checkpoint_config(config: ExperimentConfig) -> Any:
-    """Minimal checkpointing: none unless asked for (or the scheduler needs it), never at the end.
+    """Minimal checkpointing: none unless asked for (or the scheduler needs it), at the end only for PBT.
 
     ``checkpoint_at_end`` stays off: under successive halving it would write a checkpoint for every
     stopped trial, the overhead the NERSC study removed to finish twice the trials. PBT needs
@@ -43,13 +44,16 @@ def checkpoint_config(config: ExperimentConfig) -> Any:
     Ray's ``num_to_keep`` is per trial (each trial has its own checkpoint manager) and an exploit
     loads the donor's newest checkpoint, so two per trial cover a donor that saves again before its
     recipient restores (a population-sized retention kept all 40 checkpoints of RoBERTa's 8 x 5 epochs).
+    PBT alone also checkpoints each trial at its end (its trials all run to the end: one checkpoint
+    per trial): the best trial's last checkpoint holds its best weights, which become best_model/
+    (experiments/core/best_model.py); a PBT winner cannot be retrained from a configuration.
     """
     from ray import tune
 
     pbt = STRATEGIES[config.strategy].scheduler == "pbt"
     return tune.CheckpointConfig(
         checkpoint_frequency=config.checkpoint_frequency,
-        checkpoint_at_end=False,
+        checkpoint_at_end=pbt,
         num_to_keep=2 if pbt or config.checkpoint_frequency else None,
     )
 
@@ -387,8 +391,11 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
     storage = exp_dir.parent
     reproduce = f"python experiments/run_{config.strategy}.py --config {shlex.quote(str(snapshot))}"
 
+    trainable_class = spec.load_trainable()
+    if tracks_best(config):  # checkpoints hold the trial's best weights too (PBT keeps its model from them)
+        trainable_class = keeping_best(trainable_class, config.metric, config.mode)
     trainable = tune.with_resources(
-        tune.with_parameters(spec.load_trainable(), options=options),
+        tune.with_parameters(trainable_class, options=options),
         {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},
     )
     timeline.mark("tuner_start")
@@ -426,6 +433,11 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
     summary["startup"] = timeline.summary()
     interrupts.mark_interrupted_trials(summary)
     summary.update(summary_fields)
+    try:  # PBT keeps its best model; other runs name the command that makes it (experiments/train_best.py)
+        summary["best_model"] = keep_from_checkpoint(config, exp_dir, results, summary, options)
+    except Exception as err:  # noqa: BLE001 - the results stand without the model; the summary says why
+        summary["best_model"] = {**(best_model_entry(config, exp_dir, summary) or {}),
+                                 "problem": f"{type(err).__name__}: {err}"}
     write_summary(exp_dir, summary)
     try:  # the record's checks and plots; a failure here must never lose the summary just written
         from experiments.analysis.record import report  # matplotlib and pandas: imported once the trials are done

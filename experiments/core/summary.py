@@ -208,6 +208,25 @@ def no_best_reason(summary: dict[str, Any]) -> str:
     return "no trial produced a finite metric"
 
 
+def best_model_lines(summary: dict[str, Any]) -> list[str]:
+    """summary.md's lines on the best model: where it is or the command that makes it, and how to predict."""
+    entry = summary.get("best_model")
+    if not entry:
+        return [f"- none: {no_best_reason(summary)}"]
+    lines = []
+    if entry.get("exists"):
+        made = "kept by the run" if entry.get("made_by") == "run" else "made by experiments/train_best.py"
+        lines.append(f"- `{entry['path']}`: the best trial's model at its best epoch ({made}; "
+                     f"{summary['metric']} {_fmt(entry.get('metric'))}, test {_fmt(entry.get('test_metric'))})")
+    elif entry.get("train_command"):
+        lines.append("- not kept by the run (minimal checkpointing); make it (retrains the best configuration with "
+                     f"its seed and keeps its best epoch in `{entry['path']}`): `{entry['train_command']}`")
+    if entry.get("problem"):
+        lines.append(f"- problem: {entry['problem']}")
+    lines.append(f"- predict: `{entry['predict_command']}`")
+    return lines
+
+
 def format_markdown(
     summary: dict[str, Any],
     findings: list[str] | None = None,
@@ -254,6 +273,8 @@ def format_markdown(
         lines += ["", "## Checks", ""]
         lines += [f"- {finding}" for finding in findings]
     lines += ["", "## Reproduce", "", "```", summary["reproduce_command"], "```"]
+    if "best_model" in summary:
+        lines += ["", "## Best model", "", *best_model_lines(summary)]
     if extra_sections:
         lines += ["", *extra_sections]
     if plots:
