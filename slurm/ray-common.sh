@@ -17,10 +17,11 @@
 #   HPO_RAY_HEAD_IP        address the head binds to (default: from HPO_RAY_IFACE, else this node's routable IPv4)
 #   HPO_RAY_IFACE          network interface whose IPv4 address the head uses (e.g. ib0 for InfiniBand;
 #                          default: the interface of the default route, often the management Ethernet)
-#   HPO_SIGNAL_MARGIN_S    seconds before the time limit of the warning signal (default 120: keep it equal
-#                          to the --signal=B:USR1@N of submit.sbatch)
-#   HPO_STARTUP_ALLOWANCE_S  seconds the driver needs to start and to write its summary at the end (default 60)
-#   HPO_RAY_START_ARGS     extra arguments for every `ray start` (e.g. --object-store-memory=...)
+#   HPO_RAY_START_ARGS     extra arguments for every `ray start` (e.g. --object-store-memory=...; a
+#                          --memory or --object-store-memory here replaces the sizing from the allocation)
+#   HPO_RAY_OBJECT_STORE_FRACTION  share of the node's allocated memory for Ray's object store (default 0.3,
+#                          Ray's own default share of a whole node), at most 90 % of /dev/shm's free space
+#   HPO_NOFILE             open-file limit each Ray node asks for (default 65536, Ray's advice at scale)
 #   HPO_RAY_HEAD_START_ARGS / HPO_RAY_WORKER_START_ARGS   extra arguments for the head / workers only
 
 hpo_die() {
@@ -34,24 +35,6 @@ hpo_log() {
 
 hpo_require_job() {
     [[ -n "${SLURM_JOB_ID:-}" ]] || hpo_die "SLURM_JOB_ID is not set: run this inside a Slurm job (sbatch slurm/submit.sbatch ...)"
-}
-
-# Slurm keeps the job's --export list, values included, in SLURM_EXPORT_ENV, and programs that
-# record a job's SLURM_* variables copy it: W&B puts them in every run's metadata, so a key given
-# as `sbatch --export=ALL,WANDB_API_KEY=...` would land in the run files and on W&B's servers.
-# sbatch has already put those values into the job's environment, so the names alone tell srun
-# the same: ALL,A=1 becomes ALL (the whole environment); NONE,A=1 becomes NONE,A.
-hpo_redact_export_env() {  # LIST: the --export list with every NAME=VALUE cut to NAME
-    local items=() names=() item
-    IFS=',' read -ra items <<< "$1"
-    if [[ "${items[0]:-}" == ALL ]]; then
-        echo ALL
-        return
-    fi
-    for item in "${items[@]}"; do
-        names+=("${item%%=*}")
-    done
-    (IFS=','; echo "${names[*]}")
 }
 
 # Python of the chosen virtual environment; `ray` is run through it (python -m), so a moved
@@ -224,34 +207,6 @@ socket.socket().bind((sys.argv[1], 0))' "$HPO_RAY_HEAD_IP" 2>/dev/null; then
     export HPO_RAY_HEAD_IP
 }
 
-# Seconds until this job's time limit (squeue's %L, live after `scontrol update TimeLimit=...`; else
-# SLURM_JOB_END_TIME), or nothing for a job without one (UNLIMITED) or when neither can be read.
-hpo_job_remaining_s() {
-    local left
-    # timeout: an unreachable controller makes squeue retry for minutes; the job must not wait on it.
-    left="$(timeout 10 squeue -h -j "$SLURM_JOB_ID" -o %L 2>/dev/null | head -n 1)" || left=""
-    # [days-][hours:]minutes:seconds
-    if [[ "$left" =~ ^(([0-9]+)-)?(([0-9]+):)?([0-9]+):([0-9]+)$ ]]; then
-        echo $(( 10#${BASH_REMATCH[2]:-0} * 86400 + 10#${BASH_REMATCH[4]:-0} * 3600
-                 + 10#${BASH_REMATCH[5]} * 60 + 10#${BASH_REMATCH[6]} ))
-    elif [[ "${SLURM_JOB_END_TIME:-}" =~ ^[0-9]+$ ]]; then
-        echo $(( SLURM_JOB_END_TIME - $(date +%s) ))
-    fi
-}
-
-# The experiment's default time budget under Slurm: the job's remaining time minus the warning
-# signal's margin and the driver's start-up allowance, so Tune ends the experiment by itself
-# (summary written, every trial finished or stopped) before the warning signal has to; nothing
-# when the job has no time limit or too little time is left for a budget to help.
-hpo_job_time_budget_s() {
-    local left budget
-    left="$(hpo_job_remaining_s)"
-    [[ -n "$left" ]] || return 0
-    budget=$(( left - ${HPO_SIGNAL_MARGIN_S:-120} - ${HPO_STARTUP_ALLOWANCE_S:-60} ))
-    (( budget > 0 )) && echo "$budget"
-    return 0
-}
-
 # CPUs and GPUs Slurm gave this task on this node.
 hpo_node_resources() {
     HPO_NUM_CPUS="${SLURM_CPUS_PER_TASK:-${SLURM_CPUS_ON_NODE:-1}}"
@@ -261,6 +216,62 @@ hpo_node_resources() {
         HPO_NUM_GPUS=$(awk -F, '{print NF}' <<<"$CUDA_VISIBLE_DEVICES")
     else
         HPO_NUM_GPUS=0
+    fi
+}
+
+# Bytes of memory the job has on this node: SLURM_MEM_PER_NODE (MB), else SLURM_MEM_PER_CPU (MB)
+# times this node's CPUs; nothing when Slurm gives no figure (no memory accounting, or --mem=0).
+hpo_job_memory_bytes() {
+    local mb=""
+    if [[ "${SLURM_MEM_PER_NODE:-}" =~ ^[0-9]+$ ]] && (( SLURM_MEM_PER_NODE > 0 )); then
+        mb="$SLURM_MEM_PER_NODE"
+    elif [[ "${SLURM_MEM_PER_CPU:-}" =~ ^[0-9]+$ ]] && (( SLURM_MEM_PER_CPU > 0 )); then
+        mb=$(( SLURM_MEM_PER_CPU * ${HPO_NUM_CPUS:-${SLURM_CPUS_ON_NODE:-1}} ))
+    fi
+    [[ -n "$mb" ]] && echo $(( mb * 1024 * 1024 ))
+    return 0
+}
+
+# Ray's memory settings for TOTAL bytes of the job's memory and SHM_FREE bytes free in /dev/shm:
+# "--memory=M --object-store-memory=S" with S = HPO_RAY_OBJECT_STORE_FRACTION (0.3) of TOTAL, at
+# most 90 % of SHM_FREE (the object store lives in /dev/shm), and M = TOTAL - S. Inside a job's
+# cgroup Ray sees the whole node and would size both from the node's RAM: its object store could
+# then outgrow the job's memory, and a cgroup OOM kill would take the raylet with it. Nothing
+# when S would be under Ray's 75 MiB minimum. Usage: hpo_ray_memory_split TOTAL SHM_FREE
+hpo_ray_memory_split() {
+    local total="$1" shm="$2" store
+    store="$(awk -v t="$total" -v f="${HPO_RAY_OBJECT_STORE_FRACTION:-0.3}" -v s="$shm" \
+        'BEGIN { x = t * f; if (s > 0 && x > 0.9 * s) x = 0.9 * s; printf "%.0f", x - 0.5 }')"
+    (( store >= 75 * 1024 * 1024 && store < total )) || return 0
+    echo "--memory=$(( total - store )) --object-store-memory=$store"
+}
+
+# The memory arguments of this node's `ray start` (hpo_ray_memory_split of the job's memory and
+# /dev/shm's free space); nothing when the job has no memory figure or HPO_RAY_START_ARGS (or the
+# head's / workers' own) already sets --memory or --object-store-memory.
+hpo_ray_memory_args() {
+    local given=" ${HPO_RAY_START_ARGS:-} ${HPO_RAY_HEAD_START_ARGS:-} ${HPO_RAY_WORKER_START_ARGS:-} " total shm
+    [[ "$given" == *" --memory"* || "$given" == *" --object-store-memory"* ]] && return 0
+    total="$(hpo_job_memory_bytes)"
+    [[ -n "$total" ]] || return 0
+    shm="$(df -P -B1 /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')"
+    hpo_ray_memory_split "$total" "${shm:-0}"
+}
+
+# Raise this shell's soft open-file limit to HPO_NOFILE (default 65536, what Ray asks for at
+# scale: every worker, actor and peer node holds sockets), or to the hard limit where that is
+# lower, with a line saying so. Processes started from here (ray start, the driver) inherit it.
+hpo_raise_open_files() {
+    local want="${HPO_NOFILE:-65536}" soft hard
+    soft="$(ulimit -Sn)"
+    hard="$(ulimit -Hn)"
+    [[ "$soft" == unlimited ]] && return 0
+    (( soft >= want )) && return 0
+    if [[ "$hard" == unlimited ]] || (( hard >= want )); then
+        ulimit -Sn "$want"
+    else
+        ulimit -Sn "$hard"
+        hpo_log "open-file limit raised to the hard limit $hard only, below the $want Ray asks for at scale (ask the admins to raise it)"
     fi
 }
 
@@ -338,6 +349,8 @@ hpo_run_ray_node() {
     trap 'hpo_log "$HPO_RAY_NODE_ROLE: stop requested"; exit 143' TERM INT HUP USR1
     local extra="${HPO_RAY_START_ARGS:-}"
     if [[ "$role" == head ]]; then extra+=" ${HPO_RAY_HEAD_START_ARGS:-}"; else extra+=" ${HPO_RAY_WORKER_START_ARGS:-}"; fi
+    extra+=" $(hpo_ray_memory_args)"  # sized from the job's memory on this node unless given above
+    hpo_raise_open_files
     local extra_args=()
     read -r -a extra_args <<<"$extra"  # split on blanks only, never glob-expanded
     hpo_log "$role: ray start $* ${extra_args[*]}"

@@ -198,6 +198,7 @@ def test_asha_experiment_runs_across_two_slurm_nodes(slurm, tmp_path, cache_dir)
     address = job.wait_for_file(job.dir / "ray-address", 60, ":").strip()
     job.wait_for_file(job.out, 90, "Ray head is up")
     token = (job.dir / "ray-auth-token").read_text().strip()
+    assert (job.dir / "ray-auth-token").stat().st_mode & 0o777 == 0o600
     home = tmp_path / "home"
     home.mkdir()
     good = _gcs_check(address, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}, home)
@@ -217,7 +218,9 @@ def test_asha_experiment_runs_across_two_slurm_nodes(slurm, tmp_path, cache_dir)
 
     for name in ("head.log", "worker-hpo-n2.log", "driver.log"):
         assert (job.dir / name).exists(), name
-    assert (job.dir / "ray-auth-token").stat().st_mode & 0o777 == 0o600
+    assert not (job.dir / "ray-auth-token").exists()  # deleted at the job's end
+    # Owner-only files (submit.sbatch's umask 077): results and logs on a shared file system.
+    assert all(p.stat().st_mode & 0o077 == 0 for p in (experiment / "summary.json", job.dir / "driver.log"))
     assert token not in job.out.read_text() and token not in json.dumps(info)
     assert job.leftovers() == []
     assert not list(Path("/tmp").glob(f"hpo-ray-{job.id}-*")), "Ray temp dirs of the job were left behind"
@@ -431,6 +434,7 @@ def test_another_user_cannot_read_the_temp_dir_or_reach_the_sockets(slurm, tmp_p
     for d in dirs:
         assert d.stat().st_mode & 0o777 == 0o700 and d.stat().st_uid == os.geteuid()
         assert (d / "r" / "session_latest" / "sockets" / "raylet").exists()  # root sees Ray's socket there
+    token = (job.dir / "ray-auth-token").read_text().strip()  # deleted when the job ends
     probe = _as_other_user(PROBE_AS_OTHER, job.id)
     slurm.run("scancel", job.id)
     assert probe.returncode == 0, probe.stderr
@@ -439,8 +443,8 @@ def test_another_user_cannot_read_the_temp_dir_or_reach_the_sockets(slurm, tmp_p
     assert sum(line.startswith("DENIED connect") for line in lines) == 4, probe.stdout
     assert not any(line.startswith(("LISTED", "CONNECTED")) for line in lines), probe.stdout
     job.wait(60)
-    token = (job.dir / "ray-auth-token").read_text().strip()
-    leaked = [str(p) for p in job.dir.rglob("*") if p.is_file() and p.name != "ray-auth-token"
+    assert not (job.dir / "ray-auth-token").exists()
+    leaked = [str(p) for p in job.dir.rglob("*") if p.is_file()
               and token in p.read_text(errors="replace")]
     assert leaked == [], f"the job's Ray token is in {leaked}"
 
@@ -451,16 +455,17 @@ def test_the_token_and_a_fake_wandb_key_are_in_no_file_of_the_job(slurm, tmp_pat
     job = Job(slurm, tmp_path, ["experiments/run_random.py", "--smoke-test", "--num-samples", "1", "--max-epochs",
                                 "2", "--cpus-per-trial", "1", "--wandb", "proj", "--storage-path", str(storage),
                                 "--name", "wk"], cache_dir, WANDB_MODE="offline", WANDB_API_KEY=fake_key)
+    job.wait_for_file(job.out, 120, "Ray head is up")
+    token = (job.dir / "ray-auth-token").read_text().strip()  # the job deletes it when it ends
     info = job.wait(240)
     assert info["JobState"] == "COMPLETED", f"{info}\n{job.report()}"
     assert list((job.dir / "ray-logs").rglob("runtime_env_agent.log")), job.report()  # Ray's logs were kept
     # W&B ran for the trial, and its offline run survived the job: in the experiment folder, not in
     # the trial's staging folder under the job's private temp dir, which the job removes.
     assert list((storage / "wk").glob("wandb/offline-run-*/run-*.wandb")), job.report()
-    token = (job.dir / "ray-auth-token").read_text().strip()
     files = [p for root in (job.dir, storage, tmp_path) for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
     leaked_key = sorted({str(p) for p in files if fake_key.encode() in p.read_bytes()})
-    leaked_token = sorted({str(p) for p in files if p.name != "ray-auth-token" and token.encode() in p.read_bytes()})
+    leaked_token = sorted({str(p) for p in files if token.encode() in p.read_bytes()})
     assert leaked_key == [] and leaked_token == []
     assert not list(Path("/tmp").glob(f"hpo-ray-{job.id}-*"))  # the job's private temp dirs are gone
 

@@ -29,7 +29,7 @@ from experiments.core.scheduler_state import SchedulerMemory
 from experiments.core.seeding import seed_scheduler_rngs
 from experiments.core.startup import FirstResultCallback, StartupTimeline
 from experiments.core.strategies import STRATEGIES, build_scheduler, build_search
-from experiments.core.summary import format_table, left_to_run, summarize, write_summary
+from experiments.core.summary import format_table, left_to_run, mark_ending, summarize, write_summary
 from search_spaces import SearchSpace, SpaceError, load_space
 
 
@@ -428,10 +428,11 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
     # state, so the experiment can be resumed where it stopped.
     states = saved_trial_states(exp_dir)
     summary["num_unfinished"] = sum(1 for status in states if status not in ("TERMINATED", "ERROR"))
-    summary["num_not_started"] = trials_not_started(config, len(states), time.monotonic() - start)
+    summary["num_not_started"] = trials_not_started(config, len(states), wall_time)  # the budget is total
     summary["resume_command"] = resume_command(config, name)
     summary["startup"] = timeline.summary()
     interrupts.mark_interrupted_trials(summary)
+    mark_ending(summary, config.time_budget_s)  # ended_by, num_cut
     summary.update(summary_fields)
     try:  # PBT keeps its best model; other runs name the command that makes it (experiments/train_best.py)
         summary["best_model"] = keep_from_checkpoint(config, exp_dir, results, summary, options)
@@ -497,7 +498,9 @@ def trials_not_started(config: ExperimentConfig, num_trials: int, session_s: flo
 
     Tune creates trials one by one as slots free up, so a stop between two trials leaves no
     unfinished trial behind, only fewer trials than the search plans. A run that ends because its
-    time budget is spent also has fewer, by design: those are not counted.
+    time budget is spent also has fewer, by design: those are not counted. ``session_s`` is the
+    experiment's run time over all its sessions: Tune saves the budget left with its state, so a
+    budget is the experiment's total, not each session's.
     """
     planned = interrupts.planned_trials()
     if not planned or (config.time_budget_s and session_s >= config.time_budget_s):

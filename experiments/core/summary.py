@@ -75,6 +75,9 @@ def _trial_record(result: Any, config: ExperimentConfig) -> dict[str, Any]:
         "collapsed": bool(metrics.get("collapsed", False)),
         "node_id": metrics.get("node_id"),
         "path": result.path,
+        # Tune marks the last result `done` when the trial ends by a stop condition (max_epochs) or its
+        # scheduler; a trial stopped by the time budget, or interrupted, ends without it (see mark_ending).
+        "done": bool(metrics.get("done", False)),
     }
 
 
@@ -134,6 +137,36 @@ def summarize(
         "trials": trials,
     }
     return _clean(summary)
+
+
+ENDINGS = ("completed", "time_budget", "interrupted", "trial_error")
+
+
+def mark_ending(summary: dict[str, Any], time_budget_s: float | None) -> None:
+    """Set ``ended_by`` (what ended this session of the experiment) and ``num_cut`` (trials the time budget cut).
+
+    ``ended_by``: ``trial_error`` (fail-fast stopped it, trials are left to run), ``interrupted`` (a
+    signal, Ctrl-C or a Slurm time-limit warning stopped it: resume runs the rest), ``time_budget``
+    (``time_budget_s``, total over every session, ran out: Tune stopped the running trials and started no
+    more), ``completed`` (every planned trial finished or was stopped by its scheduler). A trial is
+    ``cut`` when the budget ended it before it finished: neither errored nor ``done`` (never started
+    ones included); ``num_cut`` counts them. They stay in ``num_terminated`` (Tune's status), so the
+    existing fields keep their meaning, but they are not finished trials.
+    """
+    left = left_to_run(summary)
+    not_done = [t for t in summary["trials"] if not t["errored"] and not t.get("interrupted") and not t.get("done")]
+    if left and summary.get("num_errored"):
+        ended = "trial_error"
+    elif left:
+        ended = "interrupted"
+    elif not_done and time_budget_s:
+        ended = "time_budget"
+    else:
+        ended = "completed"
+    for trial in summary["trials"]:
+        trial["cut"] = ended == "time_budget" and trial in not_done
+    summary["ended_by"] = ended
+    summary["num_cut"] = sum(1 for t in summary["trials"] if t["cut"])
 
 
 def left_to_run(summary: dict[str, Any]) -> int:
@@ -263,6 +296,8 @@ def format_markdown(
                   f"- test metric of the best trial: {test_key} {_fmt(best.get(test_key))}"]
     else:
         lines.append(f"- best: {no_best_reason(summary)}")
+    if summary.get("ended_by") == "time_budget":
+        lines.append(f"- ended by the time budget: {summary.get('num_cut', 0)} trial(s) cut before they finished")
     if left_to_run(summary):
         lines.append(f"- unfinished trials: {summary.get('num_unfinished', 0)}, planned trials not started: "
                      f"{summary.get('num_not_started', 0)}; resume with `{summary.get('resume_command')}`")
