@@ -461,3 +461,130 @@ def test_pool_from_a_real_random_search_experiment(tmp_path):
                    "--strategies", "random:fifo", "random:asha", "--grace-period", "1", "--out", str(tmp_path / "sim"))
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "sim" / "simulated_comparison.md").read_text().startswith("# SIMULATED")
+
+
+# --- trustworthy rankings: passes, intervals, the searcher told what ran ---------------------
+
+def late_bloomer_pool(n_normal: int = 58) -> Pool:
+    """Curves with a closed-form ASHA answer once the pool is drawn over and over.
+
+    Normal curve i: 0.05 + 0.005 i + 0.2 / epoch, 1 s per epoch: its rank never changes, so the rung
+    cut-offs (grace 2, rf 2: rungs at 2 and 4) always pass the best ones. Two late bloomers: 0.9 for
+    four epochs, then 0.01 (the pool's best), 3 s per epoch: they reach rung 2 after several normal
+    curves have, are the worst there, and ASHA stops them every time. So ASHA's final top-6 is the six
+    best normal curves at epoch 8, (0.075 + 0.08 + ... + 0.1) / 6 = 0.0875, in every seed.
+    """
+    space = load_space("cgcnn_default")
+    rng = np.random.default_rng(0)
+    epochs = np.arange(1, 9)
+    trials = []
+    for i in range(n_normal):
+        values = 0.05 + 0.005 * i + 0.2 / epochs
+        trials.append(RecordedTrial(f"n{i}", from_unit_cube(space, rng.random(3)), values, np.ones(8), values))
+    for j in range(2):
+        values = np.array([0.9] * 4 + [0.01] * 4)
+        trials.append(RecordedTrial(f"late{j}", from_unit_cube(space, rng.random(3)), values, np.full(8, 3.0), values))
+    return Pool("cgcnn", "cgcnn_default", "val_mae", "min", 8, trials, Overheads(1.0, 0.0, 0.0), test_metric="test_mae")
+
+
+def test_passes_pool_limited_mark_and_bootstrap_interval_hold_the_closed_form_asha_answer(tmp_path):
+    from experiments.simulation.bootstrap import draws, replicate
+    from experiments.simulation.report import summarize
+
+    pool = late_bloomer_pool()
+    settings = {"grace_period": 2, "reduction_factor": 2}
+    names = [parse_strategy("random:fifo"), parse_strategy("random:asha")]
+    long = [replay_strategy(n, pool, workers=4, budget_s=3000, seeds=[0, 1, 2, 3], settings=settings) for n in names]
+    text, rows, _ = write_report(long, pool, tmp_path, k=6, workers=4, budget_s=3000, replicates=400)
+    with open(tmp_path / "simulated_comparison.csv") as fh:
+        table = {row["strategy"]: row for row in csv.DictReader(fh)}
+    for r in long:  # 60 curves, 8-24 s each on 4 slots for 3000 s: drawn over many times
+        assert all(p == math.ceil(run.num_trials / 60) for p, run in zip(r.passes, r.runs, strict=True))
+        assert table[r.name.label]["passes_over_pool"] == f"{np.mean(r.passes):.1f}" and np.mean(r.passes) > 10
+        assert table[r.name.label]["pool_limited"] == "yes"
+    assert "random + asha **POOL-LIMITED**" in text and "POOL-LIMITED rows: random + fifo" in text
+    closed_form = np.mean(0.05 + 0.005 * np.arange(6) + 0.2 / 8)  # 0.0875
+    by_label = {r.label: r for r in rows}
+    assert by_label["random + asha"].final == pytest.approx(closed_form)
+    assert by_label["random + fifo"].final == pytest.approx(pool_topk(pool, 6)) == pytest.approx(0.35 / 6)
+    lo, hi = (float(x) for x in table["random + asha"]["final_topk_mean_ci95"].strip("[]").split(", "))
+    # The bound (experiments/simulation/bootstrap.py): within [x_(1), x_(3k)] of the values the runs end
+    # with; here x_(1) = 0.075 (normal curve 0), x_(18) = 0.16 (normal 17: the top half runs to epoch 8).
+    assert lo <= closed_form <= hi and hi - lo < 0.16 - 0.075 and lo >= 0.075
+    assert hi - lo > 0  # the curve level is all that is left, and it is not nothing
+    # One replicate with every curve counted once and the seeds as they are is the table itself.
+    weights, seed_draws = draws(pool, [4], replicates=1)
+    same = replicate(long[1].runs, pool, 6, 0.1, np.ones_like(weights), np.arange(4)[None, :])
+    rows_at, _ = summarize(long[1:], pool, 6, 0.1)
+    assert same.final[0] == pytest.approx(rows_at[0].final) and rows_at[0].time_to_target is not None
+    assert same.time_to_target[0] == rows_at[0].time_to_target
+    # A budget inside the first pass: the same strategies are not pool-limited, and the report says so.
+    short = [replay_strategy(n, pool, workers=4, budget_s=40, seeds=[0, 1], settings=settings) for n in names]
+    text, _, _ = write_report(short, pool, tmp_path / "short", k=6, workers=4, budget_s=40, replicates=100)
+    with open(tmp_path / "short" / "simulated_comparison.csv") as fh:
+        assert {row["pool_limited"] for row in csv.DictReader(fh)} == {"no"}
+    assert "POOL-LIMITED" not in text and "No strategy drew the pool more than once" in text
+
+
+def test_the_default_target_is_the_pools_quantile_not_random_searchs_end():
+    from experiments.simulation.bootstrap import pool_target
+
+    pool = late_bloomer_pool()
+    bests = sorted([0.05 + 0.005 * i + 0.025 for i in range(58)] + [0.01, 0.01])
+    assert pool_target(pool, 0.1) == pytest.approx(np.quantile(bests, 0.1))
+
+
+class TellMe:
+    """A Ray Searcher standing in for a model-based one: uniform proposals, and it records what it is told."""
+
+    def __new__(cls, space, adaptive: bool):
+        from ray.tune.search import Searcher
+
+        class Told(Searcher):
+            def __init__(self):
+                super().__init__(metric="val_mae", mode="min")
+                self.rng = np.random.default_rng(1)
+                self.completed, self.results, self.points = [], [], []
+
+            def suggest(self, trial_id):
+                return from_unit_cube(space, self.rng.random(len(space.params)))
+
+            def on_trial_result(self, trial_id, result):
+                self.results.append((trial_id, result))
+
+            def on_trial_complete(self, trial_id, result=None, error=False):
+                self.completed.append((trial_id, result, error))
+
+        if adaptive:
+            Told.add_evaluated_point = lambda self, parameters, value, **kw: self.points.append((parameters, value))
+        return Told()
+
+
+def test_the_searcher_is_told_the_configuration_that_was_replayed(capsys):
+    from experiments.simulation.strategies import tells_evaluated_points
+
+    pool = random_pool(n=30, epochs=4)
+    space = load_space(pool.space)
+    fifo = build_scheduler(strategy_config(StrategyName("random", "fifo"), pool, {}), space)
+    adaptive = TellMe(space, adaptive=True)
+    assert tells_evaluated_points(adaptive) and not tells_evaluated_points(TellMe(space, adaptive=False))
+    nearest = NearestRecorded(adaptive, space, pool, "val_mae", adaptive=True)
+    run = simulate(pool, fifo, nearest, workers=2, budget_s=60, seed=0)
+    finished = [o for o in run.outcomes() if o.finished]
+    assert len(finished) >= 5 and len(adaptive.points) == len(finished)
+    by_key = {t.key: t for t in pool.trials}
+    for (config, value), outcome in zip(adaptive.points, finished, strict=True):
+        recorded = by_key[outcome.key]
+        assert config == {name: recorded.config[name] for name in space.names}  # what ran, not what it proposed
+        assert value == pytest.approx(recorded.values[-1])
+    assert max(nearest.distances) > 0.05  # the proposals were elsewhere
+    assert all(error for _, _, error in adaptive.completed) and not adaptive.results  # proposals withdrawn
+    # A searcher that learns nothing from results hears them as Tune hands them over, config included.
+    plain = TellMe(space, adaptive=False)
+    run = simulate(pool, build_scheduler(strategy_config(StrategyName("random", "fifo"), pool, {}), space),
+                   NearestRecorded(plain, space, pool), workers=2, budget_s=60, seed=0)
+    finished = [o for o in run.outcomes() if o.finished]
+    assert [result["config"] for _, result, _ in plain.completed] == [by_key[o.key].config for o in finished]
+    # HyperOpt cannot be told: refused before anything is simulated.
+    assert_one_line_error(capsys, ["--pool", "builtin", "--strategies", "random:fifo", "hyperopt:asha"],
+                          "hyperopt cannot be replayed from a pool")

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-# hyperopt:asha is left to --strategies: TPE's cost per proposal grows with the trials (see README)
+# hyperopt / dragonfly are refused: they cannot be told the recorded configuration that ran (strategies.py)
 DEFAULT_STRATEGIES = ("random:fifo", "random:asha", "random:ahb")
 
 
@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace, started: float, command: str) -> str:
     from experiments.simulation.pool import read_pool, save_pool
     from experiments.simulation.replay import replay_strategy
     from experiments.simulation.report import validation_table, write_report
-    from experiments.simulation.strategies import parse_strategy
+    from experiments.simulation.strategies import check_replayable, parse_strategy
 
     if args.pool and args.sources:
         raise SimulationError("give experiment folders or --pool, not both")
@@ -99,6 +99,8 @@ def _run(args: argparse.Namespace, started: float, command: str) -> str:
     settings = {key: value for key, value in (
         ("grace_period", args.grace_period), ("reduction_factor", args.reduction_factor),
         ("brackets", args.brackets), ("max_concurrent_search", args.max_concurrent_search)) if value is not None}
+    for name in names:
+        check_replayable(name, pool, settings)
     seeds = list(range(args.seeds))
     results = [replay_strategy(name, pool, workers=args.workers, budget_s=args.budget_s, seeds=seeds,
                                settings=settings, num_samples=args.num_samples) for name in names]

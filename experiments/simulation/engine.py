@@ -246,7 +246,8 @@ def simulate(pool: Pool, scheduler: TrialScheduler, proposer: Proposer, *, worke
             run.values.append(value)
         ends_itself = ends and epoch == len(values)
         result = {metric: value, time_attr: epoch, "training_iteration": epoch,
-                  "time_this_iter_s": seconds[epoch - 1], "trial_id": trial.trial_id, "done": ends_itself}
+                  "time_this_iter_s": seconds[epoch - 1], "trial_id": trial.trial_id, "done": ends_itself,
+                  "config": trial.config}  # as in Tune's results: the configuration that ran (the recorded one)
         if epoch >= max_epochs or ends_itself:
             decision = STOP  # Tune's stopper / the trial's own done: no on_trial_result
         else:

@@ -165,13 +165,13 @@ def bootstrap_intervals(results: list[StrategyRuns], pool: Pool, k: int, target:
     return out
 
 
-def _ci(bounds: tuple[float, float], spec: str = ".4g") -> str:
+def _ci(bounds: tuple[float, float], spec: str = ".4g", infinite: str = "never") -> str:
     lo, hi = bounds
     if math.isnan(lo):
         return "-"
 
     def one(x: float) -> str:
-        return "never" if math.isinf(x) and x > 0 else format(x, spec)
+        return infinite if math.isinf(x) and x > 0 else format(x, spec)
 
     return f"[{one(lo)}, {one(hi)}]"
 
@@ -255,7 +255,7 @@ def write_report(results: list[StrategyRuns], pool: Pool, out_dir: str | Path, *
         row["best_trial_experiment"] = row["best_trial_experiment"] or "-"
         row["final_topk_mean_ci95"] = _ci(ci.final)
         row["time_to_target_s_ci95"] = _ci(ci.time_to_target, ".1f")
-        row["speedup_vs_random_ci95"] = _ci(ci.speedup, ".2f")
+        row["speedup_vs_random_ci95"] = _ci(ci.speedup, ".2f", "inf")
         row["trials_finished_ci95"] = _ci(ci.trials, ".1f")
         row["passes_over_pool"] = f"{np.mean(r.passes):.1f}" if r.passes else "-"
         row["pool_limited"] = "yes" if pool_limited(r) else "no"
@@ -346,7 +346,7 @@ def conclusion(results: list[StrategyRuns], rows: list[StrategyResult], interval
                 verdict = "is not distinguishable from it (the speed-up's interval holds 1)"
             parts.append(f"{row.label} {verdict}: {_fmt_time(row.time_to_target)} "
                          f"{_ci(intervals[row.label].time_to_target, '.0f')}, speed-up "
-                         f"{'-' if row.speedup is None else format(row.speedup, '.2f')} {_ci((lo, hi), '.2f')}.")
+                         f"{'-' if row.speedup is None else format(row.speedup, '.2f')} {_ci((lo, hi), '.2f', 'inf')}.")
     return " ".join(parts)
 
 

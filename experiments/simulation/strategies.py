@@ -16,12 +16,19 @@ How searchers meet the pool:
 
 - ``random``: the recorded trials in a random order (seeded). When the pool was recorded by
   random search over the same space, drawing from it without replacement *is* random search.
-- ``quasirandom``, ``hyperopt``, ``dragonfly``: the suite's own searcher proposes a configuration,
-  which is replaced by the recorded configuration nearest to it in the unit cube of the spec
-  (each parameter mapped as quasi-random search maps it: log scale for log parameters, one equal
-  cell per integer or choice; Euclidean distance) among those not used yet. The searcher is then
-  told the recorded trial's results as if they were its proposal's. This is an approximation:
-  the nearer the pool's points, the closer it is; the mean distance is reported.
+- ``quasirandom``: the suite's quasi-random searcher proposes a configuration, which is replaced by
+  the recorded configuration nearest to it in the unit cube of the spec (each parameter mapped as
+  quasi-random search maps it: log scale for log parameters, one equal cell per integer or choice;
+  Euclidean distance) among those not used yet. Its proposals do not depend on results, so the
+  substitution moves its points (the mean distance is reported) but misleads no model.
+- A model-based searcher (``hyperopt``, ``dragonfly``) is replayed only if it can be told the
+  configuration that actually ran: its proposal is withdrawn (``on_trial_complete(error=True)``)
+  and the replayed configuration is added with its result through Ray's public
+  ``Searcher.add_evaluated_point``. Telling it the recorded results under its own proposal (what
+  this module did before) does not simulate it: on the shipped pool the substituted configuration
+  lay 0.44 of the cube's side away on average, near the 0.66 of two random points. Ray 2.60's
+  ``HyperOptSearch`` and the suite's ``DragonflySearch`` have no ``add_evaluated_point``, so both
+  are refused with one line saying so (:func:`check_replayable`).
 - When every recorded trial has been used, a new pass over the pool begins (each trial can be
   drawn again). Top-k curves count each recorded trial once, with its best result over its
   replays, so a repeated draw never counts as a new model; the number of passes is reported.
@@ -170,12 +177,33 @@ class PoolShuffle:
         """Random search learns nothing from results."""
 
 
-class NearestRecorded:
-    """A Ray Tune searcher whose every proposal runs as the nearest unused recorded trial (see module doc)."""
+NON_ADAPTIVE = ("quasirandom",)  # searchers whose proposals never depend on results
 
-    def __init__(self, searcher: Any, space: SearchSpace, pool: Pool):
+
+def tells_evaluated_points(searcher: Any) -> bool:
+    """True when ``searcher`` (or the searcher a ConcurrencyLimiter wraps) implements ``add_evaluated_point``."""
+    from ray.tune.search import Searcher
+
+    inner = searcher
+    while hasattr(inner, "searcher") and isinstance(inner.searcher, Searcher):
+        inner = inner.searcher
+    return type(inner).add_evaluated_point is not Searcher.add_evaluated_point
+
+
+class NearestRecorded:
+    """A Ray Tune searcher whose every proposal runs as the nearest unused recorded trial (see module doc).
+
+    ``adaptive``: the searcher learns from results, so it is told the replayed configuration, not
+    its proposal: intermediate results are withheld, and at the end the proposal is withdrawn
+    (``on_trial_complete(..., error=True)``) and the replayed configuration added with its last
+    result (``add_evaluated_point``). Otherwise results go to it as Tune hands them over.
+    """
+
+    def __init__(self, searcher: Any, space: SearchSpace, pool: Pool, metric: str = "", adaptive: bool = False):
         self.searcher = searcher
         self.space = space
+        self.metric = metric or pool.metric
+        self.adaptive = adaptive
         self.trials = pool.trials
         self.points = np.vstack([_cube(space, t.config) for t in pool.trials])
         self.unused = np.ones(len(self.trials), dtype=bool)
@@ -183,6 +211,7 @@ class NearestRecorded:
         self.finished = False
         self.distances: list[float] = []
         self.used: set[str] = set()
+        self.replayed: dict[str, RecordedTrial] = {}
 
     def propose(self, trial_id: str) -> RecordedTrial | None:
         from ray.tune.search import Searcher
@@ -203,13 +232,38 @@ class NearestRecorded:
         self.distances.append(float(math.sqrt(distance[index])))
         trial = self.trials[index]
         self.used.add(trial.key)
+        self.replayed[trial_id] = trial
         return trial
 
     def on_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        self.searcher.on_trial_result(trial_id, result)
+        if not self.adaptive:
+            self.searcher.on_trial_result(trial_id, result)
 
     def on_complete(self, trial_id: str, result: dict[str, Any]) -> None:
-        self.searcher.on_trial_complete(trial_id, result)
+        trial = self.replayed.pop(trial_id)
+        if not self.adaptive:
+            self.searcher.on_trial_complete(trial_id, result)
+            return
+        self.searcher.on_trial_complete(trial_id, None, error=True)  # the proposal never ran
+        config = {name: trial.config[name] for name in self.space.names}
+        self.searcher.add_evaluated_point(config, float(result[self.metric]))
+
+
+def check_replayable(name: StrategyName, pool: Pool, settings: dict[str, Any] | None = None) -> None:
+    """Refuse a searcher that cannot be replayed faithfully (before any strategy is simulated)."""
+    if name.searcher == "random" or name.searcher in NON_ADAPTIVE:
+        return
+    from experiments.core.strategies import build_search
+    from search_spaces import load_space
+
+    config = strategy_config(name, pool, {**(settings or {}), "seed": 0})
+    searcher, _ = build_search(config, load_space(pool.space))
+    if not tells_evaluated_points(searcher):
+        raise SimulationError(
+            f"{name.searcher} cannot be replayed from a pool: it learns from results, and its searcher cannot be "
+            "told that a recorded configuration other than its proposal ran (no add_evaluated_point), so it "
+            "would learn each result under the wrong configuration; replay random or quasirandom, or run "
+            f"{name.searcher} for real")
 
 
 def build_proposer(name: StrategyName, config: Any, space: SearchSpace, pool: Pool) -> PoolShuffle | NearestRecorded:
@@ -220,4 +274,7 @@ def build_proposer(name: StrategyName, config: Any, space: SearchSpace, pool: Po
 
     searcher, param_space = build_search(config, space)
     searcher.set_search_properties(config.metric, config.mode, param_space)
-    return NearestRecorded(searcher, space, pool)
+    adaptive = name.searcher not in NON_ADAPTIVE
+    if adaptive and not tells_evaluated_points(searcher):
+        check_replayable(name, pool)  # raises with the reason
+    return NearestRecorded(searcher, space, pool, config.metric, adaptive=adaptive)
