@@ -103,6 +103,40 @@ def test_folder_in_use_by_another_driver_is_refused(tmp_path):
     assert len(lines) == 1 and "in use by pid" in lines[0], res.stderr
 
 
+@pytest.mark.parametrize("code", ["ENOLCK", "EOPNOTSUPP", "ENOSYS"])
+def test_a_file_system_without_locks_is_named_as_such_not_as_in_use(tmp_path, monkeypatch, code):
+    import errno
+    import fcntl
+
+    from experiments.core.config import ConfigError
+
+    def lockless(fd, op):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    monkeypatch.setattr(fcntl, "lockf", lockless)
+    with pytest.raises(ConfigError) as caught:
+        ExperimentLock(tmp_path).acquire()
+    message = str(caught.value)
+    assert "does not support file locks" in message and "in use" not in message
+    assert "--storage-path" in message and "HPO_EXPERIMENT_LOCK=off" in message
+    monkeypatch.setenv("HPO_EXPERIMENT_LOCK", "off")  # the way on the message offers
+    ExperimentLock(tmp_path).acquire().release()
+
+
+def test_a_lock_held_elsewhere_is_in_use(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from experiments.core.config import ConfigError
+
+    def held(fd, op):
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(fcntl, "lockf", held)
+    with pytest.raises(ConfigError, match="is in use by"):
+        ExperimentLock(tmp_path).acquire()
+
+
 def test_max_failures_that_resume_cannot_apply_is_refused(tmp_path):
     exp = tmp_path / "results" / "mf"
     _snapshot(exp, max_failures=0)

@@ -13,10 +13,13 @@ One experiment, one folder (``<storage path>/<name>``), one driver at a time:
 - While a driver uses the folder it holds an exclusive ``fcntl`` lock on ``<folder>/.lock``;
   a second driver on the same folder is refused with the first one's host and pid. The kernel
   drops the lock when the process dies, so a killed or requeued job never leaves a stale lock.
+  A file system without locks (Lustre mounted ``noflock``, some NFS setups) is named as such,
+  with the ways on: another ``--storage-path``, a mount with locks, or ``HPO_EXPERIMENT_LOCK=off``.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
@@ -26,6 +29,8 @@ from pathlib import Path
 from experiments.core.config import ConfigError, ExperimentConfig
 
 LOCK_FILE = ".lock"
+# lockf errors that mean "someone holds the lock"; any other error means the file system cannot lock.
+_HELD = (errno.EAGAIN, errno.EACCES)
 
 
 def default_name(config: ExperimentConfig) -> str:
@@ -52,11 +57,20 @@ class ExperimentLock:
 
     def acquire(self) -> ExperimentLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if os.environ.get("HPO_EXPERIMENT_LOCK", "").lower() == "off":  # the user's call, on a lockless file system
+            self._fd = fd
+            return self
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as err:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
+            if err.errno not in _HELD:
+                raise ConfigError(
+                    f"cannot lock {self.path}: the file system of {self.path.parent} does not support file locks "
+                    f"({err.strerror or err}; e.g. Lustre mounted noflock); use a --storage-path on a file system "
+                    "with locks, ask for it to be mounted with flock, or set HPO_EXPERIMENT_LOCK=off if you make "
+                    "sure yourself that one driver at a time uses the experiment") from None
             raise ConfigError(f"experiment folder {self.path.parent} is in use by {holder}; wait for it to end "
                               "or choose another --name") from None
         os.ftruncate(fd, 0)
