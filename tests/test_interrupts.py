@@ -137,6 +137,26 @@ def test_a_lock_held_elsewhere_is_in_use(tmp_path, monkeypatch):
         ExperimentLock(tmp_path).acquire()
 
 
+def test_auto_resume_finds_the_experiment_a_config_yaml_names(tmp_path, monkeypatch):
+    """A requeued job given --config with name: and storage_path: resumes that experiment (it used to start it anew)."""
+    import experiments.core.runner as runner
+
+    storage = tmp_path / "elsewhere"
+    exp = storage / "named_in_yaml"
+    _snapshot(exp, storage_path=str(storage))
+    (exp / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": []}')
+    user_config = tmp_path / "sweep.yaml"
+    user_config.write_text((exp / "experiment.yaml").read_text() + "name: named_in_yaml\n")
+    calls = []
+    monkeypatch.setattr(runner, "run_experiment", lambda config, **kw: calls.append((config, kw)) or {})
+    monkeypatch.setattr(runner, "format_table", lambda summary: "")
+    monkeypatch.setattr(runner, "_report_outcome", lambda summary: 0)
+    assert main("random", "test", ["--config", str(user_config), "--auto-resume"]) == 0
+    (config, kw), = calls
+    assert kw["resume"] and kw["resume_errored"]
+    assert config.name == "named_in_yaml" and Path(config.storage_path) == storage
+
+
 def test_max_failures_that_resume_cannot_apply_is_refused(tmp_path):
     exp = tmp_path / "results" / "mf"
     _snapshot(exp, max_failures=0)

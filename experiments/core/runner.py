@@ -477,9 +477,10 @@ def main(strategy: str, description: str, argv: list[str] | None = None) -> int:
         resume, resume_errored = bool(args.get("resume")), bool(args.get("resume_errored"))
         if args.get("auto_resume") and not resume:
             # A requeued Slurm job: resume its experiment if the first run saved a state, else start it.
-            name = args.get("name") or default_name(config)
+            # The name and storage path as resolved: a --config YAML may set them (name:, storage_path:).
+            name = experiment_name(config)
             if has_saved_state(Path(config.storage_path).expanduser() / name):
-                args["name"] = name
+                args["name"], args["storage_path"] = name, config.storage_path
                 resume = resume_errored = True  # trials the stop signal killed are recorded as errored
         if resume:
             config = load_snapshot_config(strategy, args)
