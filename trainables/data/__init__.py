@@ -25,6 +25,7 @@ from trainables.cache import default_cache_dir
 from trainables.data import adsorption, cif_folder
 from trainables.data.errors import DataError
 from trainables.data.graphs import (
+    NEIGHBOUR_SEARCH_VERSION,
     GraphArrays,
     build_graphs,
     default_atom_feature_table,
@@ -160,9 +161,10 @@ def load_dataset(
         raise DataError(f"{data}: split 'by_slab' needs the built-in dataset (a CIF folder has no slab ids)")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     graph_parameters = {"radius": float(radius), "max_neighbors": int(max_neighbors)}
+    versions = {"neighbour_search": NEIGHBOUR_SEARCH_VERSION}  # in the cache keys, not in ``source``
     if data is None:
         parameters = {"num_structures": int(num_structures), "seed": int(seed), **graph_parameters}
-        key = _parameter_hash({"generator_version": adsorption.GENERATOR_VERSION, **parameters})
+        key = _parameter_hash({"generator_version": adsorption.GENERATOR_VERSION, **versions, **parameters})
         path = cache / f"emt-adsorption-n{num_structures}-seed{seed}-{key}.npz"
         arrays, metadata, from_cache = _load_or_build(
             path, lambda: adsorption.generate(num_structures, seed, radius, max_neighbors, progress)
@@ -175,7 +177,7 @@ def load_dataset(
         source = "builtin:" + ",".join(f"{name}={value}" for name, value in described.items())
     else:
         rows = cif_folder.read_id_prop(data)
-        key = _parameter_hash({"folder": cif_folder.fingerprint(data, rows), **graph_parameters})
+        key = _parameter_hash({"folder": cif_folder.fingerprint(data, rows), **versions, **graph_parameters})
         path = cache / f"cif-{Path(data).resolve().name}-{key}.npz"
         arrays, metadata, from_cache = _load_or_build(
             path, lambda: cif_folder.featurise(data, rows, radius, max_neighbors, progress)

