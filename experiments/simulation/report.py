@@ -266,7 +266,7 @@ def write_report(results: list[StrategyRuns], pool: Pool, out_dir: str | Path, *
         "strategy": row["strategy"] + (" **POOL-LIMITED**" if row["pool_limited"] == "yes" else ""),
         f"final top-{k} mean [95% CI]": f"{row['final_topk_mean']} {row['final_topk_mean_ci95']}",
         "time to target (s) [95% CI]": f"{row['time_to_target_s']} {row['time_to_target_s_ci95']}",
-        "speed-up vs RS [95% CI]": f"{row['speedup_vs_random']} {row['speedup_vs_random_ci95']}",
+        "speed-up vs RS [95% CI]": f"{row['speedup_vs_random']} {row['speedup_vs_random_ci95']}".replace("- -", "-"),
         "trials finished [95% CI]": f"{row['trials_finished']} {row['trials_finished_ci95']}",
         "passes over the pool": row["passes_over_pool"],
         "best trial": row["best_trial_metric"],
@@ -330,10 +330,17 @@ def conclusion(results: list[StrategyRuns], rows: list[StrategyResult], interval
     base = by_label.get(baseline)
     if target is not None and base is not None:
         base_ci = intervals[baseline].time_to_target
-        parts.append(f"{baseline} reaches the target ({target:.4g}) at {_fmt_time(base.time_to_target)} "
-                     f"{_ci(base_ci, '.0f')}.")
+        if base.time_to_target is None:
+            parts.append(f"{baseline} does not reach the target ({target:.4g}) on its mean curve within the budget "
+                         f"{_ci(base_ci, '.0f')}.")
+        else:
+            parts.append(f"{baseline} reaches the target ({target:.4g}) at {_fmt_time(base.time_to_target)} "
+                         f"{_ci(base_ci, '.0f')}.")
         for row in rows:
             if row.label == baseline:
+                continue
+            if row.time_to_target is None and base.time_to_target is None:
+                parts.append(f"{row.label} does not either {_ci(intervals[row.label].time_to_target, '.0f')}.")
                 continue
             lo, hi = intervals[row.label].speedup
             if row.time_to_target is None:
