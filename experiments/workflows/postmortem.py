@@ -8,7 +8,9 @@ seconds, each trial's results on disk) survives, so slurm/submit.sbatch then run
 
     python -m experiments.workflows.postmortem <strategy> <experiment folder>
 
-which writes summary.json and summary.md from that state without Ray. An existing summary newer
+which writes summary.json and summary.md from that state without Ray. ``two_stage`` (run_two_stage.py)
+names the stage folder it was in (``stage1_asha`` or ``stage2_pbt``); its resume command is the
+two-stage run's. An existing summary newer
 than the saved state (the driver wrote it) is left alone; so is a folder without saved state.
 Exit status 0 when a summary is in place, 2 (one ``error:`` line) otherwise.
 """
@@ -27,8 +29,19 @@ def summarize_saved_state(strategy: str, exp_dir: Path) -> dict | None:
 
     from experiments.core.config import ConfigError
     from experiments.core.runner import load_snapshot_config, resume_command, saved_trial_states
-    from experiments.core.summary import summarize, write_summary
+    from experiments.core.summary import mark_ending, summarize, write_summary
     from search_spaces import load_space
+
+    run_resume = None
+    if strategy == "two_stage":  # the driver was in one stage of a two-stage run
+        from experiments.workflows.two_stage import STAGE1, STAGE2
+
+        stages = {STAGE1: "asha", STAGE2: "pbt"}
+        if exp_dir.name not in stages:
+            raise ConfigError(f"{exp_dir} is not a stage of a two-stage run ({', '.join(stages)})")
+        strategy = stages[exp_dir.name]
+        run_resume = (f"python experiments/run_two_stage.py --resume --name {exp_dir.parent.name} "
+                      f"--storage-path {exp_dir.parent.parent}")
 
     states = sorted(exp_dir.glob("experiment_state-*.json"))
     if not states:
@@ -45,8 +58,9 @@ def summarize_saved_state(strategy: str, exp_dir: Path) -> dict | None:
     summary["num_unfinished"] = sum(1 for s in saved_trial_states(exp_dir) if s not in ("TERMINATED", "ERROR"))
     # The driver died mid-stop: trials that errored with it cannot be told from real failures, so the
     # resume retries errored trials too.
-    summary["resume_command"] = resume_command(config, exp_dir.name) + " --resume-errored"
+    summary["resume_command"] = (run_resume or resume_command(config, exp_dir.name)) + " --resume-errored"
     summary["written_after_the_driver_died"] = True
+    mark_ending(summary, config.time_budget_s)
     write_summary(exp_dir, summary)
     return summary
 

@@ -33,6 +33,7 @@ import argparse
 import difflib
 import json
 import math
+import os
 import shlex
 import sys
 import time
@@ -144,7 +145,7 @@ def resolve_two_stage(args: dict[str, Any]) -> TwoStageConfig:
         values.update(spec.smoke_options)
     values["smoke_test"] = False  # reductions applied here; the stage configs must not apply the runner's
     for key, value in args.items():
-        if key in ("config", "model", "resume", "resume_errored", "smoke_test"):
+        if key in ("config", "model", "resume", "resume_errored", "auto_resume", "smoke_test"):
             continue
         if key == "num_samples":
             raise ConfigError("--num-samples does not apply: stage 1 runs --num-seeds trials, stage 2 "
@@ -416,7 +417,7 @@ def write_record(parent: Path, record: dict[str, Any]) -> None:
 def run_two_stage(config: TwoStageConfig, retry_errored: bool = False) -> tuple[dict[str, Any], int]:
     """Run (or resume) both stages under ``<storage_path>/<name>``; returns the record and an exit status."""
     pbt_space = validate(config)
-    name = config.name or f"{config.model}_two_stage_{time.strftime('%Y%m%d-%H%M%S')}"
+    name = config.name or default_two_stage_name(config)
     storage = Path(config.storage_path).expanduser().resolve()
     parent = storage / name
     parent.mkdir(parents=True, exist_ok=True)
@@ -501,14 +502,29 @@ def build_two_stage_parser() -> argparse.ArgumentParser:
     return p
 
 
+def default_two_stage_name(config: TwoStageConfig) -> str:
+    """``<model>_two_stage_<tag>``: the tag is ``$HPO_EXPERIMENT_TAG`` (a Slurm job's id, so a requeued job
+    finds its run again, as the runner's default names do) or the start time."""
+    return f"{config.model}_two_stage_{os.environ.get('HPO_EXPERIMENT_TAG') or time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_two_stage_parser().parse_args(argv))
     try:
+        if args.get("auto_resume") and not args.get("resume"):
+            # A requeued Slurm job: resume the run if the first allocation started it, else start it.
+            config = resolve_two_stage(args)
+            name = config.name or default_two_stage_name(config)
+            if (Path(config.storage_path).expanduser() / name / SNAPSHOT).is_file():
+                args.update(resume=True, resume_errored=True, name=name, storage_path=config.storage_path)
+            else:
+                args["name"] = name  # resolved again below, with this name
         if args.get("resume"):
             config = load_snapshot(args)
         else:
             config = resolve_two_stage(args)
-            if config.name and (Path(config.storage_path).expanduser() / config.name / SNAPSHOT).is_file():
+            if (config.name and not args.get("auto_resume")
+                    and (Path(config.storage_path).expanduser() / config.name / SNAPSHOT).is_file()):
                 raise ConfigError(f"two-stage run '{config.name}' already exists under {config.storage_path}; "
                                   "continue it with --resume or choose another --name")
         _, code = run_two_stage(config, retry_errored=bool(args.get("resume_errored")))
