@@ -60,6 +60,7 @@ def faulty_models(monkeypatch, own_smoke_cache):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("HPO_SUITE_CACHE", str(own_smoke_cache))
     for name, trainable in (("cgcnn_fail_once", "FailOnceCGCNN"), ("cgcnn_fail_once_in_all", "FailOnceInAllCGCNN"),
-                            ("cgcnn_poisoned", "PoisonedCGCNN"), ("cgcnn_hang_once", "HangOnceCGCNN")):
+                            ("cgcnn_poisoned", "PoisonedCGCNN"), ("cgcnn_hang_once", "HangOnceCGCNN"),
+                            ("cgcnn_oom_once", "OOMOnceCGCNN")):
         spec = replace(MODELS["cgcnn"], name=name, trainable=f"faulty_trainables:{trainable}")
         monkeypatch.setitem(MODELS, name, spec)

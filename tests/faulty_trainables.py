@@ -60,3 +60,39 @@ class HangOnceCGCNN(CGCNNTrainable):
             marker.write_text(self.trial_id)
             time.sleep(600)
         return super().step()
+
+
+OOM_AT_EPOCH = 2
+
+
+class OOMOnceCGCNN(CGCNNTrainable):
+    """The first trial to reach epoch OOM_AT_EPOCH runs out of GPU memory in its model's forward, once.
+
+    The error is raised from a forward pre-hook, inside the real step (training or evaluation), as
+    PyTorch's caching allocator raises it when an allocation exceeds the process's memory cap.
+    """
+
+    def _build(self, config):
+        super()._build(config)
+        marker = Path(self.options["cache_dir"]) / "oom-once"
+
+        def out_of_memory(module, args):
+            if self.epoch + 1 == OOM_AT_EPOCH and not marker.exists():
+                marker.write_text(self.trial_id)
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+
+        self.model.register_forward_pre_hook(out_of_memory)
+
+
+class OOMInSetupCGCNN(CGCNNTrainable):
+    """Runs out of GPU memory while building its model in setup (reset_config builds normally)."""
+
+    def setup(self, config, options=None):
+        self.fail_build = True
+        super().setup(config, options)
+
+    def _build(self, config):
+        if getattr(self, "fail_build", False):
+            self.fail_build = False
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB (injected in setup)")
+        super()._build(config)

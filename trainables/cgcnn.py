@@ -24,9 +24,10 @@ from ray import tune
 from torch_geometric.data import Batch
 
 from trainables.data import GraphDataset, baseline_mae, load_dataset
-from trainables.device import describe, select_device
+from trainables.device import cap_gpu_memory, describe, free_gpu_memory, trial_device
 from trainables.errors import ModelConfigError
 from trainables.models.cgcnn import CGCNN
+from trainables.oom import oom_guarded, setup_completed
 
 CHECKPOINT_FILE = "cgcnn.pt"
 EVAL_BATCH_SIZE = 512
@@ -96,6 +97,7 @@ class CGCNNTrainable(tune.Trainable):
     validation and test sets (eval-mode batch norm), the numbers schedulers decide on.
     """
 
+    @oom_guarded
     def setup(self, config: dict, options: dict | None = None) -> None:
         started = time.perf_counter()
         # Seconds from the actor's process start to here (interpreter, imports, Ray worker start-up),
@@ -103,7 +105,17 @@ class CGCNNTrainable(tune.Trainable):
         self.time_actor_start_s = _process_age_s()
         self.options = dict(options or {})
         torch.set_num_threads(max(1, int(self.options.get("cpus_per_trial", 1))))
-        self.device = select_device()
+        # The device Ray assigned (or, outside Ray, the one the caller names), capped at its share.
+        placed = trial_device(self.options.get("device"), self.options.get("gpu_share"))
+        self.device = placed.device
+        memory = cap_gpu_memory(placed)
+        # CGCNN trains in fp32 (its scatter sums and normaliser are precision-sensitive); TF32 matmuls
+        # on Ampere+ cards only when the option asks (not measured against fp32's val_mae yet).
+        self.tf32 = bool(self.options.get("tf32", False)) and self.device.type == "cuda"
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.tf32
+        precision = "fp32 with TF32 matmuls" if self.tf32 else "fp32"
+        where = f"{placed.source}{'; ' + memory if memory else ''}"
         # Data is loaded once per actor (from the disk cache the driver filled); reset_config
         # reuses it for every later trial this actor runs.
         self.dataset = _load(self.options, progress=False)
@@ -120,8 +132,8 @@ class CGCNNTrainable(tune.Trainable):
         }
         self.baseline_val_mae = baseline_mae(self.dataset, "val")
         self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-        print(f"CGCNNTrainable: device {describe(self.device)}, {len(self.dataset.graphs)} graphs "
-              f"from {self.dataset.source}", flush=True)
+        print(f"CGCNNTrainable: device {describe(self.device)} ({where}), {precision}, "
+              f"{len(self.dataset.graphs)} graphs from {self.dataset.source}", flush=True)
         self._build(config)
         self.time_setup_s = time.perf_counter() - started
 
@@ -161,6 +173,7 @@ class CGCNNTrainable(tune.Trainable):
             group["lr"] = lr
         return lr
 
+    @oom_guarded
     def step(self) -> dict[str, Any]:
         """One epoch of training, then validation and test MAE.
 
@@ -245,8 +258,27 @@ class CGCNNTrainable(tune.Trainable):
         self.epoch = state["epoch"]
         self._set_lr(self.epoch * self.steps_per_epoch)
 
+    def release_training_state(self) -> None:
+        """Drop the optimiser state and gradients (after an out-of-memory error, before a new trial)."""
+        self.optimizer = None
+        if getattr(self, "model", None) is not None:
+            self.model.zero_grad(set_to_none=True)
+        free_gpu_memory(self.device)
+
+    def oom_result(self) -> dict[str, Any]:
+        """The result of a trial ending on an out-of-memory error (trainables/oom.py): no metric to rank."""
+        nan = float("nan")
+        return {"val_mae": nan, "test_mae": nan, "train_loss": nan, "epoch": getattr(self, "epoch", 0),
+                "baseline_val_mae": getattr(self, "baseline_val_mae", nan), "node_id": getattr(self, "node_id", None)}
+
     def reset_config(self, new_config: dict) -> bool:
+        if not setup_completed(self):  # setup ran out of memory: Ray starts a fresh actor instead
+            return False
         started = time.perf_counter()
+        # The previous trial's model and optimiser state go before the next is built: cached GPU
+        # blocks are returned, so a packed card does not keep the largest trial's memory.
+        self.model = None
+        self.release_training_state()
         self._build(new_config)
         self.time_actor_start_s, self.time_setup_s = 0.0, time.perf_counter() - started
         return True

@@ -102,6 +102,7 @@ MODELS: dict[str, ModelSpec] = {
             "max_neighbors": 12,
             "gaussian_step": 0.2,
             "split": "random",  # "by_slab": each slab in one split, so test_mae measures unseen surfaces
+            "tf32": False,  # GPUs: TF32 matmuls (Ampere and later); fp32 otherwise
             "cache_dir": None,  # None: $HPO_SUITE_CACHE or ~/.cache/hpo-suite
         },
         cli_options=("data",),
@@ -123,9 +124,15 @@ MODELS: dict[str, ModelSpec] = {
             "max_train_examples": 0,  # 0: all training pairs; N: the first N (smoke tests)
             "data_seed": 0,  # seed of the eval/test halves of the validation set
             "torch_compile": False,  # torch.compile the model once per actor (pays on GPUs; slow to start)
+            # auto: bf16 autocast on cards with native bf16 (compute capability >= 8.0), fp16 autocast +
+            # gradient scaler on older ones, fp32 on the CPU; or force bf16, fp16 or fp32.
+            "precision": "auto",
+            # Micro-batches per optimiser step (must divide batch_size): batch 64 on a card that fits 16.
+            "gradient_accumulation_steps": 1,
             "cache_dir": None,  # None: $HPO_SUITE_CACHE or ~/.cache/hpo-suite
         },
-        cli_options=("model_name_or_path", "data", "max_seq_length", "eval_every_steps"),
+        cli_options=("model_name_or_path", "data", "max_seq_length", "eval_every_steps", "precision",
+                     "gradient_accumulation_steps"),
         smoke_options={"max_train_examples": 64, "max_seq_length": 64},
         time_attr="epoch",
         hyperparameters="trainables.roberta.settings:HYPERPARAMETERS",

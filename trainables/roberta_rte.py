@@ -32,7 +32,6 @@ groups and their parameter groups), ``optimization.py`` (AdamW and its schedule)
 
 from __future__ import annotations
 
-import gc
 import math
 import os
 import time
@@ -44,9 +43,10 @@ import ray
 import torch
 from ray import tune
 
-from trainables.data.rte import TokenizedSplit, majority_accuracy, split_validation
-from trainables.device import describe, select_device
+from trainables.data.rte import TokenizedSplit, majority_accuracy, read_token_cache, split_validation
+from trainables.device import cap_gpu_memory, choose_precision, describe, free_gpu_memory, trial_device
 from trainables.errors import ModelConfigError
+from trainables.oom import oom_guarded, setup_completed
 from trainables.roberta.optimization import build_optimizer, build_schedule, linear_schedule, resume_schedule
 from trainables.roberta.pretrained import (
     check_model_source,
@@ -54,7 +54,10 @@ from trainables.roberta.pretrained import (
     load_classifier,
     load_tokenizer,
     load_tokens,
+    local_snapshot,
     train_subset,
+    transformers_log_to,
+    trial_log_path,
 )
 from trainables.roberta.settings import DEFAULT_EPOCHS, check_options, parse_settings
 
@@ -63,6 +66,9 @@ EVAL_BATCH_SIZE = 64
 # On GPUs batches are padded to a multiple of this (bf16 tensor cores want dimensions that are
 # multiples of 8); on CPU to their longest pair exactly.
 GPU_PAD_MULTIPLE = 8
+# The options that decide the snapshot and the token cache prepare() makes for the trials.
+PREPARED_FOR = ("model_name_or_path", "data", "max_seq_length", "cache_dir")
+PRECISION_NAMES = {"bf16": "bf16 autocast", "fp16": "fp16 autocast + gradient scaler", "fp32": "fp32"}
 
 
 def prepare(options: dict) -> dict[str, Any]:
@@ -70,7 +76,10 @@ def prepare(options: dict) -> dict[str, Any]:
 
     Returns the reference numbers for the summary: ``baseline_eval_acc`` (always predicting the
     most frequent training label) and the split sizes. Local paths in ``options`` (data folder,
-    model folder) are made absolute in place: trials run in their own working directories.
+    model folder) are made absolute in place: trials run in their own working directories; and
+    ``options["prepared"]`` records what trials read instead of the Hub and the raw data:
+    ``model_snapshot`` (a local copy of the checkpoint) and ``token_cache`` (the tokenised pairs),
+    both in the cache folder, with the options they were made for.
     """
     check_options(options)
     if options.get("data") is not None:
@@ -78,13 +87,19 @@ def prepare(options: dict) -> dict[str, Any]:
     if Path(options["model_name_or_path"]).expanduser().is_dir():
         options["model_name_or_path"] = str(Path(options["model_name_or_path"]).expanduser().resolve())
     model_config = check_model_source(options["model_name_or_path"])
-    tokenizer = load_tokenizer(options["model_name_or_path"])
+    # Trials load the checkpoint from this local copy (the model folder itself, or a snapshot of a Hub
+    # checkpoint in the shared cache), never from the Hub: 64 nodes must not all reach it at once.
+    snapshot = local_snapshot(options["model_name_or_path"], options["cache_dir"])
+    tokenizer = load_tokenizer(snapshot)
     limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(limit, int) and limit < 1_000_000 and options["max_seq_length"] > limit:
         raise ModelConfigError(
             f"max_seq_length {options['max_seq_length']} exceeds the tokenizer's limit of {limit}"
         )
     tokens, source = load_tokens(options, tokenizer)
+    # Trials read these instead of loading and tokenising the data themselves (_prepared_inputs).
+    options["prepared"] = {**{key: options.get(key) for key in PREPARED_FOR}, "model_snapshot": snapshot,
+                           "token_cache": str(tokens.path), "dataset_source": source}
     train = train_subset(tokens.train, options["max_train_examples"])
     halves = split_validation(len(tokens.validation), options["data_seed"])
     return {
@@ -96,6 +111,15 @@ def prepare(options: dict) -> dict[str, Any]:
         "encoder_layers": getattr(model_config, "num_hidden_layers", None),
         "token_cache": str(tokens.path),
     }
+
+
+def _prepared_inputs(options: dict) -> dict[str, Any] | None:
+    """What ``prepare`` made for these options (checkpoint snapshot, token cache), or None if it made
+    nothing for them (a trainable built without the runner, or options changed since)."""
+    prepared = options.get("prepared")
+    if not isinstance(prepared, dict) or any(prepared.get(key) != options.get(key) for key in PREPARED_FOR):
+        return None
+    return prepared
 
 
 def check_space(names: set[str], constants: dict[str, Any], prepared: dict[str, Any]) -> None:
@@ -129,20 +153,33 @@ class RobertaRTETrainable(tune.Trainable):
     without touching the disk or the tokenizer.
     """
 
+    @oom_guarded
     def setup(self, config: dict, options: dict | None = None) -> None:
         started = time.perf_counter()
         self.time_actor_start_s = _process_age_s()
         self.options = dict(options or {})
         torch.set_num_threads(max(1, int(self.options.get("cpus_per_trial", 1))))
-        self.device = select_device()
-        # bf16 autocast where the GPU supports it; on CPU plain fp32 (bf16 there is slow and lossy).
-        self.use_bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        # The device Ray assigned (or, outside Ray, the one the caller names), capped at its share.
+        placed = trial_device(self.options.get("device"), self.options.get("gpu_share"))
+        self.device = placed.device
+        memory = cap_gpu_memory(placed)
+        # bf16 autocast where the card runs it natively, fp16 autocast + gradient scaler on older
+        # cards, fp32 on the CPU (trainables/device.py); the option can force one.
+        self.precision = choose_precision(str(self.options.get("precision", "auto")), self.device)
+        self.grad_scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        self.accumulation = int(self.options.get("gradient_accumulation_steps", 1))
         # Fused AdamW (one kernel for the whole update) on GPUs; torch's default elsewhere.
         self.fused_adamw = self.device.type == "cuda"
         self.pad_multiple = GPU_PAD_MULTIPLE if self.device.type == "cuda" else 1
-        name = self.options["model_name_or_path"]
+        # What the driver's prepare made: a local snapshot of the checkpoint and the token cache, so a
+        # trial never reaches the Hub nor reads the raw data (trials built without prepare load them).
+        prepared = _prepared_inputs(self.options)
+        name = prepared["model_snapshot"] if prepared else self.options["model_name_or_path"]
         self.tokenizer = load_tokenizer(name)
-        tokens, source = load_tokens(self.options, self.tokenizer)
+        if prepared:
+            tokens, source = read_token_cache(prepared["token_cache"]), prepared["dataset_source"]
+        else:
+            tokens, source = load_tokens(self.options, self.tokenizer)
         self.tokens_from_cache = tokens.from_cache
         self.train_split = train_subset(tokens.train, int(self.options.get("max_train_examples", 0)))
         halves = split_validation(len(tokens.validation), int(self.options.get("data_seed", 0)))
@@ -154,7 +191,9 @@ class RobertaRTETrainable(tune.Trainable):
         # The fresh modules (roberta-base's classification head) are re-initialised with each
         # trial's seed; everything else comes from the pretrained copy kept here in host memory,
         # so later trials never re-read the checkpoint.
-        self.model, self.fresh_modules = load_classifier(name)
+        # transformers' load report (the head it initialised) goes to the trial's own log, not the console.
+        with transformers_log_to(trial_log_path(self)):
+            self.model, self.fresh_modules = load_classifier(name)
         self.pretrained_state = {
             k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
         }
@@ -168,12 +207,14 @@ class RobertaRTETrainable(tune.Trainable):
             split: self._eval_batches(tokens.validation, idx) for split, idx in halves.items()
         }
         self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-        precision = ("bf16 autocast" if self.use_bf16 else "fp32") + (", fused AdamW" if self.fused_adamw else "")
+        precision = PRECISION_NAMES[self.precision] + (", fused AdamW" if self.fused_adamw else "")
         precision += ", torch.compile" if compiled else ""
+        precision += f", {self.accumulation} micro-batches per step" if self.accumulation > 1 else ""
         sizes = f"{len(self.train_split)} train / {len(halves['eval'])} eval / {len(halves['test'])} test"
         cache = f"tokens {'read from' if tokens.from_cache else 'written to'} {tokens.path}"
         print(
-            f"RobertaRTETrainable: device {describe(self.device)}, {precision}, model {name}, "
+            f"RobertaRTETrainable: device {describe(self.device)} ({placed.source}{'; ' + memory if memory else ''}), "
+            f"{precision}, model {name}, "
             f"{sizes} pairs from {source}, {cache}",
             flush=True,
         )
@@ -186,7 +227,10 @@ class RobertaRTETrainable(tune.Trainable):
     def _build(self, config: dict) -> None:
         """Pretrained weights, fresh head, optimiser, schedule and counters for ``config``."""
         settings = parse_settings(config, default_epochs=int(self.options.get("max_epochs") or DEFAULT_EPOCHS))
-        self._free_training_state()
+        if settings.batch_size % self.accumulation:
+            raise ModelConfigError(f"gradient_accumulation_steps {self.accumulation} does not divide batch_size "
+                                   f"{settings.batch_size}")
+        self.release_training_state()
         torch.manual_seed(settings.seed)  # dropout's masks
         with torch.no_grad():
             self.model.load_state_dict(self.pretrained_state)  # copies in place: no new GPU memory
@@ -195,6 +239,8 @@ class RobertaRTETrainable(tune.Trainable):
         )
         self.settings = settings
         self.optimizer = build_optimizer(self.model, settings, fused=self.fused_adamw)
+        self.grad_scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        # Counted in optimiser steps of the searched batch size, however many micro-batches make one.
         self.steps_per_epoch = math.ceil(len(self.train_split) / settings.batch_size)
         self.schedule = linear_schedule(settings, self.steps_per_epoch)
         self.scheduler = build_schedule(self.optimizer, self.schedule)
@@ -203,26 +249,34 @@ class RobertaRTETrainable(tune.Trainable):
         self.single_class_evals = 0
         self._order_epoch, self._order = -1, np.arange(0)
 
-    def _free_training_state(self) -> None:
-        """Drop optimiser state and gradients before a new trial (ray issue 32698: GPU memory grew)."""
+    def release_training_state(self) -> None:
+        """Drop optimiser state and gradients before a new trial (ray issue 32698: GPU memory grew) or
+        after an out-of-memory error, and return cached GPU memory."""
         self.optimizer = self.scheduler = None
         self.model.zero_grad(set_to_none=True)
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+        free_gpu_memory(self.device)
+
+    def oom_result(self) -> dict[str, Any]:
+        """The result of a trial ending on an out-of-memory error (trainables/oom.py): no metric to rank."""
+        nan = float("nan")
+        return {"eval_acc": nan, "test_acc": nan, "eval_loss": nan, "train_loss": nan,
+                "epoch": round(self.epoch_progress, 6) if hasattr(self, "batch_index") else 0.0,
+                "baseline_eval_acc": getattr(self, "baseline_eval_acc", nan), "node_id": getattr(self, "node_id", None)}
 
     def reset_config(self, new_config: dict) -> bool:
+        if not setup_completed(self):  # setup ran out of memory: Ray starts a fresh actor instead
+            return False
         started = time.perf_counter()
         self._build(new_config)
         self.time_actor_start_s, self.time_setup_s = 0.0, time.perf_counter() - started
         return True
 
     def cleanup(self) -> None:
-        self._free_training_state()
-        del self.model, self.forward_model
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+        if hasattr(self, "model"):
+            self.release_training_state()
+            del self.model
+        self.forward_model = None
+        free_gpu_memory(getattr(self, "device", torch.device("cpu")))
 
     # -- batches ---------------------------------------------------------------------------------
 
@@ -271,8 +325,10 @@ class RobertaRTETrainable(tune.Trainable):
         return self.epoch + self.batch_index / self.steps_per_epoch
 
     def _autocast(self) -> Any:
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        return torch.autocast(device_type=self.device.type, dtype=dtype, enabled=self.precision != "fp32")
 
+    @oom_guarded
     def step(self) -> dict[str, Any]:
         """Train ``eval_every_steps`` steps or to the end of the epoch, then evaluate.
 
@@ -335,20 +391,36 @@ class RobertaRTETrainable(tune.Trainable):
     def train_batch(self, indices: np.ndarray) -> float | None:
         """One optimiser (and schedule) step on the training pairs ``indices``; returns the loss.
 
-        A non-finite loss returns None before any update. Public so that
-        ``experiments/probe_batch_size.py`` times exactly the step training runs.
+        With ``gradient_accumulation_steps`` k the pairs go through in k micro-batches (equal when k
+        divides the batch; the epoch's smaller last batch splits as evenly as it can), each loss
+        weighted by its share of the pairs, so the step's gradient is that of the whole batch's mean
+        loss: the batch size a searcher chose trains on a card that fits only a k-th of it. fp16
+        scales the loss (GradScaler) and unscales the gradients before clipping. A non-finite loss
+        returns None before any update. Public so that ``experiments/probe_batch_size.py`` times
+        exactly the step training runs.
         """
-        with self._autocast():
-            loss = self.forward_model(**self._batch(self.train_split, indices)).loss
-        if not torch.isfinite(loss):
-            return None
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total = torch.zeros((), device=self.device)
+        for part in np.array_split(np.asarray(indices), min(self.accumulation, len(indices))):
+            with self._autocast():
+                loss = self.forward_model(**self._batch(self.train_split, part)).loss
+            if not torch.isfinite(loss):
+                self.optimizer.zero_grad(set_to_none=True)
+                return None
+            weighted = loss.float() * (len(part) / len(indices))
+            (self.grad_scaler.scale(weighted) if self.grad_scaler else weighted).backward()
+            total += weighted.detach()
+        if self.grad_scaler:
+            self.grad_scaler.unscale_(self.optimizer)
         if self.settings.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.max_grad_norm)
-        self.optimizer.step()
+        if self.grad_scaler:
+            self.grad_scaler.step(self.optimizer)  # skipped where fp16 gradients overflowed
+            self.grad_scaler.update()
+        else:
+            self.optimizer.step()
         self.scheduler.step()
-        return float(loss.detach())
+        return float(total)
 
     @property
     def steps_done(self) -> int:

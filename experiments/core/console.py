@@ -124,7 +124,7 @@ class ConsoleReporter(Callback):
     def _stopped_early(self, trial: Any) -> bool:
         result = trial.last_result or {}
         return (trial.status == "TERMINATED" and 0 < self._epochs(trial) < self._planned(trial)
-                and not result.get("diverged") and not result.get("collapsed"))
+                and not result.get("diverged") and not result.get("collapsed") and not result.get("oom"))
 
     def _score(self, trial: Any) -> Any:
         """A trial's score as summary.json defines it (core/scores.py): its best result so far."""
@@ -133,8 +133,8 @@ class ConsoleReporter(Callback):
 
     def _best(self, trials: list[Any]) -> tuple[Any, float] | None:
         sign = 1 if self.mode == "min" else -1
-        # Errored, diverged and collapsed trials never count, as in summary.json (core/scores.py).
-        broken = ("diverged", "collapsed")
+        # Errored, diverged, collapsed and out-of-memory trials never count, as in summary.json (core/scores.py).
+        broken = ("diverged", "collapsed", "oom")
         scored = [(t, self._score(t)) for t in trials
                   if t.status != "ERROR" and not any((t.last_result or {}).get(flag) for flag in broken)]
         scored = [(t, v) for t, v in scored if _finite(v)]
@@ -222,13 +222,16 @@ class ConsoleReporter(Callback):
         for flag, what in (("diverged", "non-finite loss"), ("collapsed", "predicts a single class")):
             if result.get(flag) and self._once(trial, flag):
                 self.event(f"trial {trial.trial_id} {flag} at epoch {_fmt_value(result.get(self.time_attr))} ({what})")
+        if result.get("oom") and self._once(trial, "oom"):
+            self.event(f"trial {trial.trial_id} ran out of GPU memory in {result.get('oom_where')} and ends; the "
+                       f"experiment goes on ({result.get('oom_error')})")
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
         value = result.get(self.metric)
         score = f"{self.metric} {_fmt_value(value)}" if value is not None else "no result"
         epochs = _fmt_value(self._epochs(trial))
-        if result.get("diverged") or result.get("collapsed"):
+        if result.get("diverged") or result.get("collapsed") or result.get("oom"):
             return  # its event line is already out
         if 0 < self._epochs(trial) < self._planned(trial):
             self.event(f"trial {trial.trial_id} stopped by the scheduler at epoch {epochs}: {score}")

@@ -11,6 +11,7 @@ workflows (the two-stage search).
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import time
@@ -22,9 +23,17 @@ import yaml
 
 from experiments.core import interrupts
 from experiments.core.best_model import best_model_entry, keep_from_checkpoint, keeping_best, tracks_best
-from experiments.core.config import ConfigError, ExperimentConfig, build_parser, default_cache_dir, resolve_config
+from experiments.core.config import (
+    LIMITED_SEARCHERS,
+    ConfigError,
+    ExperimentConfig,
+    build_parser,
+    default_cache_dir,
+    resolve_config,
+)
 from experiments.core.errors import INPUT_ERRORS, print_error
 from experiments.core.experiment_dir import default_name, discard_unstarted, has_saved_state, open_experiment_dir
+from experiments.core.resources import alive_node_resources, check_accumulation, check_cluster
 from experiments.core.scheduler_state import SchedulerMemory
 from experiments.core.seeding import seed_scheduler_rngs
 from experiments.core.startup import FirstResultCallback, StartupTimeline
@@ -94,15 +103,12 @@ def _connect_ray(config: ExperimentConfig) -> None:
             raise ConfigError(f"cannot join the Ray cluster at {config.address}: {str(err).splitlines()[0]}") from None
     else:
         # "local": always a fresh Ray of this run's own, never a cluster someone else started on
-        # this machine (a bare ray.init() would join it and share or steal its CPUs).
+        # this machine (a bare ray.init() would join it and share or steal its CPUs). Its workers
+        # inherit this variable: Ray 2.60 then empties CUDA_VISIBLE_DEVICES for trials given no GPU
+        # (ray issue 54868), a second guard beside trainables/device.py's own.
+        os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "1")
         ray.init(address="local", include_dashboard=False)
-    available = ray.cluster_resources()
-    for resource, per_trial in (("CPU", config.cpus_per_trial), ("GPU", config.gpus_per_trial)):
-        if per_trial > available.get(resource, 0):
-            raise ConfigError(
-                f"each trial asks for {per_trial:g} {resource}(s) but the Ray cluster has "
-                f"{available.get(resource, 0):g}; lower --{resource.lower()}s-per-trial"
-            )
+    check_cluster(config, alive_node_resources())
 
 
 def _ending_cut_trials(logger_class: type) -> type:
@@ -201,8 +207,11 @@ def _new_tuner(config: ExperimentConfig, trainable: Any, name: str, storage: Pat
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=config.num_samples,
-            # Ray's own generator (random, grid) holds the cap itself (strategies.build_search).
-            max_concurrent_trials=None if config.search in ("random", "grid") else config.max_concurrent_trials or None,
+            # Ray's own generator (random, grid) holds the cap itself (strategies.build_search), and so do the
+            # model-based searchers (max_concurrent_search; config.validate refuses a different cap): a second
+            # limiter around BOHB would hide the on_pause its scheduler calls on the searcher.
+            max_concurrent_trials=None if config.search in ("random", "grid", *LIMITED_SEARCHERS)
+            else config.max_concurrent_trials or None,
             reuse_actors=config.reuse_actors,
             time_budget_s=config.time_budget_s or None,
         ),
@@ -384,6 +393,7 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
     else:
         check_saved_state(exp_dir)  # before Ray starts; Tune's restore would end in a traceback on a corrupt state
     space = load_space(config.space)
+    check_accumulation(config, space)
     spec = config.model_spec
     options = trial_options(config)
     prepared = _prepare_while_ray_starts(config, options, timeline)

@@ -10,7 +10,8 @@
   that crashes (out of memory, a failed restore) is no result a user can take home, and counting its
   partial results would reward the strategies whose trials crash. The same holds for trials that
   **diverged** (a non-finite loss or metric: the trainable ends them) or **collapsed** (a constant
-  prediction): their training broke, so their earlier results are no model to take home either.
+  prediction): their training broke, so their earlier results are no model to take home either; and
+  for trials that ran **out of memory** (``oom``: the configuration does not fit its GPU share).
   ``--resume --resume-errored`` reruns errored trials; once a rerun finishes, the trial counts like
   any other. Trials that a stop signal ended (``interrupted``) and trials stopped early by a
   scheduler or the budget are not errored: their results count.
@@ -46,8 +47,8 @@ def is_number(value: Any) -> bool:
 
 def counts(trial: Mapping[str, Any]) -> bool:
     """Whether a trial record (summary.json's ``trials`` entry) takes part in ranking: it did not error,
-    diverge or collapse."""
-    return not (trial.get("errored") or trial.get("diverged") or trial.get("collapsed"))
+    diverge, collapse or run out of memory."""
+    return not (trial.get("errored") or trial.get("diverged") or trial.get("collapsed") or trial.get("oom"))
 
 
 def score_so_far(values: Sequence[float] | np.ndarray, mode: str) -> np.ndarray:

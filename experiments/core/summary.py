@@ -3,7 +3,9 @@
 summary.json fields: name, strategy, model, searcher, scheduler, space, metric, mode, num_trials,
 num_terminated, num_errored, wall_time_s, baseline_val_mae, best {trial_id, config, metric,
 test_mae, iteration, best_iteration}, config_file, reproduce_command, ray_version; plus extensions
-(early-stopped and diverged counts, per-trial records, the model's reference numbers, start_time).
+(early-stopped, diverged, collapsed and out-of-memory counts: ``num_oom``; per-trial records with
+``oom`` and ``oom_error``; the model's reference numbers, start_time; ``best_model``: where the
+best model folder is or the command that makes it, and the command that predicts with it).
 
 A trial record's ``metric`` is the trial's score, its best reported result, with the test metric
 and ``best_iteration`` of that result; ``last_metric`` is its last reported value and ``iteration``
@@ -73,6 +75,9 @@ def _trial_record(result: Any, config: ExperimentConfig) -> dict[str, Any]:
         "error": str(result.error).strip().splitlines()[-1] if result.error is not None else None,
         "diverged": bool(metrics.get("diverged", False)),
         "collapsed": bool(metrics.get("collapsed", False)),
+        # Out of GPU memory (trainables/oom.py): where (setup or a step) and the error's first line.
+        "oom": bool(metrics.get("oom", False)),
+        "oom_error": metrics.get("oom_error") if metrics.get("oom") else None,
         "node_id": metrics.get("node_id"),
         "path": result.path,
         # Tune marks the last result `done` when the trial ends by a stop condition (max_epochs) or its
@@ -117,9 +122,10 @@ def summarize(
         # Trials a time budget ended before their first result were not stopped by the scheduler.
         "num_not_started": sum(1 for t in finished if not t["iteration"]),
         "num_early_stopped": sum(1 for t in finished if 0 < t["iteration"] and t["epochs"] < t["planned_epochs"]
-                                 and not t["diverged"] and not t["collapsed"]),
+                                 and not t["diverged"] and not t["collapsed"] and not t["oom"]),
         "num_diverged": sum(1 for t in trials if t["diverged"]),
         "num_collapsed": sum(1 for t in trials if t["collapsed"]),
+        "num_oom": sum(1 for t in trials if t["oom"]),
         "wall_time_s": round(wall_time_s, 2),
         # Unix time the Tuner started (summarize runs right after it returns): the origin of the
         # wall-clock axes in experiments/analyze.py and compare.py.
@@ -212,7 +218,9 @@ def format_table(summary: dict[str, Any], top: int = 5) -> str:
     lines = [
         f"Experiment {summary['name']}: {summary['model']} / {summary['searcher']} + {summary['scheduler']}, "
         f"{summary['num_trials']} trials ({summary['num_early_stopped']} stopped early, "
-        f"{summary['num_errored']} errored, {summary['num_diverged']} diverged) in {summary['wall_time_s']:.0f} s",
+        f"{summary['num_errored']} errored, {summary['num_diverged']} diverged"
+        + (f", {summary['num_oom']} out of memory" if summary.get("num_oom") else "")
+        + f") in {summary['wall_time_s']:.0f} s",
         f"{'trial':<14}{summary['metric']:>12}{test_key:>12}{'epochs':>8}",
     ]
     lines += [f"{t['trial_id']:<14}{_fmt(t['metric']):>12}{_fmt(t.get(test_key)):>12}{t['iteration']:>8}"
@@ -233,12 +241,25 @@ def format_table(summary: dict[str, Any], top: int = 5) -> str:
 def no_best_reason(summary: dict[str, Any]) -> str:
     """Why an experiment has no best trial: none reported a finite metric, or every one that did
     errored, diverged or collapsed (such trials never rank: core/scores.py)."""
-    broken = {what: summary.get(f"num_{what}", 0) for what in ("errored", "diverged", "collapsed")}
+    broken = {what: summary.get(f"num_{what}", 0) for what in ("errored", "diverged", "collapsed", "oom")}
     if any(broken.values()):
-        parts = ", ".join(f"{n} {what}" for what, n in broken.items() if n)
-        return (f"no trial counts ({parts} of {summary['num_trials']}; errored, diverged and collapsed "
-                "trials never rank)")
+        parts = ", ".join(f"{n} {'out of memory' if what == 'oom' else what}" for what, n in broken.items() if n)
+        return (f"no trial counts ({parts} of {summary['num_trials']}; errored, diverged, collapsed and "
+                "out-of-memory trials never rank)")
     return "no trial produced a finite metric"
+
+
+def _oom_section(summary: dict[str, Any]) -> list[str]:
+    """summary.md's list of the configurations that ran out of GPU memory (none: no section)."""
+    oom = [t for t in summary.get("trials", []) if t.get("oom")]
+    if not oom:
+        return []
+    lines = ["", "## Out of GPU memory", "",
+             f"{len(oom)} trial(s) ran out of their GPU memory share; they do not rank, and model-based "
+             "searchers were told the worst value seen so far for them. Their configurations:", ""]
+    lines += [f"- {t['trial_id']}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in t["config"].items())
+              + (f" ({t['oom_error']})" if t.get("oom_error") else "") for t in oom]
+    return lines
 
 
 def best_model_lines(summary: dict[str, Any]) -> list[str]:
@@ -284,7 +305,8 @@ def format_markdown(
         f"- trials: {summary['num_trials']} ({summary['num_terminated']} terminated, of which "
         f"{summary.get('num_early_stopped', 0)} stopped early by the scheduler or the time budget and "
         f"{summary.get('num_not_started', 0)} never started; {summary['num_errored']} errored; "
-        f"{summary.get('num_diverged', 0)} diverged; {summary.get('num_collapsed', 0)} collapsed)",
+        f"{summary.get('num_diverged', 0)} diverged; {summary.get('num_collapsed', 0)} collapsed; "
+        f"{summary.get('num_oom', 0)} out of memory)",
         f"- wall time: {summary['wall_time_s']:.1f} s; Ray {summary['ray_version']}",
         f"- metric: {summary['metric']} ({summary['mode']})",
     ]
@@ -304,6 +326,7 @@ def format_markdown(
     if best:
         lines += ["", "## Best configuration", "", "| parameter | value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in best["config"].items()]
+    lines += _oom_section(summary)
     if findings is not None:
         lines += ["", "## Checks", ""]
         lines += [f"- {finding}" for finding in findings]

@@ -430,6 +430,8 @@ def _probe(config: Any, options: dict[str, Any], hyperparameters: dict[str, Any]
         budget = None
     elif budget is None:
         budget = psutil.virtual_memory().available / MIB / 2
+    # Outside Ray nothing assigns a device: the probe names the one a trial of these settings would get.
+    options = {**options, "device": "cuda" if use_gpu else "cpu"}
     probe = ModelProbe(config.model, options, {**hyperparameters, "batch_size": args["start"]}, seed=config.seed)
     try:
         result = run_probe(probe, args["start"], args["max_batch_size"], args["steps"], args["warmup_steps"],

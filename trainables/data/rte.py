@@ -340,3 +340,14 @@ def tokenize_rte(data: RTEData, tokenizer: Any, max_seq_length: int, cache_dir: 
         np.savez(temporary, **arrays)
         os.replace(temporary, path)
     return TokenizedRTE(_unflatten(arrays, "train"), _unflatten(arrays, "validation"), path, False)
+
+
+def read_token_cache(path: str | Path) -> TokenizedRTE:
+    """The tokenised splits the driver's ``prepare`` wrote to ``path`` (trials read this, never the data)."""
+    path = Path(path)
+    try:
+        with np.load(path) as arrays:
+            return TokenizedRTE(_unflatten(arrays, "train"), _unflatten(arrays, "validation"), path, True)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise DataError(f"token cache {path} (written by the driver's prepare) is unreadable from this "
+                        f"node ({type(error).__name__}); the cache folder must be shared by every node") from None

@@ -3,10 +3,16 @@ classifier, and the training pairs a trial uses."""
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 
 from trainables.data import DataError
 from trainables.data.rte import TokenizedRTE, TokenizedSplit, load_rte, tokenize_rte
@@ -29,6 +35,82 @@ def load_tokenizer(model_name_or_path: str) -> Any:
     except (OSError, ValueError) as error:
         problem = " ".join(str(error).split())[:300]
         raise DataError(f"model {model_name_or_path!r}: cannot load its tokenizer ({problem})") from None
+
+
+def local_snapshot(model_name_or_path: str, cache_dir: str | Path) -> str:
+    """A local folder holding the checkpoint: the folder itself, or a Hub checkpoint's files in the cache.
+
+    Driver side, once (``prepare``): trials load tokenizer and weights from the returned folder, so
+    no trial reaches the Hub. A Hub name is downloaded with ``huggingface_hub.snapshot_download`` into
+    ``<cache_dir>/models/<name>`` (config, tokenizer files and one weight format, safetensors where
+    the repository has them), a byte copy of the checkpoint as published.
+    """
+    if Path(model_name_or_path).expanduser().is_dir():
+        return str(Path(model_name_or_path).expanduser().resolve())
+    from huggingface_hub import snapshot_download
+
+    target = Path(cache_dir).expanduser() / "models" / model_name_or_path.replace("/", "--")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / "config.json").is_file() and any((target / name).is_file() for name in WEIGHT_FILES):
+            return str(target.resolve())
+        staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        text_files = ["*.json", "*.txt", "*.model", "*.tiktoken", "vocab*", "merges*", "spiece*"]
+        try:
+            snapshot_download(model_name_or_path, local_dir=staging,
+                              allow_patterns=[*text_files, "*.safetensors"])
+            if not any((staging / name).is_file() for name in WEIGHT_FILES):  # an older repository: .bin only
+                snapshot_download(model_name_or_path, local_dir=staging, allow_patterns=["pytorch_model*.bin"])
+            shutil.rmtree(staging / ".cache", ignore_errors=True)
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(staging, target)
+        except Exception as error:  # noqa: BLE001 - any download failure is one line for the user
+            shutil.rmtree(staging, ignore_errors=True)
+            raise DataError(f"model {model_name_or_path!r}: cannot copy it from the Hub into {target} "
+                            f"({type(error).__name__}: {' '.join(str(error).split())[:200]})") from None
+    return str(target.resolve())
+
+
+def trial_log_path(trainable: Any) -> Path | None:
+    """``trial.log`` in the trial's folder under the experiment (None outside a Tune experiment).
+
+    Private API, isolated here: Ray 2.60 keeps the trial's storage folder in ``Trainable._storage``
+    (``trial_fs_path``); ``Trainable.logdir`` is a staging folder that Tune does not copy back.
+    """
+    storage = getattr(trainable, "_storage", None)
+    try:
+        folder = Path(storage.trial_fs_path) if storage is not None else None
+    except (AttributeError, RuntimeError):
+        return None
+    if folder is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "trial.log"
+
+
+@contextmanager
+def transformers_log_to(path: Path | None) -> Iterator[None]:
+    """Within this block transformers' log (its LOAD REPORT table among it) goes to ``path``, not the console.
+
+    Each trial prints one line when it starts; Ray would repeat an 8-line table per actor on the
+    driver's console. ``path`` None: transformers logs as usual.
+    """
+    if path is None:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    root = hf_logging.get_logger()
+    hf_logging.disable_default_handler()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        hf_logging.enable_default_handler()
 
 
 def check_model_source(model_name_or_path: str) -> Any:

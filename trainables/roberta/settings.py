@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from trainables.accelerators import PRECISIONS
 from trainables.errors import ModelConfigError
 
 # Name -> default; None marks a required hyperparameter (``classifier_lr`` defaults to ``lr``,
@@ -162,10 +163,13 @@ def check_options(options: dict) -> None:
         ("eval_every_steps", 0),
         ("max_train_examples", 0),
         ("data_seed", 0),
+        ("gradient_accumulation_steps", 1),
     ):
         value = options.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ModelConfigError(f"{name} must be a whole number of at least {low}, got {value!r}")
+    if options.get("precision", "auto") not in PRECISIONS:
+        raise ModelConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {options.get('precision')!r}")
     if not isinstance(options.get("torch_compile", False), bool):
         raise ModelConfigError(f"torch_compile must be true or false, got {options.get('torch_compile')!r}")
     if not isinstance(options.get("model_name_or_path"), str) or not options["model_name_or_path"]:
