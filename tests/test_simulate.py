@@ -588,3 +588,17 @@ def test_the_searcher_is_told_the_configuration_that_was_replayed(capsys):
     # HyperOpt cannot be told: refused before anything is simulated.
     assert_one_line_error(capsys, ["--pool", "builtin", "--strategies", "random:fifo", "hyperopt:asha"],
                           "hyperopt cannot be replayed from a pool")
+
+
+def test_weighted_topk_counts_each_curve_as_often_as_it_was_drawn():
+    from experiments.simulation.bootstrap import weighted_topk
+
+    rng = np.random.default_rng(3)
+    rows = rng.random((200, 120))
+    rows[rng.random(rows.shape) < 0.4] = np.inf  # curves without a result yet
+    weights = rng.multinomial(120, np.full(120, 1 / 120), size=200).astype(float)
+    weights[:3] = 0.0  # nothing drawn: undefined
+    got = weighted_topk(rows, weights, 6)
+    for row, w, value in zip(rows, weights, got, strict=True):
+        units = np.sort(np.repeat(row[np.isfinite(row)], w[np.isfinite(row)].astype(int)))
+        assert value == (pytest.approx(units[:6].mean()) if len(units) >= 6 else np.inf)
