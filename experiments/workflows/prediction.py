@@ -204,6 +204,9 @@ def predict_classifier(model_dir: Path, info: dict[str, Any], data: str, split: 
     from trainables.data.rte import split_validation
     from trainables.roberta.export import load_classifier_folder
 
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # a bar per weight load would drown the one-line output
     model, tokenizer = load_classifier_folder(model_dir)
     path = Path(data)
     if path.is_dir():

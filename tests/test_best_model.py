@@ -1,0 +1,253 @@
+"""The best model of an experiment: model folders, train_best.py, predict.py and PBT's kept model.
+
+The slow tests run tiny real experiments through the real runner on a real local Ray, then make or
+read ``best_model/`` and predict in fresh processes with the trials' thread count (one), checking
+that the model reproduces the summary's metrics of the best trial.
+"""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from experiments.core.config import ConfigError
+from experiments.workflows.best_model import train_best
+from experiments.workflows.prediction import predict
+from trainables.data import DataError
+from trainables.errors import ModelConfigError
+from trainables.model_folder import read_info, write_info
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures" / "rte"
+sys.path.insert(0, str(FIXTURES))  # the tiny-checkpoint builder lives beside the fixture data
+from tiny_roberta import build_tiny_roberta  # noqa: E402
+
+
+def run_script(script: str, *args: str, cache: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """A script in a fresh process with one CPU thread, as each trial had (cpus_per_trial 1)."""
+    env = {**os.environ, "HPO_SUITE_CACHE": str(cache), "RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(REPO / "experiments" / script), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def printed_metric(stdout: str, name: str) -> float:
+    line = next(line for line in stdout.splitlines() if line.startswith(f"{name}: "))
+    return float(line.split()[1])
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with open(path, newline="") as handle:
+        return list(csv.reader(handle))
+
+
+# --- model folders and bad input (fast) -------------------------------------------------------------------
+
+def _write_cifs(folder: Path, crystals: dict[str, object], targets: dict[str, float] | None = None) -> None:
+    from ase.io import write
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, crystal in crystals.items():
+        write(folder / f"{name}.cif", crystal)
+    if targets is not None:
+        (folder / "id_prop.csv").write_text("".join(f"{k},{v}\n" for k, v in targets.items()))
+
+
+def test_cgcnn_model_folder_predicts_cif_folders_and_refuses_uncovered_elements(tmp_path):
+    from ase.build import bulk
+
+    from trainables.data.graphs import default_atom_feature_table, gaussian_centers
+    from trainables.models.cgcnn import CGCNN
+    from trainables.models.cgcnn_io import load_cgcnn, save_cgcnn
+
+    table = default_atom_feature_table()
+    table[29] = np.nan  # no features for Cu
+    torch.manual_seed(0)
+    model = CGCNN(table.shape[1], len(gaussian_centers(6.0, 0.5)), atom_embedding_size=8, num_graph_conv_layers=2,
+                  fc_feat_size=8, num_fc_layers=2).eval()
+    folder = tmp_path / "model"
+    architecture = {"node_feature_dim": table.shape[1], "edge_feature_dim": len(gaussian_centers(6.0, 0.5)),
+                    "atom_embedding_size": 8, "num_graph_conv_layers": 2, "fc_feat_size": 8, "num_fc_layers": 2}
+    save_cgcnn(folder, model.state_dict(), architecture, y_mean=-1.5, y_std=0.5,
+               featurisation={"radius": 6.0, "max_neighbors": 8, "gaussian_step": 0.5}, atom_features=table)
+    write_info(folder, {"model": "cgcnn", "options": {}})
+    loaded = load_cgcnn(folder)
+    assert torch.equal(loaded.model.state_dict()["embedding.weight"], model.state_dict()["embedding.weight"])
+    assert loaded.featurisation == {"radius": 6.0, "max_neighbors": 8, "gaussian_step": 0.5}
+
+    crystals = {"pt": bulk("Pt", "fcc", a=3.9), "ag": bulk("Ag", "fcc", a=4.1), "au": bulk("Au", "fcc", a=4.1)}
+    _write_cifs(tmp_path / "unlabelled", crystals)
+    unlabelled = predict(folder, str(tmp_path / "unlabelled"))
+    assert unlabelled.columns == ["id", "prediction"] and unlabelled.metric is None
+    assert [row[0] for row in unlabelled.rows] == ["ag", "au", "pt"]  # sorted file names
+    _write_cifs(tmp_path / "labelled", crystals, {"pt": -1.0, "ag": -2.0, "au": 0.5})
+    labelled = predict(folder, str(tmp_path / "labelled"))
+    assert labelled.columns == ["id", "prediction", "target"]
+    assert labelled.metric[0] == "mae"
+    assert labelled.metric[1] == pytest.approx(np.mean([abs(p - t) for _, p, t in labelled.rows]), rel=1e-6)
+    assert [p for _, p, _ in labelled.rows] == pytest.approx([unlabelled.rows[k][1] for k in (2, 0, 1)], rel=1e-6)
+
+    _write_cifs(tmp_path / "copper", {"cu": bulk("Cu", "fcc", a=3.6)})
+    with pytest.raises(DataError, match=r"cu\.cif: element\(s\) Cu not covered by the model's atom features"):
+        predict(folder, str(tmp_path / "copper"))
+    write_info(folder, {"model": "cgcnn", "options": {"data": "/somewhere/cifs"}})
+    with pytest.raises(DataError, match="not the built-in data"):
+        predict(folder, "builtin:val")
+
+
+def test_bad_input_is_one_error_line(tmp_path, capsys):
+    from experiments.predict import main as predict_main
+    from experiments.train_best import main as train_best_main
+
+    experiment = tmp_path / "exp"
+    experiment.mkdir()
+    (experiment / "summary.json").write_text("{}")
+    assert predict_main([str(experiment), "--data", "x", "--out", str(tmp_path / "p.csv")]) == 2
+    assert train_best_main([str(tmp_path / "missing")]) == 2
+    (tmp_path / "two").mkdir()
+    (tmp_path / "two" / "two_stage.json").write_text("{}")
+    assert train_best_main([str(tmp_path / "two")]) == 2
+    other = tmp_path / "other"
+    other.mkdir()
+    write_info(other, {"model": "resnet"})
+    assert predict_main([str(other), "--data", "x", "--out", str(tmp_path / "p.csv")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 4 and all(line.startswith("error: ") for line in lines)
+    assert "not a model folder of this suite" in lines[0] and "best_model/" in lines[0]
+    assert "experiment folder not found" in lines[1]
+    assert "no summary.json" in lines[2] and "stage2_pbt" in lines[2]
+    assert "model 'resnet' has no prediction here" in lines[3]
+    assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_roberta(tmp_path_factory.mktemp("tiny-roberta"))
+
+
+def test_classifier_folder_loads_without_the_suite_and_truncates_long_pairs_with_a_warning(tmp_path, tiny_model):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from trainables.roberta.export import save_classifier
+    from trainables.roberta.pretrained import load_classifier, load_tokenizer
+
+    model, _ = load_classifier(str(tiny_model))
+    folder = save_classifier(tmp_path / "model", model, load_tokenizer(str(tiny_model)))
+    write_info(folder, {"model": "roberta_rte", "options": {"max_seq_length": 16, "data_seed": 0}})
+    reloaded = AutoModelForSequenceClassification.from_pretrained(str(folder))  # Hugging Face's own loaders
+    assert reloaded.config.id2label == {0: "entailment", 1: "not_entailment"}
+    assert reloaded.config.label2id == {"entailment": 0, "not_entailment": 1}
+    assert AutoTokenizer.from_pretrained(str(folder))("a b")["input_ids"]
+    assert read_info(folder)["model"] == "roberta_rte"
+
+    warnings: list[str] = []
+    half = predict(folder, str(FIXTURES / "superglue" / "val.jsonl"), "eval", warn=warnings.append)
+    assert len(half.rows) == 13 and half.columns == ["id", "label", "probability", "true_label"]
+    assert half.metric[0] == "accuracy" and 0 <= half.metric[1] <= 1
+    assert len(warnings) == 1 and "longer than the model's maximum length of 16 tokens; truncated" in warnings[0]
+    unlabelled = predict(folder, str(FIXTURES / "superglue" / "test.jsonl"), warn=warnings.append)
+    assert unlabelled.metric is None and unlabelled.columns == ["id", "label", "probability"]
+    assert all(row[1] in ("entailment", "not_entailment") and 0.5 <= row[2] <= 1 for row in unlabelled.rows)
+    tsv = predict(folder, str(FIXTURES / "glue" / "dev.tsv"), warn=warnings.append)
+    assert len(tsv.rows) == 26
+    with pytest.raises(DataError, match="unknown format"):
+        predict(folder, str(tiny_model / "config.json"))
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(ModelConfigError, match="no classifier weights"):
+        predict(folder, str(FIXTURES / "glue" / "dev.tsv"))
+
+
+# --- after real experiments (slow) ------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_train_best_retrains_cgcnn_winner_and_predict_reproduces_its_metrics(tmp_path, smoke_cache):
+    proc = run_script("run_random.py", "--smoke-test", "--num-samples", "2", "--storage-path", str(tmp_path),
+                      "--name", "rs", cache=smoke_cache)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    experiment = tmp_path / "rs"
+    summary = json.loads((experiment / "summary.json").read_text())
+    best = summary["best"]
+    assert summary["best_model"]["kept_by_run"] is False and not (experiment / "best_model").exists()
+    assert f"python experiments/train_best.py {experiment}" in (experiment / "summary.md").read_text()
+
+    made = run_script("train_best.py", str(experiment), cache=smoke_cache)
+    assert made.returncode == 0, made.stderr[-3000:]
+    info = read_info(experiment / "best_model")
+    assert (info["model"], info["trial_id"], info["training_iteration"]) == ("cgcnn", best["trial_id"],
+                                                                              best["best_iteration"])
+    assert info["val_mae"] == pytest.approx(best["metric"], rel=1e-5)
+    assert info["test_mae"] == pytest.approx(best["test_mae"], rel=1e-5)
+    after = json.loads((experiment / "summary.json").read_text())["best_model"]
+    assert after["exists"] and after["made_by"] == "train_best"
+    assert "made by experiments/train_best.py" in (experiment / "summary.md").read_text()
+    with pytest.raises(ConfigError, match="PBT"):
+        (experiment / "summary.json").write_text(json.dumps({**summary, "strategy": "pbt"}))
+        (experiment / "experiment.yaml").write_text(
+            (experiment / "experiment.yaml").read_text().replace("strategy: random", "strategy: pbt"))
+        train_best(experiment)
+
+    for split, expected in (("val", best["metric"]), ("test", best["test_mae"])):
+        out = tmp_path / f"{split}.csv"
+        predicted = run_script("predict.py", str(experiment / "best_model"), "--data", f"builtin:{split}",
+                               "--out", str(out), cache=smoke_cache)
+        assert predicted.returncode == 0, predicted.stderr[-3000:]
+        assert printed_metric(predicted.stdout, "mae") == pytest.approx(expected, rel=1e-5)
+        rows = read_csv(out)
+        assert rows[0] == ["id", "prediction", "target"]
+        assert len(rows) - 1 == summary["prepared"]["dataset_sizes"][split]
+
+
+@pytest.mark.slow
+def test_pbt_keeps_cgcnn_winner_at_its_best_epoch(tmp_path, smoke_cache):
+    proc = run_script("run_pbt.py", "--smoke-test", "--num-samples", "2", "--max-epochs", "3", "--storage-path",
+                      str(tmp_path), "--name", "pbt", cache=smoke_cache)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    experiment = tmp_path / "pbt"
+    summary = json.loads((experiment / "summary.json").read_text())
+    best, entry = summary["best"], summary["best_model"]
+    assert entry["kept_by_run"] and entry["exists"] and entry["made_by"] == "run" and "problem" not in entry
+    assert entry["metric"] == best["metric"] and entry["test_metric"] == best["test_mae"]
+    assert read_info(experiment / "best_model")["training_iteration"] == best["best_iteration"]
+    assert "kept by the run" in (experiment / "summary.md").read_text()
+    # Every checkpoint holds its trial's best weights beside the trainable's own state.
+    checkpoints = list(experiment.glob("*/checkpoint_*"))
+    assert checkpoints and all((c / "best_model_state.pt").is_file() for c in checkpoints)
+
+    predicted = run_script("predict.py", str(experiment / "best_model"), "--data", "builtin:val",
+                           "--out", str(tmp_path / "val.csv"), cache=smoke_cache)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert printed_metric(predicted.stdout, "mae") == pytest.approx(best["metric"], rel=1e-5)
+    refused = run_script("train_best.py", str(experiment), cache=smoke_cache)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: ") and "PBT" in refused.stderr
+
+
+@pytest.mark.slow
+def test_train_best_classifier_and_predict_on_the_seeded_halves(tmp_path, tiny_model):
+    cache = tmp_path / "cache"
+    proc = run_script("run_random.py", "--model", "roberta_rte", "--model-name-or-path", str(tiny_model),
+                      "--data", str(FIXTURES / "superglue"), "--smoke-test", "--num-samples", "1",
+                      "--gpus-per-trial", "0", "--storage-path", str(tmp_path), "--name", "rte", cache=cache)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    experiment = tmp_path / "rte"
+    summary = json.loads((experiment / "summary.json").read_text())
+    best = summary["best"]
+    assert best is not None, "the tiny model's one trial collapsed; pick another seed"
+    made = run_script("train_best.py", str(experiment), cache=cache)
+    assert made.returncode == 0, made.stderr[-3000:]
+    info = read_info(experiment / "best_model")
+    assert info["eval_acc"] == pytest.approx(best["metric"]) and info["test_acc"] == pytest.approx(best["test_acc"])
+    for half, expected in (("eval", best["metric"]), ("test", best["test_acc"])):
+        out = tmp_path / f"{half}.csv"
+        predicted = run_script("predict.py", str(experiment / "best_model"), "--data",
+                               str(FIXTURES / "superglue" / "val.jsonl"), "--split", half, "--out", str(out),
+                               cache=cache)
+        assert predicted.returncode == 0, predicted.stderr[-3000:]
+        assert printed_metric(predicted.stdout, "accuracy") == pytest.approx(expected)
+        rows = read_csv(out)
+        assert rows[0] == ["id", "label", "probability", "true_label"]
+        assert len(rows) - 1 == summary["prepared"]["dataset_sizes"][half]
