@@ -358,6 +358,8 @@ def test_bad_pools_and_strategies_are_one_line_errors(tmp_path, capsys):
                           "grace_period (9)")
     assert_one_line_error(capsys, ["--pool", str(tmp_path / "missing.json.gz")], "pool file not found")
     assert_one_line_error(capsys, [str(full), "--workers", "0"], "--workers")
+    assert_one_line_error(capsys, [str(full), "--target-quantile", "1.5"], "--target-quantile")
+    assert_one_line_error(capsys, [str(full), "--bootstrap", "0"], "--bootstrap")
     assert_one_line_error(capsys, [], "--pool builtin")
     (tmp_path / "bad.json.gz").write_bytes(gzip.compress(b'{"format": "other"}'))
     assert_one_line_error(capsys, ["--pool", str(tmp_path / "bad.json.gz")], "not a pool file")
@@ -602,3 +604,39 @@ def test_weighted_topk_counts_each_curve_as_often_as_it_was_drawn():
     for row, w, value in zip(rows, weights, got, strict=True):
         units = np.sort(np.repeat(row[np.isfinite(row)], w[np.isfinite(row)].astype(int)))
         assert value == (pytest.approx(units[:6].mean()) if len(units) >= 6 else np.inf)
+
+
+def test_pool_recorder_resumes_redoes_a_cut_curve_and_refuses_an_incomplete_pool(tmp_path, monkeypatch):
+    """The recorder's bookkeeping, with a stand-in for run_random.py that writes a one-trial summary."""
+    import experiments.simulation.recorder as recorder
+
+    fake = tmp_path / "fake_run.py"
+    fake.write_text(
+        "import json, sys, pathlib\n"
+        "args = dict(zip(sys.argv[1::2], sys.argv[2::2]))\n"
+        "folder = pathlib.Path(args['--storage-path']) / args['--name']\n"
+        "folder.mkdir(parents=True)\n"
+        "(folder / 'summary.json').write_text(json.dumps({'trials': [{'iteration': int(args['--max-epochs']), "
+        "'errored': False}]}))\n")
+    launched = []
+
+    def command(seed, *, space, max_epochs, storage, extra):
+        launched.append(seed)
+        return [sys.executable, str(fake), "--seed", str(seed), "--max-epochs", str(max_epochs),
+                "--storage-path", str(storage), "--name", recorder.curve_name(seed)]
+
+    monkeypatch.setattr(recorder, "curve_command", command)
+    monkeypatch.setattr(recorder, "generator_version", lambda: 8)  # importing the data layer takes seconds
+    storage = tmp_path / "pool"
+    kw = dict(space="cgcnn_six", first_seed=5, max_epochs=3, storage=storage, jobs=2, stop_at=None, extra=[],
+              command="record", poll_s=0.05)
+    assert recorder.record(curves=2, **kw) == 2 and sorted(launched) == [5, 6]
+    (storage / recorder.curve_name(7)).mkdir()  # a curve killed mid-way: a folder without a summary
+    launched.clear()
+    assert recorder.record(curves=3, **kw) == 3 and launched == [7]  # only the missing one, its folder redone
+    entries = recorder.recorded_seeds(storage)
+    assert sorted(entries) == [5, 6, 7] and all(e["git_commit"] and e["machine"]["cpus"] for e in entries.values())
+    assert all(e["generator_version"] == 8 and "--seed" in e["command"] for e in entries.values())
+    with pytest.raises(SimulationError, match="only 3 of 4 curves"):
+        recorder.finalize(storage=storage, curves=4, first_seed=5, max_epochs=3, out=tmp_path / "p.json.gz",
+                          command="save")

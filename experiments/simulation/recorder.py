@@ -113,11 +113,11 @@ def recorded_seeds(storage: Path) -> dict[int, dict[str, Any]]:
 
 
 def record(*, space: str, curves: int, first_seed: int, max_epochs: int, storage: Path, jobs: int,
-           stop_at: _dt.datetime | None, extra: list[str], command: str) -> int:
+           stop_at: _dt.datetime | None, extra: list[str], command: str, poll_s: float = 2.0) -> int:
     """Record the curves of seeds ``first_seed .. first_seed + curves - 1`` not yet recorded; return how many exist.
 
-    ``jobs`` experiments run at once (each its own Ray). No new curve starts after ``stop_at``;
-    running ones finish. Output of each experiment goes to ``<storage>/logs/<curve>.log``.
+    ``jobs`` experiments run at once (each its own Ray), looked at every ``poll_s`` seconds. No new
+    curve starts after ``stop_at``; running ones finish. Each experiment's output: ``<storage>/logs/<curve>.log``.
     """
     storage.mkdir(parents=True, exist_ok=True)
     (storage / "logs").mkdir(exist_ok=True)
@@ -143,7 +143,7 @@ def record(*, space: str, curves: int, first_seed: int, max_epochs: int, storage
                 running[seed] = (subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT), entry, log)
             if not running:
                 break  # stop_at passed with nothing in flight
-            time.sleep(2.0)
+            time.sleep(poll_s)
             for seed, (proc, entry, log) in list(running.items()):
                 if proc.poll() is None:
                     continue
