@@ -21,7 +21,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=16, help="trial slots running at once")
     p.add_argument("--budget-s", type=float, default=28800.0, help="simulated wall-clock budget of each run (s)")
     p.add_argument("--strategies", nargs="+", default=list(DEFAULT_STRATEGIES), metavar="SEARCHER:SCHEDULER",
-                   help="strategies to replay: searcher random|quasirandom|hyperopt|dragonfly, scheduler fifo|asha|ahb")
+                   help="strategies to replay: searcher random|quasirandom, scheduler fifo|asha|ahb (hyperopt and "
+                   "dragonfly are refused: they cannot be told the recorded configuration that ran)")
     p.add_argument("--seeds", type=int, default=10, help="repetitions per strategy (seeds 0..K-1)")
     p.add_argument("--top-k", type=int, default=6, help="average the best k trials so far")
     p.add_argument("--grace-period", type=int, help="ASHA / AHB: epochs before the first stopping decision "
