@@ -9,7 +9,11 @@ simulation knows (epochs trained, trials stopped, passes over the pool).
 
 A top-k curve counts each recorded trial once, with its best result over its replays (the
 curve's trial key is the recorded trial's key), so drawing a recorded trial again in a later
-pass over the pool never counts as a new model.
+pass over the pool never counts as a new model. A strategy whose runs drew the pool more than
+once is marked POOL-LIMITED (its final top-k is then the pool's, not a search's), and the printed
+conclusion says so. Every mean of the table carries a 95 % bootstrap interval over the pool's
+curves and the seeds (:mod:`experiments.simulation.bootstrap`); the default target is a pool
+quantile (:func:`~experiments.simulation.bootstrap.pool_target`).
 """
 
 from __future__ import annotations
