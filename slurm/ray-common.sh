@@ -396,6 +396,9 @@ hpo_stop_ray_node() {
         mkdir -p "$dest" && cp -rL "$HPO_RAY_NODE_TMP/session_latest/logs/." "$dest/" 2>/dev/null || true
     fi
     rm -rf "$HPO_RAY_NODE_PRIVATE"
+    # For the readiness check (wait_for_ray.py): this node's Ray start has ended (one srun step runs
+    # every worker node, so the step's own exit does not say which node failed).
+    [[ -n "${HPO_JOB_DIR:-}" && -d "$HPO_JOB_DIR" ]] && echo "$rc" >"$HPO_JOB_DIR/exited-${SLURMD_NODENAME:-$(hostname -s)}"
     hpo_log "$HPO_RAY_NODE_ROLE: stopped"
     exit "$rc"
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start a Ray worker node of this Slurm job on the current node and block until stopped.
 #
-# submit.sbatch runs it with `srun` on every node but the first, once the head answers.
+# submit.sbatch runs it with one `srun` step on every node but the first, once the head answers.
 # It needs the same environment as start-head.sh plus HPO_RAY_ADDRESS (the head's
 # IP:port). CPUs and GPUs come from Slurm; on SIGTERM it stops exactly the Ray processes
 # it started.
@@ -10,6 +10,14 @@ HPO_REPO="${HPO_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 # shellcheck source=slurm/ray-common.sh
 source "$HPO_REPO/slurm/ray-common.sh"
 
+# submit.sbatch starts every worker node in one srun step: each task writes its own log,
+# worker-<Slurm node name>.log (srun's %N would give the host name, which need not be the node's).
+if [[ -n "${HPO_JOB_DIR:-}" && -d "$HPO_JOB_DIR" ]]; then
+    exec >>"$HPO_JOB_DIR/worker-${SLURMD_NODENAME:-$(hostname -s)}.log" 2>&1
+    # A failure before Ray starts (ports, set-up) also tells the readiness check this node is out;
+    # once Ray runs, hpo_run_ray_node's own exit handler does.
+    trap 'echo $? >"$HPO_JOB_DIR/exited-${SLURMD_NODENAME:-$(hostname -s)}"' EXIT
+fi
 hpo_node_setup start-worker.sh
 [[ -n "${HPO_RAY_ADDRESS:-}" ]] || hpo_die "start-worker.sh: HPO_RAY_ADDRESS (the head's IP:port) is not set"
 

@@ -2,16 +2,19 @@
 
     python slurm/wait_for_ray.py head  --address IP:PORT --timeout S --step NODE:PID:LOG
     python slurm/wait_for_ray.py nodes --address IP:PORT --timeout S --job-id ID \
-        [--gpus-per-node G] [--gpus-dir DIR] --step NODE:PID:LOG [--step ...]
+        [--gpus-per-node G] [--gpus-dir DIR] [--min-nodes K] --step NODE:PID:LOG [--step ...]
 
-Each ``--step`` names a Slurm node, the pid of the srun step that starts Ray there, and that
-step's log. ``head`` returns once the head's GCS answers an authenticated request and lists the
-head's own Ray node (its raylet) ALIVE, so workers that join next find a complete head; ``nodes``
-once every named node has a live Ray node with its GPUs: the count its own Slurm step was
-given, which the step writes to ``DIR/gpus-<node>`` (``--gpus-dir``; Slurm may spread ``--gpus=N``
-unevenly over the nodes), else ``--gpus-per-node``. Both fail fast, naming what is
-missing, when the srun step that should bring it up has exited, and fail at the timeout
-otherwise. Exit status 0 when ready, 1 otherwise; messages go to stderr.
+Each ``--step`` names a Slurm node, the pid of the srun step that starts Ray there (one step may
+start several nodes), and that node's log. ``head`` returns once the head's GCS answers an
+authenticated request and lists the head's own Ray node (its raylet) ALIVE, so workers that join
+next find a complete head; ``nodes`` once every named node has a live Ray node with its GPUs: the
+count its own Slurm task was given, which it writes to ``DIR/gpus-<node>`` (``--gpus-dir``; Slurm
+may spread ``--gpus=N`` unevenly over the nodes), else ``--gpus-per-node``. With ``--min-nodes K``
+it also returns once at least K nodes are up and every other one has failed or the timeout has
+passed, with a warning naming the nodes left out. Both fail fast, naming what is missing, when
+the Ray start that should bring it up has ended (its srun step exited, or its task wrote
+``DIR/exited-<node>``), and fail at the timeout otherwise. Exit status 0 when ready, 1 otherwise;
+messages go to stderr.
 """
 
 from __future__ import annotations
@@ -140,15 +143,26 @@ def expected_gpus(node: str, args: argparse.Namespace) -> float:
     return args.gpus_per_node
 
 
+def step_exited(node: str, pid: int, args: argparse.Namespace) -> bool:
+    """Whether the Ray start of ``node`` has ended: its srun step is gone, or (one step runs every
+    worker node) its task wrote ``DIR/exited-<node>`` (``--gpus-dir``; ray-common.sh, as it exits)."""
+    return not _alive(pid) or (args.gpus_dir is not None and (args.gpus_dir / f"exited-{node}").exists())
+
+
 def wait_nodes(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     joined: dict[str, float] = {}
+    # --min-nodes: the job may start without nodes that failed, as long as this many (head included) are up.
+    needed = min(args.min_nodes or len(args.step), len(args.step))
+
+    def ready(node: str) -> bool:
+        return node in joined and joined[node] >= expected_gpus(node, args)
 
     def report(nodes) -> str:
         parts = []
         for node, pid, log in nodes:
             if node not in joined:
-                why = "its srun step exited" if not _alive(pid) else "it has not joined yet"
+                why = "its srun step exited" if step_exited(node, pid, args) else "it has not joined yet"
                 parts.append(f"node {node} did not come up ({why}); last lines of {log}:\n{_tail(log)}")
             elif joined[node] < expected_gpus(node, args):
                 parts.append(f"node {node} joined with {joined[node]:g} GPUs, "
@@ -160,18 +174,23 @@ def wait_nodes(args: argparse.Namespace) -> int:
             joined = _joined(args.address, args.job_id)
         except Exception as e:  # the GCS went away: the head's step check below says why
             print(f"(could not list Ray nodes: {e})", file=sys.stderr)
-        if all(node in joined and joined[node] >= expected_gpus(node, args) for node, _, _ in args.step):
+        up = [s for s in args.step if ready(s[0])]
+        if len(up) == len(args.step):
             gpus = sum(joined[node] for node, _, _ in args.step)
             print(f"All {len(args.step)} Ray nodes joined ({', '.join(n for n, _, _ in args.step)}; "
                   f"{gpus:g} GPUs)", flush=True)
             return 0
-        dead = [s for s in args.step if not _alive(s[1])]
-        if dead:
-            return _fail(f"Ray srun step(s) of job {args.job_id} exited before the cluster was complete.\n"
-                         f"{report(dead)}")
-        if time.monotonic() > deadline:
-            return _fail(f"Ray nodes of job {args.job_id} did not all join within {args.timeout:.0f}s.\n"
-                         f"{report(args.step)}")
+        dead = [s for s in args.step if not ready(s[0]) and step_exited(s[0], s[1], args)]
+        waiting = len(args.step) - len(up) - len(dead)
+        if (dead and len(up) + waiting < needed) or (time.monotonic() > deadline and len(up) < needed):
+            what = "exited before the cluster was complete" if dead else f"did not all join within {args.timeout:.0f}s"
+            return _fail(f"Ray node(s) of job {args.job_id} {what} ({len(up)} of {len(args.step)} up, "
+                         f"--min-nodes {needed}).\n{report(args.step)}")
+        if len(up) >= needed and (waiting == 0 or time.monotonic() > deadline):
+            gpus = sum(joined[node] for node, _, _ in up)
+            print(f"WARNING: starting with {len(up)} of {len(args.step)} Ray nodes ({gpus:g} GPUs; --min-nodes "
+                  f"{needed}); left out:\n{report(args.step)}", file=sys.stderr, flush=True)
+            return 0
         time.sleep(1)
 
 
@@ -193,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     nodes.add_argument("--job-id", required=True)
     nodes.add_argument("--gpus-per-node", type=float, default=0)
     nodes.add_argument("--gpus-dir", type=Path, default=None,
-                       help="folder where each node's step wrote gpus-<node> (its own GPU count)")
+                       help="folder where each node's step wrote gpus-<node> (its own GPU count) and, "
+                            "when its Ray start ended, exited-<node>")
+    nodes.add_argument("--min-nodes", type=int, default=0,
+                       help="go on once this many nodes (head included) are up and the rest failed or "
+                            "timed out (default: every node)")
     args = parser.parse_args(argv)
     if args.what == "head" and len(args.step) != 1:
         parser.error("head takes exactly one --step")

@@ -79,7 +79,7 @@ class Job:
     """One submission of slurm/submit.sbatch and where its files go."""
 
     def __init__(self, slurm: SlurmCluster, root: Path, command: list[str], cache: str,
-                 sbatch_args: tuple[str, ...] = (), **env: str):
+                 sbatch_args: tuple[str, ...] = (), export_all: bool = True, **env: str):
         self.slurm, self.root = slurm, root
         self.logs = root / "slurm-logs"
         environment = {
@@ -90,7 +90,8 @@ class Job:
             "HPO_RAY_START_ARGS": "--object-store-memory=150000000",
             **env,
         }
-        export = "ALL," + ",".join(f"{k}={v}" for k, v in environment.items())
+        # export_all=False: only these variables (and Slurm's own), as an explicit --export list does.
+        export = ("ALL," if export_all else "") + ",".join(f"{k}={v}" for k, v in environment.items())
         res = slurm.run("sbatch", "--parsable", "--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=1",
                         "--time=10", f"--output={root}/job-%j.out", f"--export={export}", *sbatch_args,
                         "slurm/submit.sbatch", *command, cwd=REPO)
@@ -498,3 +499,67 @@ def test_time_limit_warning_stops_the_experiment_gracefully(slurm, tmp_path, cac
     assert info["JobState"] != "TIMEOUT", f"{info}\n{job.report()}"
     summary = json.loads((storage / "timed" / "summary.json").read_text())
     assert summary["num_unfinished"] > 0 and summary["num_errored"] == 0, summary
+
+
+# -- sweeps that span allocations, and what a shared or strict cluster changes -----------------------
+
+RANDOM_LONG = ["experiments/run_random.py", "--smoke-test", "--num-samples", "4", "--max-epochs", "80",
+               "--checkpoint-frequency", "5", "--cpus-per-trial", "1"]
+
+
+def _progress_rows(experiment: Path) -> dict[str, list[int]]:
+    import pandas as pd
+
+    return {p.parent.name: pd.read_csv(p)["training_iteration"].tolist() for p in experiment.glob("*/progress.csv")}
+
+
+def test_warning_then_late_term_requeues_and_the_next_allocation_finishes_the_sweep(slurm, tmp_path, cache_dir):
+    """The time-limit warning (USR1) then Slurm's TERM before the driver finished saving: still requeued.
+
+    The test sends both signals to the batch script as Slurm does at a time limit (scancel --batch), so
+    the job needs no minutes-long --time; the requeued job resumes the sweep with --auto-resume.
+    """
+    storage = tmp_path / "results"
+    job = Job(slurm, tmp_path, [*RANDOM_LONG, "--storage-path", str(storage)], cache_dir)
+    experiment = storage / f"cgcnn_random_random_job{job.id}"
+    _wait_for_a_finished_trial(job, experiment, 300)
+    slurm.run("scancel", "--batch", "--signal=USR1", job.id)
+    time.sleep(1)
+    slurm.run("scancel", "--batch", "--signal=TERM", job.id)  # the limit, while the driver still saves
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and job.info().get("JobState") != "PENDING":
+        time.sleep(0.5)
+    first = job.out.read_text(errors="replace")  # before the next allocation writes the file anew
+    assert "requeueing job" in first and "the time limit came before the experiment finished saving" in first, \
+        job.report()
+    _start_requeued_job_now(job)
+    info = job.wait(420)
+    assert info["JobState"] == "COMPLETED" and int(info.get("Restarts", 0)) >= 1, f"{info}\n{job.report()}"
+    summary = json.loads((experiment / "summary.json").read_text())
+    assert summary["num_trials"] == 4 and summary["num_errored"] == 0 and summary["num_unfinished"] == 0, summary
+    assert summary["ended_by"] == "completed" and summary["num_cut"] == 0, summary
+    assert all(t["iteration"] == 80 for t in summary["trials"]), [t["iteration"] for t in summary["trials"]]
+    rows = _progress_rows(experiment)
+    assert len(rows) == 4 and all(r.count(1) == 1 for r in rows.values()), "a trial trained twice from scratch"
+    assert not (job.dir / "ray-auth-token").exists()
+
+
+def test_budget_is_the_experiments_total_and_summary_says_it_ended_it(slurm, tmp_path, cache_dir):
+    """A --time-budget-s smaller than the work ends the sweep, exit 0; no budget of the job's own is added.
+
+    With an explicit --export list (not ALL) the Ray steps still get what they need (HPO_JOB_DIR, the token path).
+    """
+    storage = tmp_path / "results"
+    job = Job(slurm, tmp_path, ["experiments/run_random.py", "--smoke-test", "--num-samples", "4", "--max-epochs",
+                                "2000", "--cpus-per-trial", "1", "--time-budget-s", "20", "--storage-path",
+                                str(storage), "--name", "budget"], cache_dir, export_all=False)
+    info = job.wait(300)
+    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", f"{info}\n{job.report()}"
+    summary = json.loads((storage / "budget" / "summary.json").read_text())
+    assert summary["ended_by"] == "time_budget" and summary["num_cut"] >= 2, summary  # the two running ones
+    assert summary["num_cut"] == sum(t["cut"] for t in summary["trials"])
+    assert not any(t["done"] for t in summary["trials"] if t["cut"])
+    assert summary["wall_time_s"] < 120, summary
+    assert "experiments/run_random.py" in (job.dir / "driver.log").read_text()
+    assert "--time-budget-s 20" in job.out.read_text() and job.out.read_text().count("--time-budget-s") == 1
+

@@ -92,6 +92,29 @@ def test_head_readiness_waits_for_the_heads_raylet_and_nodes_finds_the_jobs_node
                "--step", f"nodeA:{pid}:{log}")
     assert proc.returncode == 1 and "node nodeA joined with 0 GPUs, expected 2" in proc.stderr
 
+    # One srun step starts every worker: a worker whose Ray start ended says so in exited-<node>
+    # (its step's pid lives on). Fails fast by default; with --min-nodes the job goes on without it.
+    (gpus / "gpus-nodeA").write_text("0\n")
+    (gpus / "exited-nodeB").write_text("1\n")
+    workers = subprocess.Popen(["sleep", "60"])  # the shared worker step, still running
+    try:
+        both = ["--step", f"nodeA:{pid}:{log}", "--step", f"nodeB:{workers.pid}:{log}"]
+        proc = run("nodes", "--address", address, "--timeout", "30", "--job-id", JOB, "--gpus-dir", str(gpus), *both)
+        assert proc.returncode == 1 and "exited before the cluster was complete" in proc.stderr
+        assert "node nodeB did not come up (its srun step exited)" in proc.stderr
+        proc = run("nodes", "--address", address, "--timeout", "30", "--job-id", JOB, "--gpus-dir", str(gpus),
+                   "--min-nodes", "1", *both)
+        assert proc.returncode == 0 and "starting with 1 of 2 Ray nodes" in proc.stderr, proc.stderr
+        (gpus / "exited-nodeB").unlink()  # nodeB still starting: the minimum is enough at the timeout
+        proc = run("nodes", "--address", address, "--timeout", "2", "--job-id", JOB, "--gpus-dir", str(gpus),
+                   "--min-nodes", "1", *both)
+        assert proc.returncode == 0 and "node nodeB did not come up (it has not joined yet)" in proc.stderr
+        proc = run("nodes", "--address", address, "--timeout", "2", "--job-id", JOB, "--gpus-dir", str(gpus),
+                   "--min-nodes", "2", *both)
+        assert proc.returncode == 1 and "did not all join within 2s" in proc.stderr
+    finally:
+        workers.kill()
+
 
 def test_a_head_whose_step_exited_fails_at_once_with_its_log(tmp_path):
     log = tmp_path / "head.log"
