@@ -530,6 +530,7 @@ def test_warning_then_late_term_requeues_and_the_next_allocation_finishes_the_sw
     while time.monotonic() < deadline and job.info().get("JobState") != "PENDING":
         time.sleep(0.5)
     first = job.out.read_text(errors="replace")  # before the next allocation writes the file anew
+    assert "--time-budget-s" not in first  # the job adds no budget of its own
     assert "requeueing job" in first and "the time limit came before the experiment finished saving" in first, \
         job.report()
     _start_requeued_job_now(job)
