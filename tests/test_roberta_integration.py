@@ -100,6 +100,10 @@ def test_run_asha_roberta_smoke_on_jsonl_with_eval_every_steps(tmp_path, tiny_mo
     assert "epochs" not in best["config"] and "warmup_steps" not in best["config"]
     assert 0 <= best["metric"] <= 1 and 0 <= best["test_acc"] <= 1
     assert "RobertaRTETrainable: device cpu" in proc.stdout + proc.stderr
+    # transformers' load report (the fresh head) goes to each actor's first trial's trial.log, not the console.
+    assert "LOAD REPORT" not in proc.stdout + proc.stderr
+    logs = [p.read_text() for p in (tmp_path / "asha").glob("*/trial.log")]
+    assert logs and any("LOAD REPORT" in text for text in logs), logs
 
     # Every trial stops at the smoke test's 3 epochs at the latest, counted in (fractional) epochs
     # although --eval-every-steps 2 reports more often than once per epoch for small batches.
