@@ -47,6 +47,9 @@ hpo_find_python() {
     fi
     HPO_RAY=("$HPO_PYTHON" -m ray.scripts.scripts)
     export PATH="$venv/bin:$PATH"
+    # Trials that ask for no GPU get an empty CUDA_VISIBLE_DEVICES (Ray 2.60 left them the node's GPUs,
+    # ray issue 54868); trainables/device.py also decides from Ray's accelerator ids.
+    export RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO="${RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO:-1}"
 }
 
 # Ports of this job: one block per job (job id mod slots), so that two jobs sharing a node
