@@ -8,6 +8,11 @@ stops a trial at: at an ASHA rung every trial is at the same point of the same s
 early results rank configurations by how they train, not by how far their lr has decayed.
 The shuffle of each epoch derives from (seed, epoch), so a trial restored from a checkpoint
 continues with the order it would have had.
+
+Input path (trainables/data/packed.py): the dataset lives on the trial's device as a few flat
+tensors; each batch is gathered there by index, its edge lengths expanded on Gaussians there, and
+the epoch's loss summed there and read once, so a GPU step never waits for the host. A dataset too
+large for the trial's GPU memory share stays in host memory, with pinned, non-blocking batch copies.
 """
 
 from __future__ import annotations
@@ -21,9 +26,9 @@ import numpy as np
 import ray
 import torch
 from ray import tune
-from torch_geometric.data import Batch
 
 from trainables.data import GraphDataset, baseline_mae, load_dataset
+from trainables.data.packed import GraphBatch, PackedGraphs, choose_residence, trial_memory_bytes
 from trainables.device import cap_gpu_memory, describe, free_gpu_memory, trial_device
 from trainables.errors import ModelConfigError
 from trainables.models.cgcnn import CGCNN
@@ -122,20 +127,26 @@ class CGCNNTrainable(tune.Trainable):
         self.data_loads = 1
         train_y = np.array([float(self.dataset.graphs[i].y) for i in self.dataset.splits["train"]])
         self.y_mean, self.y_std = float(train_y.mean()), float(train_y.std() or 1.0)
-        self.train_graphs = self.dataset.subset("train")
-        self.eval_batches = {
-            split: [
-                Batch.from_data_list(graphs[i : i + EVAL_BATCH_SIZE]).to(self.device)
-                for i in range(0, len(graphs), EVAL_BATCH_SIZE)
-            ]
-            for split, graphs in (("val", self.dataset.subset("val")), ("test", self.dataset.subset("test")))
-        }
+        self.train_index = self.dataset.splits["train"]
+        self.data, residence = self._pack(placed.gpu_share)
         self.baseline_val_mae = baseline_mae(self.dataset, "val")
         self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
         print(f"CGCNNTrainable: device {describe(self.device)} ({where}), {precision}, "
-              f"{len(self.dataset.graphs)} graphs from {self.dataset.source}", flush=True)
+              f"{len(self.dataset.graphs)} graphs from {self.dataset.source}, {residence}", flush=True)
         self._build(config)
         self.time_setup_s = time.perf_counter() - started
+
+    def _pack(self, gpu_share: float) -> tuple[PackedGraphs, str]:
+        """The dataset as flat tensors where batches are gathered, and the words for the device line.
+
+        On a GPU they stay there while they take at most ``packed.DEVICE_DATA_FRACTION`` of the
+        trial's memory (``gpu_share`` of the card), else in host memory (``choose_residence``).
+        """
+        graphs = self.dataset.graphs
+        memory = trial_memory_bytes(self.device, gpu_share)
+        storage, residence = choose_residence(PackedGraphs.estimate_bytes(graphs), self.device, memory)
+        data = PackedGraphs(graphs, self.options["radius"], self.options["gaussian_step"], self.device, storage)
+        return data, residence
 
     def _build(self, config: dict) -> None:
         """Model, optimiser and lr schedule for ``config``; the data stays as loaded."""
@@ -157,7 +168,7 @@ class CGCNNTrainable(tune.Trainable):
         self.lr_schedule = str(config.get("lr_schedule", "cosine"))
         if self.lr_schedule not in LR_SCHEDULES:
             raise ModelConfigError(f"lr_schedule {self.lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
-        self.steps_per_epoch = math.ceil(len(self.train_graphs) / self.batch_size)
+        self.steps_per_epoch = math.ceil(len(self.train_index) / self.batch_size)
         schedule_epochs = int(self.options.get("max_epochs") or DEFAULT_SCHEDULE_EPOCHS)
         self.total_steps = schedule_epochs * self.steps_per_epoch
         self.warmup_steps = round(float(config.get("warmup_epochs", 1.0)) * self.steps_per_epoch)
@@ -165,7 +176,7 @@ class CGCNNTrainable(tune.Trainable):
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
         """Training order of ``epoch`` (0-based): a function of (seed, epoch) only, so a restore continues it."""
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self.train_graphs))
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.train_index))
 
     def _set_lr(self, step: int) -> float:
         lr = self.base_lr * lr_factor(step, self.warmup_steps, self.total_steps, self.lr_schedule)
@@ -177,21 +188,23 @@ class CGCNNTrainable(tune.Trainable):
     def step(self) -> dict[str, Any]:
         """One epoch of training, then validation and test MAE.
 
-        ``time_train_s`` (batches, collation included) and ``time_eval_s`` are this step's own
+        ``time_train_s`` (batches, their gathering included) and ``time_eval_s`` are this step's own
         seconds: experiments/benchmarks/trial_overhead.py subtracts them from a trial's wall time
         to measure what Ray, setup and checkpoints cost.
         """
         started, started_at = time.perf_counter(), time.time()
         self.model.train()
-        total, count = 0.0, 0
-        order = self._epoch_order(self.epoch)
-        for k, start in enumerate(range(0, len(order), self.batch_size)):
+        # Summed on the device and read once, after the epoch: reading each step's loss would make
+        # the host wait for a GPU every step. Float64, like the Python float it replaces.
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        count = 0
+        order = self.train_index[self._epoch_order(self.epoch)]
+        for k, batch in enumerate(self.data.batches(order, self.batch_size)):
             lr = self._set_lr(self.epoch * self.steps_per_epoch + k)
-            batch = Batch.from_data_list([self.train_graphs[i] for i in order[start : start + self.batch_size]])
-            total += self.train_batch(batch) * batch.num_graphs
+            total += self.train_batch(batch).double() * batch.num_graphs
             count += batch.num_graphs
         self.epoch += 1
-        train_loss = total / count
+        train_loss = float(total) / count
         trained = time.perf_counter()
         result = {
             "train_loss": train_loss,
@@ -215,28 +228,29 @@ class CGCNNTrainable(tune.Trainable):
         return {**result, "val_mae": val_mae, "test_mae": test_mae, "diverged": False,
                 "time_eval_s": time.perf_counter() - trained}
 
-    def train_batch(self, batch: Batch) -> float:
-        """One optimiser step on ``batch`` (a batch of graphs); returns its loss on normalised targets.
+    def train_batch(self, batch: GraphBatch) -> torch.Tensor:
+        """One optimiser step on ``batch`` (from ``self.data``, on the trial's device).
 
-        Public so that ``experiments/probe_batch_size.py`` times exactly the step training runs.
+        Returns the loss on normalised targets as a device scalar, not a float: reading it waits for
+        the device, so the caller decides when. Public so that ``experiments/probe_batch_size.py``
+        times exactly the step training runs.
         """
-        batch = batch.to(self.device)
-        target = (batch.y.view(-1) - self.y_mean) / self.y_std
+        target = (batch.y - self.y_mean) / self.y_std
         loss = torch.nn.functional.mse_loss(self.model(batch), target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return float(loss.detach())
+        return loss.detach()
 
     @torch.no_grad()
     def _mae(self, split: str) -> float:
         self.model.eval()
-        errors, count = 0.0, 0
-        for batch in self.eval_batches[split]:
+        indices = self.dataset.splits[split]
+        errors = torch.zeros((), dtype=torch.float64, device=self.device)  # read once, at the end
+        for batch in self.data.batches(indices, EVAL_BATCH_SIZE):
             pred = self.model(batch) * self.y_std + self.y_mean
-            errors += float((pred - batch.y.view(-1)).abs().sum())
-            count += batch.num_graphs
-        return errors / count
+            errors += (pred - batch.y).abs().sum().double()
+        return float(errors) / len(indices)
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         # With the trial's config, these determine the rest of the run: the shuffle and the lr

@@ -140,7 +140,7 @@ class ModelProbe:
     @property
     def train_size(self) -> int:
         if self.model == "cgcnn":
-            return len(self.trainable.train_graphs)
+            return len(self.trainable.train_index)
         return len(self.trainable.train_split)
 
     def rebuild(self, batch_size: int) -> None:
@@ -150,11 +150,8 @@ class ModelProbe:
     def make_batch(self, batch_size: int) -> Any:
         """``batch_size`` random training examples (with replacement when the split is smaller)."""
         indices = self.rng.choice(self.train_size, size=batch_size, replace=batch_size > self.train_size)
-        if self.model == "cgcnn":
-            from torch_geometric.data import Batch
-
-            graphs = self.trainable.train_graphs
-            return Batch.from_data_list([graphs[int(i)] for i in indices])
+        if self.model == "cgcnn":  # gathered as training gathers its batches, on the trial's device
+            return self.trainable.data.batch(self.trainable.train_index[indices])
         return indices
 
     def step(self, batch: Any) -> None:

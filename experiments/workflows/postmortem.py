@@ -68,8 +68,13 @@ def summarize_saved_state(strategy: str, exp_dir: Path) -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     """``python -m experiments.workflows.postmortem STRATEGY EXPERIMENT_DIR``."""
     args = sys.argv[1:] if argv is None else argv
+    usage = "usage: python -m experiments.workflows.postmortem STRATEGY EXPERIMENT_DIR"
+    if args in (["--help"], ["-h"]):
+        print(f"{usage}\n\nWrite summary.json from Tune's saved state of an experiment whose driver was killed "
+              "(what slurm/submit.sbatch runs after a killed driver).")
+        return 0
     if len(args) != 2:
-        print("usage: python -m experiments.workflows.postmortem STRATEGY EXPERIMENT_DIR", file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 2
     try:
         summary = summarize_saved_state(args[0], Path(args[1]))

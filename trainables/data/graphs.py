@@ -102,11 +102,19 @@ def gaussian_centers(radius: float = DEFAULT_RADIUS, step: float = DEFAULT_GAUSS
 
 
 def gaussian_expansion(
-    distances: np.ndarray | torch.Tensor, radius: float = DEFAULT_RADIUS, step: float = DEFAULT_GAUSSIAN_STEP
+    distances: np.ndarray | torch.Tensor,
+    radius: float = DEFAULT_RADIUS,
+    step: float = DEFAULT_GAUSSIAN_STEP,
+    centers: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Expand distances [E] on Gaussians exp(-(d - mu)^2 / step^2), returning float32 [E, G]."""
-    centers = torch.as_tensor(gaussian_centers(radius, step), dtype=torch.float32)
+    """Expand distances [E] on Gaussians exp(-(d - mu)^2 / step^2), returning float32 [E, G].
+
+    ``centers``: ``gaussian_centers(radius, step)`` as a float32 tensor on the distances' device,
+    for callers that expand batch after batch on a GPU (made here, they would be uploaded each call).
+    """
     d = torch.as_tensor(distances, dtype=torch.float32)
+    if centers is None:
+        centers = torch.as_tensor(gaussian_centers(radius, step), dtype=torch.float32)
     return torch.exp(-((d[:, None] - centers[None, :]) ** 2) / step**2)
 
 
@@ -210,7 +218,8 @@ def build_graphs(
     ``atom_table`` maps atomic number to a feature row.
     """
     x = torch.from_numpy(np.ascontiguousarray(atom_table[arrays.numbers.astype(np.int64)]))
-    edge_attr = gaussian_expansion(arrays.distances, radius, gaussian_step)
+    edge_dist = torch.from_numpy(arrays.distances.astype(np.float32))
+    edge_attr = gaussian_expansion(edge_dist, radius, gaussian_step)
     edge_index = torch.from_numpy(np.stack([arrays.src, arrays.dst]).astype(np.int64))
     y = torch.as_tensor(arrays.targets, dtype=torch.float32)
     graphs = []
@@ -222,6 +231,7 @@ def build_graphs(
                 x=x[a0:a1],
                 edge_index=edge_index[:, e0:e1],
                 edge_attr=edge_attr[e0:e1],
+                edge_dist=edge_dist[e0:e1],  # the lengths edge_attr expands (trainables/data/packed.py)
                 y=y[g : g + 1],
                 num_nodes=a1 - a0,
             )

@@ -12,9 +12,10 @@ gate/core pre-activations are batch-normalised, and softplus follows the residua
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
-from torch_geometric.data import Batch
 from torch_geometric.nn import MessagePassing, global_mean_pool
 
 
@@ -64,8 +65,9 @@ class CGCNN(nn.Module):
         fc_feat_size: hidden length after pooling (``h_fea_len``).
         num_fc_layers: fully connected layers after pooling (``n_h``), at least 1.
 
-    Input: a torch_geometric ``Batch`` with ``x`` [num_atoms, node_feature_dim],
-    ``edge_index`` [2, num_edges], ``edge_attr`` [num_edges, edge_feature_dim], ``batch`` [num_atoms].
+    Input: a batch of graphs, a torch_geometric ``Batch`` or a ``trainables.data.packed.GraphBatch``
+    (the same fields), with ``x`` [num_atoms, node_feature_dim], ``edge_index`` [2, num_edges],
+    ``edge_attr`` [num_edges, edge_feature_dim], ``batch`` [num_atoms] and ``num_graphs``.
     Output: [num_graphs] predictions.
     """
 
@@ -91,9 +93,10 @@ class CGCNN(nn.Module):
             layers += [nn.Linear(fc_feat_size, fc_feat_size), nn.Softplus()]
         self.head = nn.Sequential(*layers, nn.Linear(fc_feat_size, 1))
 
-    def forward(self, batch: Batch) -> torch.Tensor:
+    def forward(self, batch: Any) -> torch.Tensor:
         x = self.embedding(batch.x)  # [num_atoms, atom_embedding_size]
         for conv in self.convs:
             x = conv(x, batch.edge_index, batch.edge_attr)
-        pooled = global_mean_pool(x, batch.batch)  # [num_graphs, atom_embedding_size]
+        # The graph count given, not found as batch.max() + 1: that would read it back from a GPU every step.
+        pooled = global_mean_pool(x, batch.batch, size=batch.num_graphs)  # [num_graphs, atom_embedding_size]
         return self.head(pooled).squeeze(-1)  # [num_graphs]
