@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -24,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     from experiments.simulation.recorder import finalize, record
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    # Started in the background (nohup ... &) a process inherits SIGINT ignored, and SIGTERM would end
+    # it without ending its runs: both stop it through KeyboardInterrupt, which ends the runs it started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     extra: list[str] = []
     if "--" in argv:
         argv, extra = argv[:argv.index("--")], argv[argv.index("--") + 1:]
