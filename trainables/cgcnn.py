@@ -69,6 +69,8 @@ def _load(options: dict, progress: bool) -> GraphDataset:
         cache_dir=options.get("cache_dir"),
         progress=progress,
         split=options.get("split", "random"),
+        target=options.get("target"),
+        split_key=options.get("split_key"),
     )
 
 

@@ -95,7 +95,9 @@ MODELS: dict[str, ModelSpec] = {
         test_metric="test_mae",
         default_space="cgcnn_default",
         options={
-            "data": None,  # None: the built-in EMT adsorption dataset; else a CIF folder
+            "data": None,  # None: the built-in EMT adsorption set; else a CIF folder or an ASE .db/.extxyz/.xyz/.traj
+            "target": None,  # ASE files: the key holding the target (None: "energy", the stored calculator energy)
+            "split_key": None,  # ASE files: a key with values train/val/test giving the split (None: seeded random)
             "dataset_size": 2000,
             "data_seed": 0,
             "radius": 8.0,
@@ -105,7 +107,7 @@ MODELS: dict[str, ModelSpec] = {
             "tf32": False,  # GPUs: TF32 matmuls (Ampere and later); fp32 otherwise
             "cache_dir": None,  # None: $HPO_SUITE_CACHE or ~/.cache/hpo-suite
         },
-        cli_options=("data",),
+        cli_options=("data", "target", "split_key"),
         smoke_options={"dataset_size": 240},
     ),
     "roberta_rte": ModelSpec(

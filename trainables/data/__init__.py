@@ -1,4 +1,4 @@
-"""Graph datasets for the CGCNN trainable: the built-in EMT adsorption set or a user's CIF folder.
+"""Graph datasets for the CGCNN trainable: the built-in EMT adsorption set, a user's CIF folder or ASE file.
 
 ``load_dataset`` is the one entry point. Featurised neighbour graphs are cached on disk (in
 ``cache_dir``, default ``$HPO_SUITE_CACHE`` or ``~/.cache/hpo-suite``) under a name that hashes
@@ -22,7 +22,7 @@ from filelock import FileLock
 from torch_geometric.data import Data
 
 from trainables.cache import default_cache_dir
-from trainables.data import adsorption, cif_folder
+from trainables.data import adsorption, ase_files, cif_folder
 from trainables.data.errors import DataError
 from trainables.data.graphs import (
     NEIGHBOUR_SEARCH_VERSION,
@@ -45,12 +45,14 @@ class GraphDataset:
             (neighbour -> centre), ``edge_attr`` [E, edge_feature_dim] and ``y`` [1].
         groups: baseline group key per graph: "metal|adsorbate" (built-in) or "all" (user data).
         splits: "train" / "val" / "test" -> indices into ``graphs``, disjoint.
-        source: "builtin:<parameters>" or the data folder's path.
+        source: "builtin:<parameters>" or the data folder's or file's path.
         node_feature_dim: atom feature length.
         edge_feature_dim: number of Gaussians.
         metadata: per-graph details (built-in: metal, dopant, adsorbate, facet, site, slab,
-            binding_distance; user: id).
+            binding_distance; user: id, and split where a split key gave one).
         from_cache: True when the graphs were read from the disk cache rather than computed.
+        atom_table: the atom feature table ``x`` was built from (row per atomic number), the one a
+            saved model must featurise new structures with.
     """
 
     graphs: list[Data]
@@ -61,6 +63,7 @@ class GraphDataset:
     edge_feature_dim: int
     metadata: list[dict] = field(default_factory=list)
     from_cache: bool = False
+    atom_table: np.ndarray | None = None
 
     def subset(self, split: str) -> list[Data]:
         """The graphs of ``split`` ("train", "val" or "test")."""
@@ -143,8 +146,16 @@ def load_dataset(
     cache_dir: str | None = None,
     progress: bool = True,
     split: str = "random",
+    target: str | None = None,
+    split_key: str | None = None,
 ) -> GraphDataset:
-    """Load the built-in EMT adsorption dataset (``data=None``) or a CGCNN-style CIF folder.
+    """Load the built-in EMT adsorption dataset (``data=None``), a CGCNN-style CIF folder or an ASE file.
+
+    An ASE file (``.db``, ``.extxyz``, ``.xyz``, ``.traj``; see ``ase_files``): ``target`` names
+    the key holding each structure's target (default ``energy``: the stored calculator energy),
+    ``split_key`` a key whose values (train, val, test) give the split; without it the split is
+    the seeded random one. Reading and featurising happen once: the graphs are cached under the
+    file's path, size and modification time and both keys.
 
     ``num_structures`` applies to the built-in set only; ``seed`` seeds its generator and, for
     both sources, the split. ``radius``, ``max_neighbors`` and ``gaussian_step`` are the
@@ -159,6 +170,11 @@ def load_dataset(
         raise DataError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
     if split == "by_slab" and data is not None:
         raise DataError(f"{data}: split 'by_slab' needs the built-in dataset (a CIF folder has no slab ids)")
+    ase_file = data is not None and (ase_files.is_ase_file(data) or Path(data).is_file())
+    for flag, value in (("--target", target), ("--split-key", split_key)):
+        if value is not None and not ase_file:
+            raise DataError(f"{flag} {value}: applies to ASE data files ({', '.join(ase_files.ASE_SUFFIXES)}), "
+                            f"not to {'the built-in dataset' if data is None else 'a CIF folder'}")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     graph_parameters = {"radius": float(radius), "max_neighbors": int(max_neighbors)}
     versions = {"neighbour_search": NEIGHBOUR_SEARCH_VERSION}  # in the cache keys, not in ``source``
@@ -175,6 +191,25 @@ def load_dataset(
         if split != "random":
             described["split"] = split
         source = "builtin:" + ",".join(f"{name}={value}" for name, value in described.items())
+    elif ase_file:
+        target = ase_files.DEFAULT_TARGET if target is None else target
+        if not Path(data).is_file():
+            raise DataError(f"{data}: data file not found")
+        key = _parameter_hash({"file": ase_files.fingerprint(data, target, split_key), **versions,
+                               **graph_parameters})
+        path = cache / f"ase-{Path(data).resolve().name}-{key}.npz"
+        arrays, metadata, from_cache = _load_or_build(
+            path,
+            lambda: ase_files.featurise(
+                data, ase_files.read_structures(data, target, split_key, progress=progress), radius, max_neighbors,
+                progress,
+            ),
+        )
+        # atom_init.json beside the file replaces the default features, as in a CIF folder.
+        table = cif_folder.atom_feature_table(Path(data).parent)
+        ase_files.check_elements(data, metadata, arrays, table)
+        groups = ["all"] * len(arrays)
+        source = str(data)
     else:
         rows = cif_folder.read_id_prop(data)
         key = _parameter_hash({"folder": cif_folder.fingerprint(data, rows), **versions, **graph_parameters})
@@ -186,16 +221,22 @@ def load_dataset(
         cif_folder.check_elements(data, rows, arrays, table)
         groups = ["all"] * len(arrays)
         source = str(data)
+    if split == "by_slab":
+        splits = split_by_group([m["slab"] for m in metadata], seed)
+    elif split_key is not None:
+        splits = ase_files.predefined_split(metadata)
+    else:
+        splits = split_indices(len(arrays), seed)
     return GraphDataset(
         graphs=build_graphs(arrays, table, radius, gaussian_step),
         groups=groups,
-        splits=split_by_group([m["slab"] for m in metadata], seed) if split == "by_slab"
-        else split_indices(len(arrays), seed),
+        splits=splits,
         source=source,
         node_feature_dim=int(table.shape[1]),
         edge_feature_dim=len(gaussian_centers(radius, gaussian_step)),
         metadata=metadata,
         from_cache=from_cache,
+        atom_table=table,
     )
 
 

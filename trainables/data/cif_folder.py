@@ -22,7 +22,7 @@ from trainables.data.graphs import (
     GraphArrays,
     default_atom_feature_table,
     missing_elements,
-    neighbor_graph,
+    neighbor_graphs,
     read_atom_init,
 )
 
@@ -153,14 +153,15 @@ def featurise(
     radius: float,
     max_neighbors: int,
     progress: bool = True,
+    workers: int | None = None,
 ) -> tuple[GraphArrays, list[dict]]:
-    """Read each row's CIF and find its neighbour graph.
+    """Read each row's CIF and find its neighbour graph (``neighbor_graphs``: over the CPUs, with a bar).
 
     Raises:
         DataError: a CIF that ASE cannot read or that holds no atoms.
     """
-    graphs, metadata = [], []
-    for structure_id, _ in tqdm(rows, desc=f"featurising {folder}", disable=None if progress else True):
+    structures = []
+    for structure_id, _ in tqdm(rows, desc=f"reading {folder}", disable=None if progress else True):
         cif = Path(folder) / f"{structure_id}.cif"
         try:
             atoms = ase.io.read(cif, format="cif")
@@ -172,9 +173,11 @@ def featurise(
         if partial is not None:
             raise DataError(f"{cif}: site {partial[0]} has partial occupancy {partial[1]:g}; CGCNN needs ordered "
                             "structures (give an ordered supercell, one species per site)")
-        try:
-            graphs.append(neighbor_graph(atoms, radius, max_neighbors))
-        except ValueError as error:
-            raise DataError(f"{cif}: {_one_line(error)}") from error
-        metadata.append({"id": structure_id})
+        structures.append(atoms)
+    graphs = neighbor_graphs(structures, radius, max_neighbors, workers=workers, progress=progress,
+                             desc=f"featurising {folder}")
+    for (structure_id, _), graph in zip(rows, graphs, strict=True):
+        if isinstance(graph, str):
+            raise DataError(f"{Path(folder) / (structure_id + '.cif')}: {graph}")
+    metadata = [{"id": structure_id} for structure_id, _ in rows]
     return GraphArrays.concatenate(graphs, [target for _, target in rows]), metadata
