@@ -143,6 +143,7 @@ class Intervals:
     speedup: tuple[float, float]
     trials: tuple[float, float]
     time_to_target_replicates: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    final_replicates: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
 
 
 def bootstrap_intervals(results: list[StrategyRuns], pool: Pool, k: int, target: float | None,
@@ -165,7 +166,7 @@ def bootstrap_intervals(results: list[StrategyRuns], pool: Pool, k: int, target:
         out[r.name.label] = Intervals(
             final=interval(rep.final), time_to_target=interval(rep.time_to_target), speedup=speedup,
             trials=seed_interval([trials_finished(run, pool) for run in r.runs], replicates, seed),
-            time_to_target_replicates=rep.time_to_target)
+            time_to_target_replicates=rep.time_to_target, final_replicates=rep.final)
     return out
 
 
@@ -355,9 +356,14 @@ def conclusion(results: list[StrategyRuns], rows: list[StrategyResult], interval
                 verdict = "reaches it later"
             else:
                 verdict = "is not distinguishable from it (the speed-up's interval holds 1)"
+            # The same curve resample in both: the difference's interval is paired over the pool's curves.
+            diff = intervals[row.label].final_replicates - intervals[baseline].final_replicates
+            final_diff = "" if row.final is None or base.final is None else (
+                f"; final top-{k} minus {baseline}'s: {row.final - base.final:+.3g} {_ci(interval(diff), '+.3g')}")
             parts.append(f"{row.label} {verdict}: {_fmt_time(row.time_to_target)} "
                          f"{_ci(intervals[row.label].time_to_target, '.0f')}, speed-up "
-                         f"{'-' if row.speedup is None else format(row.speedup, '.2f')} {_ci((lo, hi), '.2f', 'inf')}.")
+                         f"{'-' if row.speedup is None else format(row.speedup, '.2f')} {_ci((lo, hi), '.2f', 'inf')}"
+                         f"{final_diff}.")
     return " ".join(parts)
 
 
