@@ -36,9 +36,15 @@ def run_script(script: str, *args: str, cache: Path, timeout: int = 300) -> subp
                           capture_output=True, text=True, timeout=timeout)
 
 
-def printed_metric(stdout: str, name: str) -> float:
-    line = next(line for line in stdout.splitlines() if line.startswith(f"{name}: "))
-    return float(line.split()[1])
+def predict_in_fresh_process(model: Path, calls: list[list[str]], cache: Path) -> list[float]:
+    """Run predict.py's main once per ``calls`` entry (its arguments after MODEL_DIR) in one fresh process
+    with one CPU thread; returns the metric each printed."""
+    code = ("import sys; from experiments.predict import main\n"
+            f"for args in {calls!r}:\n    assert main([{str(model)!r}, *args]) == 0\n")
+    env = {**os.environ, "HPO_SUITE_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [float(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith(("mae: ", "accuracy: "))]
 
 
 def read_csv(path: Path) -> list[list[str]]:
@@ -165,7 +171,7 @@ def test_classifier_folder_loads_without_the_suite_and_truncates_long_pairs_with
 # --- after real experiments (slow) ------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_train_best_retrains_cgcnn_winner_and_predict_reproduces_its_metrics(tmp_path, smoke_cache):
+def test_train_best_retrains_cgcnn_winner_and_predict_reproduces_its_metrics(tmp_path, smoke_cache, monkeypatch):
     proc = run_script("run_random.py", "--smoke-test", "--num-samples", "2", "--storage-path", str(tmp_path),
                       "--name", "rs", cache=smoke_cache)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -175,8 +181,8 @@ def test_train_best_retrains_cgcnn_winner_and_predict_reproduces_its_metrics(tmp
     assert summary["best_model"]["kept_by_run"] is False and not (experiment / "best_model").exists()
     assert f"python experiments/train_best.py {experiment}" in (experiment / "summary.md").read_text()
 
-    made = run_script("train_best.py", str(experiment), cache=smoke_cache)
-    assert made.returncode == 0, made.stderr[-3000:]
+    monkeypatch.setenv("HPO_SUITE_CACHE", str(smoke_cache))
+    train_best(experiment)  # in this process; the model is reloaded by predict.py in a fresh one below
     info = read_info(experiment / "best_model")
     assert (info["model"], info["trial_id"], info["training_iteration"]) == ("cgcnn", best["trial_id"],
                                                                               best["best_iteration"])
@@ -185,21 +191,17 @@ def test_train_best_retrains_cgcnn_winner_and_predict_reproduces_its_metrics(tmp
     after = json.loads((experiment / "summary.json").read_text())["best_model"]
     assert after["exists"] and after["made_by"] == "train_best"
     assert "made by experiments/train_best.py" in (experiment / "summary.md").read_text()
-    with pytest.raises(ConfigError, match="PBT"):
-        (experiment / "summary.json").write_text(json.dumps({**summary, "strategy": "pbt"}))
-        (experiment / "experiment.yaml").write_text(
-            (experiment / "experiment.yaml").read_text().replace("strategy: random", "strategy: pbt"))
-        train_best(experiment)
 
-    for split, expected in (("val", best["metric"]), ("test", best["test_mae"])):
-        out = tmp_path / f"{split}.csv"
-        predicted = run_script("predict.py", str(experiment / "best_model"), "--data", f"builtin:{split}",
-                               "--out", str(out), cache=smoke_cache)
-        assert predicted.returncode == 0, predicted.stderr[-3000:]
-        assert printed_metric(predicted.stdout, "mae") == pytest.approx(expected, rel=1e-5)
-        rows = read_csv(out)
+    calls = [["--data", f"builtin:{split}", "--out", str(tmp_path / f"{split}.csv")] for split in ("val", "test")]
+    val_mae, test_mae = predict_in_fresh_process(experiment / "best_model", calls, smoke_cache)
+    assert val_mae == pytest.approx(best["metric"], rel=1e-5) and test_mae == pytest.approx(best["test_mae"], rel=1e-5)
+    for split in ("val", "test"):
+        rows = read_csv(tmp_path / f"{split}.csv")
         assert rows[0] == ["id", "prediction", "target"]
         assert len(rows) - 1 == summary["prepared"]["dataset_sizes"][split]
+    (experiment / "summary.json").write_text(json.dumps({**summary, "strategy": "pbt"}))
+    with pytest.raises(ConfigError, match="PBT"):
+        train_best(experiment)
 
 
 @pytest.mark.slow
@@ -218,12 +220,9 @@ def test_pbt_keeps_cgcnn_winner_at_its_best_epoch(tmp_path, smoke_cache):
     checkpoints = list(experiment.glob("*/checkpoint_*"))
     assert checkpoints and all((c / "best_model_state.pt").is_file() for c in checkpoints)
 
-    predicted = run_script("predict.py", str(experiment / "best_model"), "--data", "builtin:val",
-                           "--out", str(tmp_path / "val.csv"), cache=smoke_cache)
-    assert predicted.returncode == 0, predicted.stderr[-3000:]
-    assert printed_metric(predicted.stdout, "mae") == pytest.approx(best["metric"], rel=1e-5)
-    refused = run_script("train_best.py", str(experiment), cache=smoke_cache)
-    assert refused.returncode == 2 and refused.stderr.startswith("error: ") and "PBT" in refused.stderr
+    calls = [["--data", f"builtin:{split}", "--out", str(tmp_path / f"{split}.csv")] for split in ("val", "test")]
+    val_mae, test_mae = predict_in_fresh_process(experiment / "best_model", calls, smoke_cache)
+    assert val_mae == pytest.approx(best["metric"], rel=1e-5) and test_mae == pytest.approx(best["test_mae"], rel=1e-5)
 
 
 @pytest.mark.slow
@@ -237,17 +236,16 @@ def test_train_best_classifier_and_predict_on_the_seeded_halves(tmp_path, tiny_m
     summary = json.loads((experiment / "summary.json").read_text())
     best = summary["best"]
     assert best is not None, "the tiny model's one trial collapsed; pick another seed"
-    made = run_script("train_best.py", str(experiment), cache=cache)
+    made = run_script("train_best.py", str(experiment), cache=cache)  # the command summary.md names
     assert made.returncode == 0, made.stderr[-3000:]
     info = read_info(experiment / "best_model")
     assert info["eval_acc"] == pytest.approx(best["metric"]) and info["test_acc"] == pytest.approx(best["test_acc"])
-    for half, expected in (("eval", best["metric"]), ("test", best["test_acc"])):
-        out = tmp_path / f"{half}.csv"
-        predicted = run_script("predict.py", str(experiment / "best_model"), "--data",
-                               str(FIXTURES / "superglue" / "val.jsonl"), "--split", half, "--out", str(out),
-                               cache=cache)
-        assert predicted.returncode == 0, predicted.stderr[-3000:]
-        assert printed_metric(predicted.stdout, "accuracy") == pytest.approx(expected)
-        rows = read_csv(out)
+    validation = str(FIXTURES / "superglue" / "val.jsonl")
+    calls = [["--data", validation, "--split", half, "--out", str(tmp_path / f"{half}.csv")]
+             for half in ("eval", "test")]
+    eval_acc, test_acc = predict_in_fresh_process(experiment / "best_model", calls, cache)
+    assert eval_acc == pytest.approx(best["metric"]) and test_acc == pytest.approx(best["test_acc"])
+    for half in ("eval", "test"):
+        rows = read_csv(tmp_path / f"{half}.csv")
         assert rows[0] == ["id", "label", "probability", "true_label"]
         assert len(rows) - 1 == summary["prepared"]["dataset_sizes"][half]
