@@ -120,7 +120,10 @@ MODELS: dict[str, ModelSpec] = {
         default_space="rte_pbt",
         options={
             "model_name_or_path": "roberta-base",  # a Hugging Face Hub name or a save_pretrained folder
-            "data": None,  # None: RTE from the Hub; else a folder of SuperGLUE jsonl or GLUE tsv files
+            "data": None,  # None: RTE from the Hub; else a folder of SuperGLUE jsonl or GLUE tsv files, or any task's
+            # train + dev/validation .csv/.tsv/.jsonl files (trainables/data/text_classification.py)
+            "text_fields": None,  # "A" (single sentences) or "A,B" (pairs); None: RTE's, or sentence/text
+            "label_field": None,  # None: "label"
             "max_seq_length": 128,
             "eval_every_steps": 0,  # 0: one step (result) per epoch; K: evaluate every K optimiser steps
             "max_train_examples": 0,  # 0: all training pairs; N: the first N (smoke tests)
@@ -133,7 +136,8 @@ MODELS: dict[str, ModelSpec] = {
             "gradient_accumulation_steps": 1,
             "cache_dir": None,  # None: $HPO_SUITE_CACHE or ~/.cache/hpo-suite
         },
-        cli_options=("model_name_or_path", "data", "max_seq_length", "eval_every_steps", "precision",
+        cli_options=("model_name_or_path", "data", "text_fields", "label_field", "max_seq_length", "eval_every_steps",
+                     "precision",
                      "gradient_accumulation_steps"),
         smoke_options={"max_train_examples": 64, "max_seq_length": 64},
         time_attr="epoch",

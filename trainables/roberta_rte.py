@@ -67,7 +67,7 @@ EVAL_BATCH_SIZE = 64
 # multiples of 8); on CPU to their longest pair exactly.
 GPU_PAD_MULTIPLE = 8
 # The options that decide the snapshot and the token cache prepare() makes for the trials.
-PREPARED_FOR = ("model_name_or_path", "data", "max_seq_length", "cache_dir")
+PREPARED_FOR = ("model_name_or_path", "data", "text_fields", "label_field", "max_seq_length", "cache_dir")
 PRECISION_NAMES = {"bf16": "bf16 autocast", "fp16": "fp16 autocast + gradient scaler", "fp32": "fp32"}
 
 
@@ -107,6 +107,7 @@ def prepare(options: dict) -> dict[str, Any]:
         "baseline_test_acc": majority_accuracy(train.labels, tokens.validation.labels[halves["test"]]),
         "dataset": source,
         "dataset_sizes": {"train": len(train), "eval": len(halves["eval"]), "test": len(halves["test"])},
+        "label_names": list(tokens.label_names),
         "model_name_or_path": options["model_name_or_path"],
         "encoder_layers": getattr(model_config, "num_hidden_layers", None),
         "token_cache": str(tokens.path),
@@ -193,7 +194,7 @@ class RobertaRTETrainable(tune.Trainable):
         # so later trials never re-read the checkpoint.
         # transformers' load report (the head it initialised) goes to the trial's own log, not the console.
         with transformers_log_to(trial_log_path(self)):
-            self.model, self.fresh_modules = load_classifier(name)
+            self.model, self.fresh_modules = load_classifier(name, tokens.label_names)
         self.pretrained_state = {
             k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
         }

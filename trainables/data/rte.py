@@ -55,10 +55,15 @@ def _one_line(text: object) -> str:
 
 @dataclass(frozen=True)
 class RTESplit:
-    """Labelled sentence pairs: ``premises[i]``, ``hypotheses[i]`` -> ``labels[i]`` (0 = entailment)."""
+    """Labelled sentence pairs: ``premises[i]``, ``hypotheses[i]`` -> ``labels[i]`` (0 = entailment).
+
+    Any other classification task (``trainables.data.text_classification``) fits too: the first
+    text in ``premises``, the second (None for single-sentence tasks) in ``hypotheses``, class ids
+    in ``labels``.
+    """
 
     premises: list[str]
-    hypotheses: list[str]
+    hypotheses: list[str] | None
     labels: np.ndarray  # int64 [N]
 
     def __len__(self) -> int:
@@ -72,14 +77,17 @@ class RTEData:
     train: RTESplit
     validation: RTESplit
     source: str
+    # Class names by id: the model's num_labels and id2label.
+    label_names: tuple[str, ...] = ("entailment", "not_entailment")
 
     def fingerprint(self) -> str:
-        """A hash of every text and label: the cache key's data part."""
+        """A hash of every text and label and of the label names: the cache key's data part."""
         digest = hashlib.sha256()
+        if self.label_names != tuple(LABEL_NAMES.values()):  # RTE's keys stay what they were
+            digest.update(("\x1f".join(self.label_names) + "\x1d").encode())
         for split in (self.train, self.validation):
-            for premise, hypothesis, label in zip(
-                split.premises, split.hypotheses, split.labels, strict=True
-            ):
+            hypotheses = split.hypotheses if split.hypotheses is not None else [None] * len(split)
+            for premise, hypothesis, label in zip(split.premises, hypotheses, split.labels, strict=True):
                 digest.update(f"{premise}\x1f{hypothesis}\x1f{int(label)}\x1e".encode())
             digest.update(b"\x1d")
         return digest.hexdigest()[:16]
@@ -162,11 +170,59 @@ def read_tsv(path: str | Path) -> RTESplit:
     return _split(premises, hypotheses, labels, path)
 
 
-def load_folder(folder: str | Path) -> RTEData:
-    """RTE from a SuperGLUE (``train.jsonl``/``val.jsonl``) or GLUE (``train.tsv``/``dev.tsv``) folder."""
+def load_task_folder(folder: str | Path, text_fields: Any = None, label_field: str | None = None) -> RTEData:
+    """Any classification task in ``folder`` (``trainables.data.text_classification``), labels from its train file.
+
+    Raises:
+        DataError: no train/evaluation files, or a problem ``read_examples`` reports, a label in
+            the evaluation file that training lacks, fewer than two labels.
+    """
+    from trainables.data import text_classification as tc
+
+    folder = Path(folder)
+    files = tc.find_files(folder)
+    if files is None:
+        raise DataError(f"{folder}: no RTE files and no training file (expected SuperGLUE train.jsonl + val.jsonl, "
+                        "GLUE train.tsv + dev.tsv, or any task's train.csv/.tsv/.jsonl with dev, validation or val)")
+    fields = tc.parse_text_fields(text_fields)
+    train = tc.read_examples(files[0], fields, label_field)
+    fields = train.text_fields  # the evaluation file is read with the fields the training file had
+    evaluation = tc.read_examples(files[1], fields, label_field)
+    names = tc.label_names(train.labels)
+    if len(names) < 2:
+        raise DataError(f"{files[0]}: one label ({names[0]!r}) in the training file; classification needs two")
+
+    def split(examples: tc.Examples) -> RTESplit:
+        second = [t[1] for t in examples.texts] if len(fields) == 2 else None
+        return RTESplit([t[0] for t in examples.texts], second, tc.label_ids(examples, names, files[0]))
+
+    source = f"{folder.resolve()} ({','.join(fields)} -> {label_field or tc.DEFAULT_LABEL_FIELD})"
+    return RTEData(split(train), split(evaluation), source, names)
+
+
+def _another_task(folder: Path) -> bool:
+    """Whether ``folder`` holds no complete RTE file pair but another task's train + evaluation files."""
+    from trainables.data import text_classification
+
+    if any(all((folder / name).is_file() for name in pair) for pair in (SUPERGLUE_FILES, GLUE_FILES)):
+        return False
+    try:
+        return text_classification.find_files(folder) is not None
+    except DataError:  # a training file alone: RTE's messages say which file is missing
+        return not any((folder / name).is_file() for name in (*SUPERGLUE_FILES, *GLUE_FILES))
+
+
+def load_folder(folder: str | Path, text_fields: Any = None, label_field: str | None = None) -> RTEData:
+    """RTE from a SuperGLUE (``train.jsonl``/``val.jsonl``) or GLUE (``train.tsv``/``dev.tsv``) folder.
+
+    With ``text_fields`` or ``label_field``, or without RTE's file names, any classification task
+    (:func:`load_task_folder`).
+    """
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"{folder}: RTE data folder not found")
+        raise DataError(f"{folder}: data folder not found")
+    if text_fields is not None or label_field is not None or _another_task(folder):
+        return load_task_folder(folder, text_fields, label_field)
     for (train_name, val_name), reader in ((SUPERGLUE_FILES, read_jsonl), (GLUE_FILES, read_tsv)):
         train, val = folder / train_name, folder / val_name
         if train.is_file() or val.is_file():
@@ -210,9 +266,13 @@ def load_hub() -> RTEData:
     )
 
 
-def load_rte(data: str | None) -> RTEData:
-    """RTE from a local folder (``data``) or, when ``data`` is None, from the Hugging Face Hub."""
-    return load_hub() if data is None else load_folder(data)
+def load_rte(data: str | None, text_fields: Any = None, label_field: str | None = None) -> RTEData:
+    """RTE (or another task: ``load_folder``) from a local folder (``data``) or, when None, RTE from the Hub."""
+    if data is None:
+        if text_fields is not None or label_field is not None:
+            raise DataError("--text-fields/--label-field need --data FOLDER (the Hub source is RTE)")
+        return load_hub()
+    return load_folder(data, text_fields, label_field)
 
 
 def split_validation(num_pairs: int, seed: int) -> dict[str, np.ndarray]:
@@ -230,8 +290,8 @@ def split_validation(num_pairs: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def majority_accuracy(train_labels: np.ndarray, labels: np.ndarray) -> float:
-    """Accuracy on ``labels`` of always predicting the most frequent training label."""
-    majority = int(np.bincount(train_labels, minlength=2).argmax())
+    """Accuracy on ``labels`` of always predicting the most frequent training label (any number of labels)."""
+    majority = int(np.bincount(train_labels).argmax())
     return float(np.mean(labels == majority))
 
 
@@ -255,6 +315,13 @@ class TokenizedRTE:
     validation: TokenizedSplit
     path: Path
     from_cache: bool
+    label_names: tuple[str, ...] = ("entailment", "not_entailment")  # class names by id
+
+
+def _label_names(arrays: Any) -> tuple[str, ...]:
+    # Caches written before other tasks were supported hold RTE, whose names are the default.
+    return tuple(str(n) for n in arrays["label_names"].tolist()) if "label_names" in arrays else tuple(
+        LABEL_NAMES.values())
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -326,11 +393,11 @@ def tokenize_rte(data: RTEData, tokenizer: Any, max_seq_length: int, cache_dir: 
             try:
                 with np.load(path) as arrays:
                     return TokenizedRTE(
-                        _unflatten(arrays, "train"), _unflatten(arrays, "validation"), path, True
+                        _unflatten(arrays, "train"), _unflatten(arrays, "validation"), path, True, _label_names(arrays)
                     )
             except (OSError, ValueError, KeyError, zipfile.BadZipFile):
                 pass  # unreadable: tokenise again below
-        arrays: dict[str, np.ndarray] = {}
+        arrays: dict[str, np.ndarray] = {"label_names": np.array(data.label_names, dtype=str)}
         for split_name, split in (("train", data.train), ("validation", data.validation)):
             encoded = tokenizer(
                 split.premises, split.hypotheses, truncation=True, max_length=int(max_seq_length)
@@ -339,7 +406,7 @@ def tokenize_rte(data: RTEData, tokenizer: Any, max_seq_length: int, cache_dir: 
         temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
         np.savez(temporary, **arrays)
         os.replace(temporary, path)
-    return TokenizedRTE(_unflatten(arrays, "train"), _unflatten(arrays, "validation"), path, False)
+    return TokenizedRTE(_unflatten(arrays, "train"), _unflatten(arrays, "validation"), path, False, data.label_names)
 
 
 def read_token_cache(path: str | Path) -> TokenizedRTE:
@@ -347,7 +414,8 @@ def read_token_cache(path: str | Path) -> TokenizedRTE:
     path = Path(path)
     try:
         with np.load(path) as arrays:
-            return TokenizedRTE(_unflatten(arrays, "train"), _unflatten(arrays, "validation"), path, True)
+            return TokenizedRTE(_unflatten(arrays, "train"), _unflatten(arrays, "validation"), path, True,
+                                _label_names(arrays))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise DataError(f"token cache {path} (written by the driver's prepare) is unreadable from this "
                         f"node ({type(error).__name__}); the cache folder must be shared by every node") from None

@@ -2,7 +2,8 @@
 
 ``AutoModelForSequenceClassification.from_pretrained(folder)`` and
 ``AutoTokenizer.from_pretrained(folder)`` load it with no code of ours; the config carries
-``id2label`` / ``label2id`` (RTE: 0 entailment, 1 not_entailment). The suite's
+``num_labels``, ``id2label`` / ``label2id`` (RTE: 0 entailment, 1 not_entailment; another task: its
+training file's labels, sorted). The suite's
 ``hpo_model.json`` beside them records ``max_seq_length``, the length pairs were truncated to in
 training, which prediction uses too.
 """
@@ -14,7 +15,6 @@ from typing import Any
 
 import torch
 
-from trainables.data.rte import LABEL_NAMES
 from trainables.errors import ModelConfigError
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
@@ -24,12 +24,11 @@ def save_classifier(directory: str | Path, model: Any, tokenizer: Any,
                     state_dict: dict[str, torch.Tensor] | None = None) -> Path:
     """``save_pretrained`` ``model`` (with ``state_dict``'s weights if given) and ``tokenizer`` into ``directory``.
 
-    The label names are set on the config in any case, so the folder names its classes.
+    The config carries the label names the model was built with (``load_classifier``: the task's
+    ``num_labels``, ``id2label``, ``label2id``), so the folder names its classes.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model.config.id2label = dict(LABEL_NAMES)
-    model.config.label2id = {name: i for i, name in LABEL_NAMES.items()}
     if state_dict is not None:
         model.save_pretrained(str(directory), state_dict=state_dict)
     else:

@@ -140,7 +140,7 @@ def check_model_source(model_name_or_path: str) -> Any:
 
 def load_tokens(options: dict, tokenizer: Any) -> tuple[TokenizedRTE, str]:
     """The RTE pairs of ``options["data"]`` tokenised (from the cache when it holds them) and where they came from."""
-    data = load_rte(options.get("data"))
+    data = load_rte(options.get("data"), options.get("text_fields"), options.get("label_field"))
     return tokenize_rte(data, tokenizer, options["max_seq_length"], options["cache_dir"]), data.source
 
 
@@ -152,8 +152,12 @@ def train_subset(split: TokenizedSplit, limit: int) -> TokenizedSplit:
     return TokenizedSplit(split.input_ids[:limit], types, split.labels[:limit])
 
 
-def load_classifier(model_name_or_path: str) -> tuple[torch.nn.Module, list[torch.nn.Module]]:
-    """The checkpoint as a two-label RTE classifier in fp32, and the modules whose weights it lacked.
+def load_classifier(
+    model_name_or_path: str, label_names: tuple[str, ...] = ("entailment", "not_entailment")
+) -> tuple[torch.nn.Module, list[torch.nn.Module]]:
+    """The checkpoint as a classifier of ``label_names`` (default RTE's two) in fp32, and the modules it lacked.
+
+    ``num_labels``, ``id2label`` and ``label2id`` follow from ``label_names`` (class id = position).
 
     Modules whose weights the checkpoint lacked or had in another shape (roberta-base's
     classification head) must be initialised by each trial with its own seed; everything else
@@ -163,9 +167,9 @@ def load_classifier(model_name_or_path: str) -> tuple[torch.nn.Module, list[torc
 
     model, info = AutoModelForSequenceClassification.from_pretrained(
         model_name_or_path,
-        num_labels=2,
-        id2label={0: "entailment", 1: "not_entailment"},
-        label2id={"entailment": 0, "not_entailment": 1},
+        num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)),
+        label2id={name: i for i, name in enumerate(label_names)},
         output_loading_info=True,
         # fp32 master weights even from an fp16/bf16 checkpoint (transformers 5 would keep its
         # dtype); autocast provides bf16 compute on GPUs.
