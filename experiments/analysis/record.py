@@ -12,6 +12,10 @@ to it:
   resumed sessions left out);
 - for PBT experiments, ``pbt_schedule.png`` (see ``experiments/analysis/pbt_schedule.py``).
 
+For classifiers (metric ``eval_acc``) the record adds the evaluation and test pair counts, each
+accuracy's 95 % Wilson interval (139 pairs make one pair 0.7 points) and the best trial's
+final-epoch accuracies beside its best-epoch ones.
+
 It also runs the Playbook's checks (best point near a bound that can move, too few trials, failed
 or diverged trials, best trials still improving) and prints them. Scores and "best" are those of
 :mod:`experiments.core.scores`: errored trials are never ranked. The runner calls :func:`analyze` at the end
@@ -22,6 +26,7 @@ of every experiment.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +67,44 @@ def _space_of(exp: Experiment) -> SearchSpace | None:
 
 
 
+def wilson_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % (``z`` 1.96) Wilson score interval of an accuracy measured on ``n`` examples."""
+    if n <= 0 or not math.isfinite(accuracy):
+        return math.nan, math.nan
+    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def accuracy_lines(exp: Experiment) -> list[str] | None:
+    """Markdown: pair counts, Wilson intervals and best- vs final-epoch accuracy (classifiers only)."""
+    best = exp.summary.get("best") or {}
+    sizes = (exp.summary.get("prepared") or {}).get("dataset_sizes") or {}
+    if exp.metric != "eval_acc" or not best or not {"eval", "test"} <= set(sizes):
+        return None
+    n = {"eval": int(sizes["eval"]), "test": int(sizes["test"])}
+
+    def cell(value: Any, split: str) -> str:
+        if value is None or not math.isfinite(float(value)):
+            return "-"
+        low, high = wilson_interval(float(value), n[split])
+        return f"{float(value):.4f} [{low:.4f}, {high:.4f}]"
+
+    rows = [("best epoch", best.get("metric"), best.get("test_acc"))]
+    history = exp.histories.get(best.get("trial_id"))
+    if history is not None and len(history) and {"eval_acc", "test_acc"} <= set(history.columns):
+        last = history.iloc[-1]
+        rows.append((f"final epoch ({last.get('epoch', '?')})", last["eval_acc"], last["test_acc"]))
+    prepared = exp.summary.get("prepared") or {}
+    rows.append(("majority class", prepared.get("baseline_eval_acc"), prepared.get("baseline_test_acc")))
+    lines = ["## Accuracy and its uncertainty", "",
+             f"{n['eval']} eval and {n['test']} test examples: one example is {100 / n['eval']:.2f} and "
+             f"{100 / n['test']:.2f} points; brackets are 95 % Wilson intervals.", "",
+             "| best trial | eval_acc | test_acc |", "|---|---|---|"]
+    lines += [f"| {name} | {cell(e, 'eval')} | {cell(t, 'test')} |" for name, e, t in rows]
+    return lines
+
+
 def analyze(exp_dir: str | Path, save: bool = True, top_k: int = 5) -> Analysis:
     """Analyse one experiment folder: checks, plots and (with ``save``) the record and PNGs."""
     exp = load_experiment(exp_dir)
@@ -81,8 +124,9 @@ def analyze(exp_dir: str | Path, save: bool = True, top_k: int = 5) -> Analysis:
         for file_name, fig in plots.items():
             fig.savefig(exp.path / file_name, dpi=100)
         pbt_lines = analysis.pbt.markdown() if analysis.pbt is not None else None
+        extra = [*(accuracy_lines(exp) or []), *([""] if pbt_lines and accuracy_lines(exp) else []), *(pbt_lines or [])]
         text = format_markdown(exp.summary, findings=[str(f) for f in findings], plots=list(plots),
-                               extra_sections=pbt_lines)
+                               extra_sections=extra or None)
         tmp = exp.path / "summary.md.tmp"
         tmp.write_text(text)
         tmp.replace(exp.path / "summary.md")
