@@ -150,21 +150,40 @@ def test_one_field_task_trains_and_its_model_folder_has_two_labels(tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_three_label_csv_pairs_in_a_smoke_experiment(tmp_path: Path, tiny_model: Path) -> None:
-    """run_random.py on a three-label CSV task: the best model's config has num_labels 3 and the names."""
+def test_three_label_csv_pairs_in_a_smoke_experiment(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run_random.py on a three-label CSV task (one trial): the record's accuracy section, and the
+    best model's config with num_labels 3 and the label names."""
     folder = three_label_pairs(tmp_path / "three")
-    env = {**os.environ, "HPO_SUITE_CACHE": str(tmp_path / "cache"), "RAY_AUTH_MODE": "disabled"}
+    monkeypatch.setenv("HPO_SUITE_CACHE", str(tmp_path / "cache"))  # the in-process retraining's cache too
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.run(
         [sys.executable, str(REPO / "experiments" / "run_random.py"), "--model", "roberta_rte",
          "--model-name-or-path", str(tiny_model), "--data", str(folder), "--text-fields", "claim,evidence",
-         "--label-field", "verdict", "--smoke-test", "--gpus-per-trial", "0", "--num-samples", "2",
+         "--label-field", "verdict", "--smoke-test", "--gpus-per-trial", "0", "--num-samples", "1",
          "--max-epochs", "1", "--storage-path", str(tmp_path), "--name", "three"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "three" / "summary.json").read_text())
-    assert summary["num_trials"] == 2 and summary["num_errored"] == 0
+    assert summary["num_trials"] == 1 and summary["num_errored"] == 0
     assert summary["prepared"]["label_names"] == list(THREE)
-    config = json.loads((Path(summary["best_model"]["path"]) / "config.json").read_text())
+    # Random search keeps no weights: retrain the best configuration into best_model/ (in-process, no Ray).
+    from experiments.workflows.best_model import train_best
+
+    train_best(tmp_path / "three")
+    config = json.loads((tmp_path / "three" / "best_model" / "config.json").read_text())
     assert config["id2label"] == {"0": "maybe", "1": "no", "2": "yes"}
     assert np.isfinite(summary["best"]["metric"])
+    record = (tmp_path / "three" / "summary.md").read_text()
+    assert "## Accuracy and its uncertainty" in record and "| final epoch (1" in record
+    assert f"{summary['prepared']['dataset_sizes']['eval']} eval and" in record
+
+
+def test_wilson_interval() -> None:
+    from experiments.analysis.record import wilson_interval
+
+    low, high = wilson_interval(0.8, 10)  # 8 of 10: the textbook 0.490 to 0.943
+    assert (round(low, 3), round(high, 3)) == (0.49, 0.943)
+    assert wilson_interval(1.0, 139)[1] == 1.0 and np.isnan(wilson_interval(0.5, 0)[0])
