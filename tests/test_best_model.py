@@ -216,9 +216,9 @@ def test_pbt_keeps_cgcnn_winner_at_its_best_epoch(tmp_path, smoke_cache):
     assert entry["metric"] == best["metric"] and entry["test_metric"] == best["test_mae"]
     assert read_info(experiment / "best_model")["training_iteration"] == best["best_iteration"]
     assert "kept by the run" in (experiment / "summary.md").read_text()
-    # Every checkpoint holds its trial's best weights beside the trainable's own state.
+    # Every checkpoint holds its trial's best model, a model folder, beside the trainable's own state.
     checkpoints = list(experiment.glob("*/checkpoint_*"))
-    assert checkpoints and all((c / "best_model_state.pt").is_file() for c in checkpoints)
+    assert checkpoints and all(read_info(c / "best_model")["model"] == "cgcnn" for c in checkpoints)
 
     calls = [["--data", f"builtin:{split}", "--out", str(tmp_path / f"{split}.csv")] for split in ("val", "test")]
     val_mae, test_mae = predict_in_fresh_process(experiment / "best_model", calls, smoke_cache)

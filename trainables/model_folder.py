@@ -54,3 +54,18 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return str(value)
+
+
+def load_weights(directory: str | Path) -> dict[str, Any]:
+    """The weights of a model folder as a state dict (on the CPU), whichever model it holds."""
+    info = read_info(directory)
+    if info["model"] == "cgcnn":
+        from trainables.models.cgcnn_io import load_cgcnn
+
+        return load_cgcnn(directory).model.state_dict()
+    from safetensors.torch import load_file
+
+    path = Path(directory) / "model.safetensors"
+    if not path.is_file():
+        raise ModelConfigError(f"{directory}: no model.safetensors")
+    return load_file(str(path))

@@ -5,8 +5,8 @@ fixed; the smallest, a middle and the largest atom_embedding_size / num_graph_co
 
 - ``checkpoint``: the trainable's own ``save_checkpoint`` (weights, Adam state, epoch), what a
   checkpoint at each trial's end (``checkpoint_at_end``) writes;
-- ``best state``: the extra file with the trial's best weights (experiments/core/best_model.py);
-- ``model folder``: ``export_model`` + ``hpo_model.json``, the best_model/ folder itself.
+- ``model folder``: ``export_model`` + ``hpo_model.json``, the best_model/ folder that each
+  checkpoint of a run that keeps its model holds beside it (experiments/core/best_model.py).
 
 and projects the summed seconds for the default experiment (24 trials, 248 epochs in the README's
 run): one save per trial (at its end) and one per epoch (a save whenever a result could be the
@@ -25,7 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from experiments.core.best_model import BEST_STATE_FILE
 from trainables.model_folder import write_info
 from trainables.registry import MODELS, bind_options
 
@@ -42,20 +41,17 @@ def _median_seconds(action, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _time_saves(trainable, repeats: int) -> tuple[float, float, float]:
-    """Median seconds of the trainable's checkpoint, the best-state file and the model folder."""
-    import torch
-
+def _time_saves(trainable, repeats: int) -> tuple[float, float]:
+    """Median seconds of the trainable's checkpoint and of the model folder."""
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = _median_seconds(lambda: trainable.save_checkpoint(scratch), repeats)
         state = {k: v.detach().clone() for k, v in trainable.model.state_dict().items()}
-        best = _median_seconds(lambda: torch.save({"state_dict": state}, Path(scratch) / BEST_STATE_FILE), repeats)
 
         def folder() -> None:
             trainable.export_model(str(Path(scratch) / "model"), state)
             write_info(Path(scratch) / "model", {"model": "cgcnn"})
 
-        return checkpoint, best, _median_seconds(folder, repeats)
+        return checkpoint, _median_seconds(folder, repeats)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,17 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     spec.load_prepare()(options)
     print(f"torch {torch.__version__}, 1 thread; default experiment: {trials} trials, {epochs} epochs, "
           f"wall {wall:.0f} s")
-    print(f"{'model (emb, convs)':<20}{'checkpoint':>12}{'best state':>12}{'model folder':>14}"
+    print(f"{'model (emb, convs)':<20}{'checkpoint':>12}{'model folder':>14}"
           f"{'per trial':>12}{'share':>8}{'per epoch':>12}{'share':>8}")
     for embedding, convs in SIZES:
         config = {"lr": 1e-3, "batch_size": 32, "fc_feat_size": 64, "num_fc_layers": 2,
                   "atom_embedding_size": embedding, "num_graph_conv_layers": convs, "seed": 0}
         trainable = bind_options(spec.load_trainable(), options)(config)
         trainable.step()  # Adam's moments exist, as in any checkpoint after the first epoch
-        checkpoint, best, model_folder = _time_saves(trainable, args.repeats)
-        per_save = checkpoint + best
+        checkpoint, model_folder = _time_saves(trainable, args.repeats)
+        per_save = checkpoint + model_folder
         name = f"({embedding}, {convs})"
-        print(f"{name:<20}{checkpoint * 1e3:>10.2f}ms{best * 1e3:>10.2f}ms{model_folder * 1e3:>12.2f}ms"
+        print(f"{name:<20}{checkpoint * 1e3:>10.2f}ms{model_folder * 1e3:>12.2f}ms"
               f"{per_save * trials:>11.2f}s{100 * per_save * trials / wall:>7.2f}%"
               f"{per_save * epochs:>11.2f}s{100 * per_save * epochs / wall:>7.2f}%")
     return 0

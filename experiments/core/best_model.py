@@ -11,10 +11,11 @@ that epoch, provenance).
   training and their weights came from other trials), and PBT writes checkpoints anyway. Its
   trainable is wrapped by :func:`keeping_best`: each trial keeps the weights of its best result so
   far (the trial's score as :mod:`experiments.core.scores` defines it) and every checkpoint holds
-  them (``best_model_state.pt``) beside the trainable's own resume state; PBT runs also checkpoint
-  each trial at its end. After the run, :func:`keep_from_checkpoint` turns the best trial's last
-  checkpoint into ``best_model/``. ``--checkpoint-frequency`` checkpoints of other strategies hold
-  the best weights the same way.
+  them as a model folder, ``<checkpoint>/best_model/``, beside the trainable's own resume state;
+  PBT runs also checkpoint each trial at its end. After the run, :func:`keep_from_checkpoint`
+  copies the best trial's last one to ``<experiment>/best_model/``. ``--checkpoint-frequency``
+  checkpoints of other strategies hold their trial's best model the same way: ``predict.py``
+  reads ``<checkpoint>/best_model`` as it is.
 """
 
 from __future__ import annotations
@@ -29,11 +30,9 @@ from typing import Any
 from experiments.core.config import ExperimentConfig
 from experiments.core.scores import is_number, sign
 from experiments.core.strategies import STRATEGIES
-from trainables.model_folder import write_info
-from trainables.registry import bind_options
+from trainables.model_folder import load_weights, read_info, write_info
 
 BEST_MODEL_DIR = "best_model"
-BEST_STATE_FILE = "best_model_state.pt"
 
 
 def keeps_model(config: ExperimentConfig) -> bool:
@@ -56,17 +55,19 @@ def cpu_state(model: Any) -> dict[str, Any]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-def keeping_best(trainable: type, metric: str, mode: str) -> type:
-    """``trainable`` whose trials keep the weights of their best ``metric`` result and checkpoint them.
+def keeping_best(trainable: type, config: ExperimentConfig, experiment: str | None = None) -> type:
+    """``trainable`` whose trials keep the weights of their best result and checkpoint them as a model folder.
 
-    The copy is made on the trial's device when a result improves on the trial's best (a few
-    milliseconds for CGCNN, one copy of the weights in memory); ``save_checkpoint`` adds it to the
-    checkpoint as ``best_model_state.pt`` {trial_id, result, state_dict}. A restore of the trial's own
-    checkpoint takes its best back; a PBT exploit restores a donor's checkpoint, after which the trial
-    keeps its own best so far (the donor's weights only count once they improve on it). An actor that
-    moves on to another trial (``reuse_actors``) starts that trial's best afresh.
+    The copy is made on the trial's device when a result improves on the trial's best score (one
+    copy of the weights in memory); ``save_checkpoint`` adds it to the checkpoint as a model folder
+    ``best_model/`` whose ``hpo_model.json`` names the trial and the result. A restore of the
+    trial's own checkpoint (a resume) takes its best back; a PBT exploit restores a donor's
+    checkpoint, after which the trial keeps its own best so far (the donor's weights count once
+    they improve on it). An actor that moves on to another trial (``reuse_actors``) starts that
+    trial's best afresh.
     """
-    import torch
+    describe = model_description(config, experiment)
+    metric, mode = config.metric, config.mode
 
     class KeepingBest(trainable):
         def _best_tracker(self) -> dict[str, Any]:
@@ -80,8 +81,7 @@ def keeping_best(trainable: type, metric: str, mode: str) -> type:
             tracker = self._best_tracker()
             if better(result.get(metric), tracker["value"], mode) and not result.get("diverged"):
                 tracker["value"] = float(result[metric])
-                tracker["result"] = {k: v for k, v in result.items() if isinstance(v, (int, float, str, bool))}
-                tracker["result"]["training_iteration"] = self.iteration + 1  # Tune counts this result after step()
+                tracker["result"] = {**result, "training_iteration": self.iteration + 1}  # Tune counts it after step()
                 tracker["state"] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             return result
 
@@ -89,19 +89,20 @@ def keeping_best(trainable: type, metric: str, mode: str) -> type:
             saved = super().save_checkpoint(checkpoint_dir)
             tracker = self._best_tracker()
             if tracker["state"] is not None:
-                torch.save({"trial_id": tracker["trial_id"], "value": tracker["value"], "result": tracker["result"],
-                            "state_dict": {k: v.to("cpu") for k, v in tracker["state"].items()}},
-                           os.path.join(checkpoint_dir, BEST_STATE_FILE))
+                folder = os.path.join(checkpoint_dir, BEST_MODEL_DIR)
+                self.export_model(folder, tracker["state"])
+                write_info(folder, model_info(describe, self.options, "checkpoint", tracker["trial_id"],
+                                              dict(self.config), tracker["result"]))
             return saved
 
         def load_checkpoint(self, checkpoint: Any) -> None:
             super().load_checkpoint(checkpoint)
-            path = os.path.join(str(checkpoint), BEST_STATE_FILE)
-            if isinstance(checkpoint, str) and os.path.isfile(path):
-                kept = torch.load(path, map_location="cpu", weights_only=True)
+            folder = os.path.join(str(checkpoint), BEST_MODEL_DIR)
+            if isinstance(checkpoint, str) and os.path.isdir(folder):
+                kept = read_info(folder)
                 if kept["trial_id"] == self.trial_id:  # its own checkpoint (a resume): its own best comes back
-                    self._kept_best = {"trial_id": kept["trial_id"], "value": kept["value"],
-                                       "result": kept["result"], "state": kept["state_dict"]}
+                    self._kept_best = {"trial_id": kept["trial_id"], "value": kept.get(metric),
+                                       "result": kept["result"], "state": load_weights(folder)}
 
     KeepingBest.__name__ = KeepingBest.__qualname__ = trainable.__name__
     return KeepingBest
@@ -134,6 +135,57 @@ def write_model_folder(trainable: Any, state: dict[str, Any], info: dict[str, An
     shutil.rmtree(staging, ignore_errors=True)
     trainable.export_model(str(staging), state)
     write_info(staging, info)
+    _replace_folder(staging, target)
+
+
+def model_description(config: ExperimentConfig, experiment: str | None) -> dict[str, Any]:
+    """The experiment's facts a model folder records (plain values: trial actors get a copy)."""
+    spec = config.model_spec
+    return {"model": config.model, "experiment": experiment, "metric": config.metric, "mode": config.mode,
+            "test_metric": spec.test_metric, "time_attr": spec.time_attr}
+
+
+def model_info(describe: dict[str, Any], options: dict[str, Any], made_by: str, trial_id: str,
+               trial_config: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """``hpo_model.json``: what the folder holds, the metrics of its epoch and where it came from."""
+    import torch
+
+    metric, test_metric = describe["metric"], describe["test_metric"]
+    return {
+        "model": describe["model"],
+        "made_by": made_by,
+        "experiment": describe.get("experiment"),
+        "trial_id": trial_id,
+        "config": trial_config,
+        "metric": metric,
+        "mode": describe["mode"],
+        "test_metric": test_metric,
+        metric: result.get(metric),
+        test_metric: result.get(test_metric),
+        "training_iteration": result.get("training_iteration"),
+        "epoch": result.get(describe["time_attr"]),
+        "max_epochs": options.get("max_epochs"),
+        # The model options prediction needs (data settings, maximum length), without the cache folder.
+        "options": {k: v for k, v in options.items() if k != "cache_dir"},
+        "torch_threads": torch.get_num_threads(),
+        # The epoch's numeric and text results (metrics, losses, lr), for the record.
+        "result": {k: v for k, v in result.items() if isinstance(v, (int, float, str, bool)) and k != "config"},
+    }
+
+
+def copy_model_folder(source: Path, target: Path, changes: dict[str, Any]) -> dict[str, Any]:
+    """Copy a model folder to ``target`` (replacing it atomically) with ``changes`` in its hpo_model.json."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    info = {**read_info(staging), **changes}
+    write_info(staging, info)
+    _replace_folder(staging, target)
+    return info
+
+
+def _replace_folder(staging: Path, target: Path) -> None:
     if target.exists():
         old = target.with_name(f".{target.name}.{os.getpid()}.old")
         os.replace(target, old)
@@ -143,43 +195,13 @@ def write_model_folder(trainable: Any, state: dict[str, Any], info: dict[str, An
         os.replace(staging, target)
 
 
-def model_info(config: ExperimentConfig, options: dict[str, Any], made_by: str, experiment: Path,
-               trial_id: str, trial_config: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-    """``hpo_model.json``: what the folder holds, the metrics of its epoch and where it came from."""
-    import torch
+def keep_from_checkpoint(config: ExperimentConfig, exp_dir: Path, results: Any,
+                         summary: dict[str, Any]) -> dict[str, Any] | None:
+    """PBT: ``best_model/`` copied from the best trial's last checkpoint; returns the summary's ``best_model``.
 
-    spec = config.model_spec
-    return {
-        "model": config.model,
-        "made_by": made_by,
-        "experiment": experiment.name,
-        "experiment_path": str(experiment.resolve()),
-        "trial_id": trial_id,
-        "config": trial_config,
-        "metric": config.metric,
-        "mode": config.mode,
-        "test_metric": spec.test_metric,
-        config.metric: result.get(config.metric),
-        spec.test_metric: result.get(spec.test_metric),
-        "training_iteration": result.get("training_iteration"),
-        "epoch": result.get(spec.time_attr),
-        "max_epochs": int(options.get("max_epochs") or config.max_epochs),
-        # The model options prediction needs (data settings, maximum length), without the cache folder.
-        "options": {k: v for k, v in options.items() if k != "cache_dir"},
-        "torch_threads": torch.get_num_threads(),
-    }
-
-
-def keep_from_checkpoint(config: ExperimentConfig, exp_dir: Path, results: Any, summary: dict[str, Any],
-                         options: dict[str, Any]) -> dict[str, Any] | None:
-    """PBT: ``best_model/`` from the best trial's last checkpoint; returns the summary's ``best_model`` entry.
-
-    The model is written by the trainable built in this process for the trial's last configuration
-    (data from the cache the trials used, no weights trained). Any failure leaves the summary
-    saying so: the run's results stand without the model.
+    Other strategies get the entry that names train_best.py. A best trial whose last checkpoint
+    holds no model leaves the entry saying so: the run's results stand without the model.
     """
-    import torch
-
     entry = best_model_entry(config, exp_dir, summary)
     if entry is None or not keeps_model(config):
         return entry
@@ -188,23 +210,19 @@ def keep_from_checkpoint(config: ExperimentConfig, exp_dir: Path, results: Any, 
     result = next((r for r in results if Path(r.path).name == best["trial_id"]
                    or (r.metrics or {}).get("trial_id") == best["trial_id"]), None)
     checkpoint = getattr(result, "checkpoint", None) if result is not None else None
-    path = Path(checkpoint.path) / BEST_STATE_FILE if checkpoint is not None else None
-    if path is None or not path.is_file():
-        entry["problem"] = f"trial {best['trial_id']} left no checkpoint with its best weights"
+    source = Path(checkpoint.path) / BEST_MODEL_DIR if checkpoint is not None else None
+    if source is None or not source.is_dir():
+        entry["problem"] = f"trial {best['trial_id']} left no checkpoint with its best model"
         return entry
-    kept = torch.load(path, map_location="cpu", weights_only=True)
-    trial_config = dict(result.config or best["config"])
-    trainable = bind_options(config.model_spec.load_trainable(), options)(dict(trial_config))
-    try:
-        info = model_info(config, options, "run", exp_dir, best["trial_id"], trial_config, kept["result"])
-        write_model_folder(trainable, kept["state_dict"], info, exp_dir / BEST_MODEL_DIR)
-    finally:
-        trainable.cleanup()
-    entry.update({"exists": True, "made_by": "run", "metric": info[config.metric],
+    info = copy_model_folder(source, exp_dir / BEST_MODEL_DIR,
+                             {"made_by": "run", "experiment": exp_dir.name, "experiment_path": str(exp_dir.resolve()),
+                              "checkpoint": str(checkpoint.path)})
+    metric = config.metric
+    entry.update({"exists": True, "made_by": "run", "metric": info[metric],
                   "test_metric": info[config.model_spec.test_metric], "training_iteration": info["training_iteration"],
                   "seconds": round(time.perf_counter() - started, 3)})
-    if info[config.metric] != best["metric"]:
+    if info[metric] != best["metric"]:
         # A PBT exploit replaced the trial's weights on an actor that had not kept its earlier best.
-        entry["problem"] = (f"the kept epoch's {config.metric} {info[config.metric]:.6g} is not the trial's best "
+        entry["problem"] = (f"the kept epoch's {metric} {info[metric]:.6g} is not the trial's best "
                             f"{best['metric']:.6g}: that result's weights were replaced before a checkpoint held them")
     return entry

@@ -403,7 +403,7 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
 
     trainable_class = spec.load_trainable()
     if tracks_best(config):  # checkpoints hold the trial's best weights too (PBT keeps its model from them)
-        trainable_class = keeping_best(trainable_class, config.metric, config.mode)
+        trainable_class = keeping_best(trainable_class, config, name)
     trainable = tune.with_resources(
         tune.with_parameters(trainable_class, options=options),
         {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},
@@ -445,7 +445,7 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
     mark_ending(summary, config.time_budget_s)  # ended_by, num_cut
     summary.update(summary_fields)
     try:  # PBT keeps its best model; other runs name the command that makes it (experiments/train_best.py)
-        summary["best_model"] = keep_from_checkpoint(config, exp_dir, results, summary, options)
+        summary["best_model"] = keep_from_checkpoint(config, exp_dir, results, summary)
     except Exception as err:  # noqa: BLE001 - the results stand without the model; the summary says why
         summary["best_model"] = {**(best_model_entry(config, exp_dir, summary) or {}),
                                  "problem": f"{type(err).__name__}: {err}"}

@@ -22,7 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.core.best_model import BEST_MODEL_DIR, better, cpu_state, keeps_model, model_info, write_model_folder
+from experiments.core.best_model import (
+    BEST_MODEL_DIR,
+    better,
+    cpu_state,
+    keeps_model,
+    model_description,
+    model_info,
+    write_model_folder,
+)
 from experiments.core.config import ConfigError, ExperimentConfig, resolve_config
 from experiments.core.runner import trial_options
 from experiments.core.strategies import STRATEGIES
@@ -111,8 +119,10 @@ def train_best(exp_dir: str | Path, max_epochs: int | None = None, out: str | Pa
         if best_state is None:
             raise ConfigError(f"retraining trial {best['trial_id']} gave no finite {config.metric}")
         target = Path(out) if out is not None else exp.path / BEST_MODEL_DIR
-        info = model_info(config, options, "train_best", exp.path, best["trial_id"], best["config"], best_result)
-        info.update({"history": history, "train_seconds": round(time.perf_counter() - started, 2)})
+        info = model_info(model_description(config, summary["name"]), options, "train_best", best["trial_id"],
+                          best["config"], best_result)
+        info.update({"experiment_path": str(exp.path.resolve()), "history": history,
+                     "train_seconds": round(time.perf_counter() - started, 2)})
         write_model_folder(trainable, best_state, info, target)
     finally:
         trainable.cleanup()

@@ -200,11 +200,10 @@ def predict_classifier(model_dir: Path, info: dict[str, Any], data: str, split: 
                        warn: Callable[[str], None]) -> Predictions:
     """Predicted label and its probability per sentence pair; accuracy where labels are known."""
     import torch
+    from transformers.utils import logging as transformers_logging
 
     from trainables.data.rte import split_validation
     from trainables.roberta.export import load_classifier_folder
-
-    from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # a bar per weight load would drown the one-line output
     model, tokenizer = load_classifier_folder(model_dir)
