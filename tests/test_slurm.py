@@ -503,7 +503,7 @@ def test_time_limit_warning_stops_the_experiment_gracefully(slurm, tmp_path, cac
 
 # -- sweeps that span allocations, and what a shared or strict cluster changes -----------------------
 
-RANDOM_LONG = ["experiments/run_random.py", "--smoke-test", "--num-samples", "4", "--max-epochs", "80",
+RANDOM_LONG = ["experiments/run_random.py", "--smoke-test", "--num-samples", "4", "--max-epochs", "30",
                "--checkpoint-frequency", "5", "--cpus-per-trial", "1"]
 
 
@@ -539,7 +539,7 @@ def test_warning_then_late_term_requeues_and_the_next_allocation_finishes_the_sw
     summary = json.loads((experiment / "summary.json").read_text())
     assert summary["num_trials"] == 4 and summary["num_errored"] == 0 and summary["num_unfinished"] == 0, summary
     assert summary["ended_by"] == "completed" and summary["num_cut"] == 0, summary
-    assert all(t["iteration"] == 80 for t in summary["trials"]), [t["iteration"] for t in summary["trials"]]
+    assert all(t["iteration"] == 30 for t in summary["trials"]), [t["iteration"] for t in summary["trials"]]
     rows = _progress_rows(experiment)
     assert len(rows) == 4 and all(r.count(1) == 1 for r in rows.values()), "a trial trained twice from scratch"
     assert not (job.dir / "ray-auth-token").exists()
