@@ -97,6 +97,77 @@ def to_hyperopt(space: SearchSpace) -> dict[str, Any]:
     return {p.name: _hyperopt_expr(p) for p in space.params}
 
 
+# --- Optuna -----------------------------------------------------------------------------------
+
+class OptunaSpace:
+    """A define-by-run function for Ray's ``OptunaSearch``: one ``trial.suggest_*`` per parameter.
+
+    A float is ``suggest_float`` (``log`` as in the spec), an int ``suggest_int`` over its
+    inclusive bounds, a choice ``suggest_categorical``. An ordered discrete list is searched as
+    its index (``suggest_int`` over ``0 .. n-1``, so TPE models it as an ordered value, as in
+    :func:`to_hyperopt`) and the value is returned in its place (Ray's ``OptunaSearch`` puts a
+    returned value over the captured draw). Constants travel in the Tuner's ``param_space``. A
+    class, not a closure, so the searcher pickles with the experiment.
+    """
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for p in self.space.params:
+            if p.kind == "float":
+                trial.suggest_float(p.name, p.low, p.high, log=p.log)
+            elif p.kind == "int":
+                trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log)
+            elif p.kind == "discrete":
+                values[p.name] = p.values[trial.suggest_int(p.name, 0, len(p.values) - 1)]
+            else:
+                trial.suggest_categorical(p.name, list(p.values))
+        return values
+
+
+# --- ConfigSpace (BOHB) -----------------------------------------------------------------------
+
+def to_configspace(space: SearchSpace, seed: int | None = None) -> Any:
+    """A ``ConfigSpace.ConfigurationSpace`` for BOHB (Ray's ``TuneBOHB``); map back with :func:`from_configspace`.
+
+    Floats and ints keep their bounds and log scale. hpbandster's BOHB refuses ordinal
+    parameters, so an ordered discrete list is an integer index ``0 .. n-1`` (its KDE models it as
+    an ordered value); a choice is categorical over its values' strings (ConfigSpace hands back
+    numpy strings).
+    """
+    import ConfigSpace as CS
+
+    cs = CS.ConfigurationSpace(seed=seed)
+    for p in space.params:
+        if p.kind == "float":
+            cs.add(CS.UniformFloatHyperparameter(p.name, p.low, p.high, log=p.log))
+        elif p.kind == "int":
+            cs.add(CS.UniformIntegerHyperparameter(p.name, int(p.low), int(p.high), log=p.log))
+        elif p.kind == "discrete":
+            cs.add(CS.UniformIntegerHyperparameter(p.name, 0, len(p.values) - 1))
+        else:
+            cs.add(CS.CategoricalHyperparameter(p.name, [str(v) for v in p.values]))
+    return cs
+
+
+def from_configspace(space: SearchSpace, config: dict[str, Any]) -> dict[str, Any]:
+    """The spec's config of a point of :func:`to_configspace` (other keys pass through unchanged)."""
+    out = dict(config)
+    for p in space.params:
+        raw = config[p.name]
+        if p.kind == "float":
+            out[p.name] = min(max(float(raw), p.low), p.high)
+        elif p.kind == "int":
+            out[p.name] = int(raw)
+        elif p.kind == "discrete":
+            out[p.name] = p.values[int(raw)]
+        else:
+            out[p.name] = p.values[[str(v) for v in p.values].index(str(raw))]
+    return out
+
+
 # --- Dragonfly --------------------------------------------------------------------------------
 
 def _dragonfly_float_range(p: Param) -> tuple[float, float]:

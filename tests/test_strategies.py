@@ -20,7 +20,7 @@ from search_spaces import load_space
 from search_spaces.spec import parse_space
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ("random", "grid", "asha", "ahb", "pbt")
+SCRIPTS = ("random", "grid", "asha", "ahb", "pbt", "bohb")
 
 
 def experiment_config(strategy: str, **args):
@@ -295,16 +295,20 @@ def tune_in_session(options: dict, config, storage: Path):
     results = tuner.fit()
     assert not results.errors
     assert all(space.contains(r.config) for r in results)
-    return results, scheduler
+    return results, scheduler, searcher
 
 
 @pytest.mark.slow
 def test_asha_with_dragonfly_stops_trials_early(ray_session, tmp_path):
     config = experiment_config("asha", smoke_test=True, search="dragonfly", num_samples=8, max_epochs=4)
     config.max_concurrent_search = 2
-    results, _ = tune_in_session(ray_session, config, tmp_path)
+    results, _, searcher = tune_in_session(ray_session, config, tmp_path)
     epochs = [r.metrics["training_iteration"] for r in results]
     assert len(epochs) == 8 and min(epochs) < 4 and max(epochs) == 4
+    # Dragonfly learnt the full-budget values only (searcher: limiter -> FinalResultSearcher -> Dragonfly).
+    told = sorted(-value for _, value in searcher.searcher.searcher.history)  # told negated: it maximises
+    full = sorted(r.metrics["val_mae"] for r in results if r.metrics["training_iteration"] == 4)
+    assert told == pytest.approx(full)
 
 
 @pytest.mark.slow
@@ -314,9 +318,38 @@ def test_ahb_with_quasirandom_uses_several_brackets_and_stops_trials_early(ray_s
     config = experiment_config("ahb", smoke_test=True, search="quasirandom", num_samples=8, max_epochs=4)
     assert config.brackets == 2
     np.random.seed(8)  # AsyncHyperBandScheduler draws each trial's bracket from numpy's global state
-    results, scheduler = tune_in_session(ray_session, config, tmp_path)
+    results, scheduler, _ = tune_in_session(ray_session, config, tmp_path)
     epochs = [r.metrics["training_iteration"] for r in results]
     assert len(epochs) == 8 and min(epochs) < 4 and max(epochs) == 4
     # Each bracket's rungs record the trials that reached them: trials ran in more than one bracket.
     used = [bracket for bracket in scheduler._brackets if any(recorded for _, recorded in bracket._rungs)]
     assert len(scheduler._brackets) == 2 and len(used) == 2
+
+
+@pytest.mark.slow
+def test_optuna_under_asha_and_ahb_learns_full_budget_values_and_prunes_stopped_trials(ray_session, tmp_path):
+    for strategy in ("asha", "ahb"):
+        # 4 trials of 3 epochs; rungs at 1 and 2 (AHB's second bracket only at 2); 2 random, then TPE.
+        config = experiment_config(strategy, smoke_test=True, search="optuna", num_samples=4, max_epochs=3,
+                                   n_initial_points=2)
+        config.max_concurrent_search = 2
+        results, _, searcher = tune_in_session(ray_session, config, tmp_path / strategy)
+        epochs = {r.metrics["trial_id"]: r.metrics["training_iteration"] for r in results}
+        assert len(epochs) == 4 and max(epochs.values()) == 3
+        study = searcher.searcher.searcher._ot_study  # limiter -> FinalResultSearcher -> OptunaSearch
+        states = sorted(t.state.name for t in study.get_trials(deepcopy=False))
+        assert states == sorted("COMPLETE" if e == 3 else "PRUNED" for e in epochs.values()), strategy
+        completed = sorted(t.value for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE")
+        assert completed == pytest.approx(sorted(r.metrics["val_mae"] for r in results
+                                                 if r.metrics["training_iteration"] == 3))
+
+
+@pytest.mark.slow
+def test_run_bohb_smoke_test_pauses_promotes_and_finishes_every_trial(tmp_path, cache_dir):
+    summary = run_script("bohb", tmp_path=tmp_path, cache=cache_dir)
+    assert (summary["strategy"], summary["searcher"], summary["scheduler"]) == ("bohb", "bohb", "bohb")
+    assert summary["num_trials"] == 4 and summary["num_errored"] == 0 and summary["num_unfinished"] == 0
+    epochs = [t["iteration"] for t in summary["trials"]]
+    assert min(epochs) == 1 and max(epochs) == 4  # stopped at the first budget, and promoted to the full one
+    space = load_space("cgcnn_default")
+    assert all(space.contains(t["config"]) for t in summary["trials"])

@@ -325,6 +325,22 @@ def _check_brackets(config: ExperimentConfig) -> None:
             f"them never stopping a trial); brackets beyond it have no rungs and run plain random search")
 
 
+def _check_bohb_budgets(config: ExperimentConfig) -> None:
+    """HyperBandForBOHB's smallest budget, ``int(max_t / eta^s_max)``, must be at least one epoch.
+
+    Ray 2.60 rounds s_max (``round(log(max_t) / log(eta))``), so max_t 20 with eta 3 gives a
+    bracket whose trials would get 0 epochs.
+    """
+    import numpy as np
+
+    s_max = int(np.round(np.log(config.max_epochs) / np.log(config.reduction_factor)))
+    if s_max < 1 or int(config.max_epochs * config.reduction_factor ** -s_max) < 1:
+        raise ConfigError(
+            f"BOHB with max-epochs {config.max_epochs} and reduction-factor {config.reduction_factor:g} gives "
+            f"HyperBand budgets below one epoch (or a single bracket); use a max-epochs that is a power of "
+            f"the reduction factor, e.g. {int(round(config.reduction_factor ** max(s_max, 1)))}")
+
+
 def validate(config: ExperimentConfig) -> None:
     """Checks that need no cluster and no data: each failure is a one-line ConfigError."""
     if config.search not in SEARCHERS:
@@ -339,6 +355,10 @@ def validate(config: ExperimentConfig) -> None:
         from experiments.searchers.dragonfly import import_dragonfly
 
         import_dragonfly()  # a missing optional extra fails here, before any data is built or Ray starts
+    if config.search == "bohb":
+        from experiments.searchers.bohb import check_bohb_installed
+
+        check_bohb_installed()
     if config.search == "grid" and not config.force:
         from search_spaces import load_space
         from search_spaces.compile import grid_size
@@ -383,6 +403,8 @@ def validate(config: ExperimentConfig) -> None:
         )
     if config.strategy in ("asha", "ahb"):
         _check_brackets(config)
+    if config.strategy == "bohb":
+        _check_bohb_budgets(config)
     if config.max_concurrent_trials and config.search in LIMITED_SEARCHERS \
             and config.max_concurrent_trials != config.max_concurrent_search:
         # Ray raises a bare ValueError at fit for a limiter and a different max_concurrent_trials.

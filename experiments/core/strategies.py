@@ -14,19 +14,19 @@ from typing import Any
 
 from experiments.core.config import ConfigError, ExperimentConfig
 from search_spaces import SearchSpace
-from search_spaces.compile import to_grid, to_hyperopt, to_pbt_mutations, to_ray
+from search_spaces.compile import OptunaSpace, to_grid, to_hyperopt, to_pbt_mutations, to_ray
 
 
 @dataclass(frozen=True)
 class Strategy:
     """A run script's fixed choices: its scheduler and the settings ``--smoke-test`` shrinks."""
 
-    scheduler: str  # "fifo", "asha", "ahb" or "pbt"
+    scheduler: str  # "fifo", "asha", "ahb", "pbt" or "bohb" (HyperBandForBOHB)
     searchers: tuple[str, ...]  # the first is the default
     smoke: dict[str, Any]
 
 
-_BO_AND_RANDOM = ("random", "quasirandom", "hyperopt", "dragonfly")
+_BO_AND_RANDOM = ("random", "quasirandom", "hyperopt", "dragonfly", "optuna")
 STRATEGIES: dict[str, Strategy] = {
     "random": Strategy("fifo", _BO_AND_RANDOM, {"num_samples": 3, "max_epochs": 2}),
     "grid": Strategy("fifo", ("grid",), {"num_samples": 1, "max_epochs": 1}),
@@ -36,6 +36,9 @@ STRATEGIES: dict[str, Strategy] = {
                     {"num_samples": 6, "max_epochs": 4, "grace_period": 1, "reduction_factor": 2, "brackets": 2}),
     "pbt": Strategy("pbt", ("random",), {"num_samples": 4, "max_epochs": 4, "perturbation_interval": 1,
                                           "burn_in_period": 0}),
+    # BOHB's budgets: max_epochs / reduction_factor^k; 4 and 2 give rungs at 1, 2 and 4 epochs, and
+    # 4 trials fill HyperBand's largest bracket (4 at 1 epoch, 2 promoted to 2 epochs, 1 to 4).
+    "bohb": Strategy("bohb", ("bohb",), {"num_samples": 4, "max_epochs": 4, "reduction_factor": 2}),
 }
 
 
@@ -49,10 +52,18 @@ def build_search(config: ExperimentConfig, space: SearchSpace) -> tuple[Any, dic
     unfinished learns from little, so ``max_concurrent_search`` bounds how far ahead they propose.
     It is :class:`~experiments.searchers.ResumableConcurrencyLimiter`, Ray's ``ConcurrencyLimiter``
     that also saves the trials live at an interruption, so a resumed searcher learns their results.
+    Beneath it, :class:`~experiments.searchers.final_results.FinalResultSearcher` tells them only
+    what a trial's end means: its full-budget value (not a value ASHA stopped it at), and an
+    out-of-memory or diverged trial as the worst value seen (Optuna also hears of stopped trials
+    as pruned, which its TPE ranks below completed ones; BOHB learns every rung by design).
     """
     from ray.tune.search import BasicVariantGenerator
 
     from experiments.searchers import ResumableConcurrencyLimiter
+    from experiments.searchers.final_results import FinalResultSearcher
+
+    def final_results(searcher: Any, intermediate: bool = False) -> FinalResultSearcher:
+        return FinalResultSearcher(searcher, config.model_spec.time_attr, config.max_epochs, intermediate)
 
     constants = {**space.constants, "seed": config.seed}
     # Ray's generator takes the trial cap itself: Tune ignores TuneConfig.max_concurrent_trials for it.
@@ -72,22 +83,61 @@ def build_search(config: ExperimentConfig, space: SearchSpace) -> tuple[Any, dic
 
         searcher = HyperOptSearch(space=to_hyperopt(space), metric=config.metric, mode=config.mode,
                                   n_initial_points=config.n_initial_points, random_state_seed=config.seed)
-        return ResumableConcurrencyLimiter(searcher, max_concurrent=config.max_concurrent_search), constants
+        return ResumableConcurrencyLimiter(final_results(searcher), max_concurrent=config.max_concurrent_search), \
+            constants
     if config.search == "dragonfly":
         from experiments.searchers.dragonfly import DragonflySearch
 
         searcher = DragonflySearch(space, config.metric, config.mode, seed=config.seed)
-        return ResumableConcurrencyLimiter(searcher, max_concurrent=config.max_concurrent_search), constants
+        return ResumableConcurrencyLimiter(final_results(searcher), max_concurrent=config.max_concurrent_search), \
+            constants
+    if config.search == "optuna":
+        searcher = make_optuna_search(config, space)
+        return ResumableConcurrencyLimiter(final_results(searcher, intermediate=True),
+                                           max_concurrent=config.max_concurrent_search), constants
+    if config.search == "bohb":
+        from experiments.searchers.bohb import SpecBOHB
+
+        # No Ray limiter: TuneBOHB counts paused trials apart from running ones and limits itself.
+        searcher = SpecBOHB(space, config.metric, config.mode, max_concurrent=config.max_concurrent_search,
+                            seed=config.seed)
+        return final_results(searcher, intermediate=True), constants
     raise ConfigError(f"unknown search algorithm '{config.search}'")
 
 
+def make_optuna_search(config: ExperimentConfig, space: SearchSpace) -> Any:
+    """Ray's ``OptunaSearch`` with Optuna's multivariate TPE and the constant liar.
+
+    Multivariate TPE models the parameters jointly (Falkner et al.'s BOHB kernel, Optuna's
+    recommended setting) instead of one independent density per parameter; the constant liar
+    gives each running trial the worst value so far while TPE proposes, so parallel proposals
+    spread out instead of piling on the same optimum. The first ``n_initial_points`` are random,
+    as for HyperOpt. The space is :class:`search_spaces.compile.OptunaSpace` (define-by-run).
+    """
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial otherwise
+    sampler = optuna.samplers.TPESampler(multivariate=True, constant_liar=True,
+                                         n_startup_trials=config.n_initial_points, seed=config.seed)
+    return OptunaSearch(space=OptunaSpace(space), metric=config.metric, mode=config.mode, sampler=sampler)
+
+
 def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
-    """The trial scheduler of the strategy: FIFO (none), ASHA, async HyperBand or PBT."""
+    """The trial scheduler of the strategy: FIFO (none), ASHA, async HyperBand, PBT or BOHB's HyperBand."""
     from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, PopulationBasedTraining
 
     kind = STRATEGIES[config.strategy].scheduler
     if kind == "fifo":
         return FIFOScheduler()
+    if kind == "bohb":
+        from experiments.searchers.bohb import HyperBandForBOHBStopsSaved
+
+        # Ray's HyperBandForBOHB: synchronous HyperBand whose brackets pause trials at each rung (budgets
+        # max_epochs / eta^k) and tell TuneBOHB each rung's result with its budget; TuneBOHB fits its
+        # densities per budget. Plus a fix: Ray does not save the stop of a paused trial.
+        return HyperBandForBOHBStopsSaved(time_attr=config.model_spec.time_attr, max_t=config.max_epochs,
+                                          reduction_factor=config.reduction_factor)
     if kind in ("asha", "ahb"):
         # ASHA is async HyperBand with one bracket; AHB runs several (config.brackets).
         return AsyncHyperBandScheduler(
