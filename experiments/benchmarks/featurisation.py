@@ -10,7 +10,7 @@ machine moves both sides of a ratio:
 - ``neighbor_graphs`` over the driver's CPUs (worker processes) against one process, on enough
   structures to pass ``MIN_PARALLEL_ATOMS``; on a machine with few free cores the ratio is small.
 
-    python experiments/benchmarks/featurisation.py            # ~1 min on 2 cores
+    python experiments/benchmarks/featurisation.py            # a few minutes on 2 cores (ASE's search is slow)
     python experiments/benchmarks/featurisation.py --smoke-test
 """
 
@@ -54,7 +54,7 @@ def _rate(function: Callable[[Atoms], object], structures: list[Atoms]) -> float
 def compare_search(count: int, rounds: int) -> list[str]:
     lines = []
     for kind in ("fcc(111) slab + O, 13 atoms", "fcc(211) slab, 12 atoms", "fcc bulk, 64 atoms", "fcc bulk, 864 atoms"):
-        structures = _structures(kind, max(2, count // (100 if "864" in kind else 1)))
+        structures = _structures(kind, max(2, count // (20 if "864" in kind else 1)))
         ours, theirs = [], []
         for _ in range(rounds):
             ours.append(_rate(graphs.neighbor_graph, structures))
@@ -84,7 +84,8 @@ def compare_workers(count: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--structures", type=int, default=400, help="structures per kind (864-atom cell: 1/100)")
+    parser.add_argument("--structures", type=int, default=40,
+                        help="structures per kind (864-atom cell: 1/20; the worker comparison: 50x)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best of each side counts")
     parser.add_argument("--smoke-test", action="store_true", help="a few structures, one round")
     args = parser.parse_args(argv)
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     print(describe_hardware())
     for line in compare_search(count, rounds):
         print(line)
-    print(compare_workers(count * 10))
+    print(compare_workers(count * 50))
     return 0
 
 
