@@ -249,3 +249,34 @@ def test_train_best_classifier_and_predict_on_the_seeded_halves(tmp_path, tiny_m
         rows = read_csv(tmp_path / f"{half}.csv")
         assert rows[0] == ["id", "label", "probability", "true_label"]
         assert len(rows) - 1 == summary["prepared"]["dataset_sizes"][half]
+
+
+def test_checkpoints_hold_the_trials_best_model_and_a_resume_takes_it_back(tmp_path, monkeypatch):
+    from experiments.core.best_model import keeping_best
+    from experiments.core.config import resolve_config
+    from trainables.cgcnn import CGCNNTrainable, prepare
+    from trainables.registry import MODELS, bind_options
+
+    monkeypatch.setenv("HPO_SUITE_CACHE", str(tmp_path / "cache"))
+    options = {**MODELS["cgcnn"].options, "dataset_size": 40, "cache_dir": str(tmp_path / "cache"),
+               "cpus_per_trial": 1, "max_epochs": 4}
+    prepare(options)
+    config = resolve_config("pbt", {"max_epochs": 4}, {"search": "random"}, {})
+    keeping = keeping_best(bind_options(CGCNNTrainable, options), config, "exp")
+    hyperparameters = {"lr": 0.05, "batch_size": 8, "atom_embedding_size": 8, "num_graph_conv_layers": 2,
+                       "fc_feat_size": 16, "num_fc_layers": 1, "seed": 0}
+    trial = keeping(dict(hyperparameters))
+    results = [trial.train() for _ in range(4)]
+    scores = [r["val_mae"] for r in results]
+    best = scores.index(min(scores))
+    (tmp_path / "checkpoint").mkdir()  # Tune makes the folder before save_checkpoint
+    trial.save_checkpoint(str(tmp_path / "checkpoint"))
+    info = read_info(tmp_path / "checkpoint" / "best_model")
+    assert (info["made_by"], info["experiment"], info["training_iteration"]) == ("checkpoint", "exp", best + 1)
+    assert info["val_mae"] == scores[best] and info["test_mae"] == results[best]["test_mae"]
+    assert predict(tmp_path / "checkpoint" / "best_model", "builtin:val").metric[1] == pytest.approx(scores[best],
+                                                                                                    rel=1e-5)
+    resumed = keeping(dict(hyperparameters))
+    resumed.load_checkpoint(str(tmp_path / "checkpoint"))  # its own checkpoint: its best comes back
+    assert resumed._kept_best["value"] == scores[best]
+    assert torch.equal(resumed._kept_best["state"]["embedding.weight"], trial._kept_best["state"]["embedding.weight"])
