@@ -280,3 +280,22 @@ def test_checkpoints_hold_the_trials_best_model_and_a_resume_takes_it_back(tmp_p
     resumed.load_checkpoint(str(tmp_path / "checkpoint"))  # its own checkpoint: its best comes back
     assert resumed._kept_best["value"] == scores[best]
     assert torch.equal(resumed._kept_best["state"]["embedding.weight"], trial._kept_best["state"]["embedding.weight"])
+
+
+def test_summary_md_says_where_the_model_is_or_how_to_make_it_or_why_there_is_none():
+    from experiments.core.summary import best_model_lines
+
+    base = {"metric": "val_mae", "num_trials": 2, "num_errored": 0, "num_diverged": 2, "num_collapsed": 0}
+    predict_command = "python experiments/predict.py results/x/best_model --data PATH --out predictions.csv"
+    made = {"path": "results/x/best_model", "kept_by_run": False, "exists": False, "predict_command": predict_command,
+            "train_command": "python experiments/train_best.py results/x"}
+    lines = best_model_lines({**base, "best_model": made})
+    assert "not kept by the run" in lines[0] and "`python experiments/train_best.py results/x`" in lines[0]
+    assert lines[-1] == f"- predict: `{predict_command}`"
+    kept = {**made, "kept_by_run": True, "exists": True, "made_by": "run", "metric": 0.1, "test_metric": 0.2,
+            "train_command": None, "problem": "a problem"}
+    lines = best_model_lines({**base, "best_model": kept})
+    assert lines[0].startswith("- `results/x/best_model`: the best trial's model at its best epoch (kept by the run;")
+    assert "- problem: a problem" in lines
+    none = best_model_lines({**base, "best_model": None})
+    assert len(none) == 1 and none[0].startswith("- none: no trial counts (2 diverged of 2;")
