@@ -256,6 +256,10 @@ def test_run_pbt_exploits_continue_from_the_donors_checkpoint_with_a_changed_con
             assert after[0]["training_iteration"] > donor_step
             verified += 1
     assert verified >= 1
+    # Ray's num_to_keep is per trial: each member keeps its 2 newest checkpoints, and no exploit found its
+    # donor's gone (a failed restore errors the trial: num_errored is 0 above).
+    kept = {tag: len(list(path.glob("checkpoint_*"))) for tag, path in trial_paths.items()}
+    assert max(kept.values()) <= 2 and sum(kept.values()) >= 1, kept
 
 
 # --- slow: searchers and schedulers in one Ray session -----------------------------------------

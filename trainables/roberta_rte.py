@@ -4,8 +4,10 @@ One ``step`` trains one epoch, or ``eval_every_steps`` optimiser steps when that
 (and never past the end of an epoch), then evaluates on the two halves of the labelled
 validation set (``eval`` is tuned on, ``test`` is reported). The trial ends itself after its
 own ``epochs``, on a non-finite loss (``diverged``) or when the model predicts a single class on
-``eval`` twice in a row after its first epoch (``collapsed``, the failure the RoBERTa-large
-write-up saw at lr 5e-5).
+``eval`` in two evaluations at least one epoch apart, with none between them predicting both,
+after its first epoch (``collapsed``, the failure the RoBERTa-large write-up saw at lr 5e-5).
+Under PBT (the runner's option ``scheduler: pbt``) a collapsed trial reports ``collapsed`` but
+goes on: PBT exploits it (a better member's weights replace its own) instead of losing a member.
 
 Hyperparameters (the trial config; unknown names are an error):
 
@@ -248,6 +250,7 @@ class RobertaRTETrainable(tune.Trainable):
         self.epoch = 0  # completed epochs
         self.batch_index = 0  # batches done in the current epoch
         self.single_class_evals = 0
+        self.single_class_since = 0.0  # epoch of the first single-class evaluation counted
         self._order_epoch, self._order = -1, np.arange(0)
 
     def release_training_state(self) -> None:
@@ -365,8 +368,17 @@ class RobertaRTETrainable(tune.Trainable):
         test_acc, _, _ = self._evaluate("test")
         if self.epoch_progress >= 1:
             # Only after a full epoch: early on a model may legitimately predict one class.
-            self.single_class_evals = self.single_class_evals + 1 if single_class else 0
+            # Counted at most once per epoch: with eval_every_steps, evaluations a few steps apart
+            # would otherwise count as two.
+            if not single_class:
+                self.single_class_evals = 0
+            elif self.single_class_evals == 0:
+                self.single_class_evals, self.single_class_since = 1, self.epoch_progress
+            elif self.epoch_progress - self.single_class_since >= 1 - 1e-9:
+                self.single_class_evals = 2
         collapsed = self.single_class_evals >= 2
+        # Under PBT a collapsed member is exploited at its next perturbation rather than ended.
+        ends_on_collapse = collapsed and self.options.get("scheduler") != "pbt"
         result = {
             "train_loss": float(np.mean(losses)) if losses else float("nan"),
             "eval_acc": eval_acc,
@@ -384,7 +396,7 @@ class RobertaRTETrainable(tune.Trainable):
             "step_started_at": started_at,
             "time_setup_s": self.time_setup_s,
             "time_actor_start_s": self.time_actor_start_s,
-            tune.result.DONE: diverged or collapsed or self.epoch >= settings.epochs,
+            tune.result.DONE: diverged or ends_on_collapse or self.epoch >= settings.epochs,
         }
         self.time_setup_s = self.time_actor_start_s = 0.0
         return result
@@ -454,6 +466,7 @@ class RobertaRTETrainable(tune.Trainable):
                 "epoch": self.epoch,
                 "examples_in_epoch": self.batch_index * self.settings.batch_size,
                 "single_class_evals": self.single_class_evals,
+                "single_class_since": self.single_class_since,
             },
             os.path.join(checkpoint_dir, CHECKPOINT_FILE),
         )
@@ -467,6 +480,7 @@ class RobertaRTETrainable(tune.Trainable):
         self.epoch = int(state["epoch"])
         self.batch_index = int(state["examples_in_epoch"]) // self.settings.batch_size
         self.single_class_evals = int(state["single_class_evals"])
+        self.single_class_since = float(state.get("single_class_since", 0.0))  # older checkpoints lack it
         # PBT may have mutated this trial's config since the donor saved: continue with this
         # trial's hyperparameters and schedule at the donor's point in training (counted in this
         # trial's batches, in case the batch size was mutated too); the schedule is rebuilt there.

@@ -324,6 +324,8 @@ def trial_options(config: ExperimentConfig) -> dict[str, Any]:
     options["cpus_per_trial"] = config.cpus_per_trial
     # The lr schedule's length: the experiment's, never the epoch a scheduler stops a trial at.
     options["max_epochs"] = config.max_epochs
+    # The scheduler's kind ("pbt", "asha", ...): under PBT a collapsed RoBERTa trial goes on, to be exploited.
+    options["scheduler"] = STRATEGIES[config.strategy].scheduler
     return options
 
 
