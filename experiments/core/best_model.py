@@ -73,7 +73,8 @@ def keeping_best(trainable: type, config: ExperimentConfig, experiment: str | No
         def _best_tracker(self) -> dict[str, Any]:
             tracker = getattr(self, "_kept_best", None)
             if tracker is None or tracker["trial_id"] != self.trial_id:
-                tracker = self._kept_best = {"trial_id": self.trial_id, "value": None, "result": None, "state": None}
+                tracker = self._kept_best = {"trial_id": self.trial_id, "value": None, "result": None, "state": None,
+                                             "config": None}
             return tracker
 
         def step(self) -> dict[str, Any]:
@@ -83,6 +84,7 @@ def keeping_best(trainable: type, config: ExperimentConfig, experiment: str | No
                 tracker["value"] = float(result[metric])
                 tracker["result"] = {**result, "training_iteration": self.iteration + 1}  # Tune counts it after step()
                 tracker["state"] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                tracker["config"] = dict(self.config)  # PBT may mutate it later: the one these weights trained with
             return result
 
         def save_checkpoint(self, checkpoint_dir: str) -> Any:
@@ -92,7 +94,7 @@ def keeping_best(trainable: type, config: ExperimentConfig, experiment: str | No
                 folder = os.path.join(checkpoint_dir, BEST_MODEL_DIR)
                 self.export_model(folder, tracker["state"])
                 write_info(folder, model_info(describe, self.options, "checkpoint", tracker["trial_id"],
-                                              dict(self.config), tracker["result"]))
+                                              tracker["config"], tracker["result"]))
             return saved
 
         def load_checkpoint(self, checkpoint: Any) -> None:
@@ -102,7 +104,8 @@ def keeping_best(trainable: type, config: ExperimentConfig, experiment: str | No
                 kept = read_info(folder)
                 if kept["trial_id"] == self.trial_id:  # its own checkpoint (a resume): its own best comes back
                     self._kept_best = {"trial_id": kept["trial_id"], "value": kept.get(metric),
-                                       "result": kept["result"], "state": load_weights(folder)}
+                                       "result": kept["result"], "state": load_weights(folder),
+                                       "config": kept["config"]}
 
     KeepingBest.__name__ = KeepingBest.__qualname__ = trainable.__name__
     return KeepingBest
