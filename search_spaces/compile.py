@@ -89,10 +89,10 @@ def to_hyperopt(space: SearchSpace) -> dict[str, Any]:
     Written directly rather than through Ray's converter so every integer, bounds included, gets
     the same probability as under Ray's own sampling (Ray's converter rounds, ``uniformint``), and
     ordered discrete lists are searched as an ordered index (not as categories). A point given to
-    ``points_to_evaluate`` names integers by their value (``{"epochs": 3}``); HyperOpt records the
-    underlying draw, here the same number (for a discrete list it is the index, so such a point
-    would name the index). Constants are not part of the space: they travel in the Tuner's
-    ``param_space``.
+    ``points_to_evaluate`` names integers and discrete values by their value (``{"epochs": 3}``,
+    ``{"batch": 64}``); HyperOpt records the underlying draw: for an integer the same number, for
+    a discrete value its index (Ray converts the value of a ``switch`` to its index, which is the
+    draw). Constants are not part of the space: they travel in the Tuner's ``param_space``.
     """
     return {p.name: _hyperopt_expr(p) for p in space.params}
 

@@ -168,13 +168,13 @@ def test_pbt_exploration_through_rays_explore_stays_in_bounds_and_is_log_scale_f
     space = load_space("rte_pbt")
     mutations, explore = to_pbt_mutations(space, seed=1)
     random.seed(0)
-    base = {"batch_size": 32, "weight_decay": 0.29, "lr": 4.9e-5, "epochs": 3}
+    base = {"batch_size": 32, "weight_decay": 0.29, "lr": 4.9e-5}
     lr_ratios, wd_steps = [], []
     for _ in range(400):
         # Ray's own perturbation step (what PopulationBasedTraining calls), with our explore function.
         new, _ = ray_pbt_explore(base, mutations, explore)
         assert space.contains(new), new
-        assert new["batch_size"] == 32 and new["epochs"] == 3  # mutable: false
+        assert new["batch_size"] == 32  # mutable: false
         lr_ratios.append(new["lr"] / base["lr"])
         wd_steps.append(round(new["weight_decay"] - base["weight_decay"], 10))
     # Log parameter: multiplied by 0.8, or by 1.2 and clipped to the upper bound, or resampled.
@@ -228,7 +228,7 @@ def test_rte_spaces_are_the_write_ups_numbers():
         ("warmup_ratio", "float", 0.0, 0.1)]
     pbt = load_space("rte_pbt")
     assert pbt["batch_size"].values == (16, 32, 64) and not pbt["batch_size"].mutable
-    assert pbt["epochs"].values == (2, 3, 4, 5) and not pbt["epochs"].mutable
+    assert "epochs" not in pbt.names  # one schedule length for every member: the experiment's max_epochs
     assert (pbt["lr"].low, pbt["lr"].high) == (1e-5, 5e-5) and pbt["lr"].mutable
     assert (pbt["weight_decay"].low, pbt["weight_decay"].high) == (0.0, 0.3) and pbt["weight_decay"].mutable
     sweep = load_space("rte_sweep")
@@ -258,3 +258,8 @@ def test_hyperopt_searches_a_discrete_list_as_an_ordered_index_that_tpe_learns()
     assert set(proposed) <= {40, 61, 79, 102}
     told = [t["misc"]["vals"]["batch"][0] for t in searcher._hpopt_trials.trials]
     assert all(0 <= draw < 4 for draw in told)  # the trials database holds the index draw
+    # A point to evaluate names the discrete value; Ray turns a switch's value into its index, the draw.
+    start = {"lr": 1e-3, "wd": 0.1, "layers": 2, "width": 8, "act": "gelu", "batch": 61}
+    given = HyperOptSearch(space=to_hyperopt(MIXED), metric="loss", mode="min", points_to_evaluate=[dict(start)],
+                           random_state_seed=0)
+    assert given.suggest("0") == start

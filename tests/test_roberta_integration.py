@@ -153,7 +153,8 @@ def test_run_pbt_roberta_smoke_on_tsv(tmp_path, tiny_model):
     assert summary["num_trials"] == 4 and summary["num_errored"] == 0
     assert summary["prepared"]["baseline_eval_acc"] == pytest.approx(expected_baseline(FIXTURES / "glue"))
     for trial in summary["trials"]:
-        assert HYPERPARAMETERS | {"weight_decay", "epochs"} <= set(trial["config"])
+        # rte_pbt: every member on the experiment's one schedule length (no searched epochs).
+        assert HYPERPARAMETERS | {"weight_decay"} <= set(trial["config"]) and "epochs" not in trial["config"]
     # The tiny random checkpoint predicts one class on 40 pairs: its trials may collapse, and
     # collapsed trials never rank (core/scores.py); the record then says why there is no best.
     if summary["num_collapsed"] == summary["num_trials"]:

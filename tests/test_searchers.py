@@ -111,7 +111,8 @@ def test_hyperopt_first_n_initial_points_are_random_then_tpe():
         (from_random if suggested == random_draw(seeds.randint(2**31 - 1)) else from_tpe).append(i)
         # A smooth objective with its optimum inside the space, so TPE has something to model.
         score = abs(math.log(suggested["lr"] / 2e-5)) + suggested["weight_decay"]
-        limiter.on_trial_complete(f"t{i}", {config.metric: score, "training_iteration": 1})
+        # At the full budget: a model-based searcher learns only final values (FinalResultSearcher).
+        limiter.on_trial_complete(f"t{i}", {config.metric: score, "training_iteration": config.max_epochs})
     assert from_random == [0, 1, 2, 3] and from_tpe == [4, 5, 6, 7]
     assert searcher.metric == "val_mae" and searcher.mode == "min"
 
