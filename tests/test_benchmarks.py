@@ -27,9 +27,12 @@ def test_benchmarks_smoke(tmp_path, monkeypatch, smoke_cache):
     out = _run("throughput_gpu.py", "--smoke-test", tmp_path=tmp_path)
     assert "hardware:" in out and "RATIO fast / eager" in out and "concurrent trials" in out
 
+    out = _run("throughput_gpu.py", "--model", "cgcnn", "--smoke-test", tmp_path=tmp_path)
+    assert "THROUGHPUT old path" in out and "RATIO new / old path, epoch time" in out
+
     out = _run("throughput_cpu.py", "--smoke-test", tmp_path=tmp_path)
     assert "hardware:" in out and "RATIO two concurrent 1-CPU trials / one trial" in out
-    assert "RATIO data loading + collation / epoch" in out
+    assert "RATIO new / old path, epoch time" in out and "RATIO batch gathering / epoch" in out
 
     for script in ("trial_overhead.py", "time_to_solution.py"):
         assert "--smoke-test" in _run(script, "--help", tmp_path=tmp_path)

@@ -154,66 +154,37 @@ def test_restore_continues_the_run_it_was_saved_from(trainable_cls, tmp_path):
             trainable.stop()
 
 
-def reference_epochs(trainable, epochs: int) -> list[dict]:
-    """Issue 30's reference: the input path training had before it, kept here only, on ``trainable``'s model.
-
-    Each step collates its batch on the host (``Batch.from_data_list``), moves it with ``.to`` and
-    reads its loss with ``float``; evaluation batches are collated once; sums are Python floats.
-    """
-    from torch_geometric.data import Batch
-
-    train_graphs = trainable.dataset.subset("train")
-    eval_batches = {split: [Batch.from_data_list(graphs[i : i + 512]) for i in range(0, len(graphs), 512)]
-                    for split, graphs in (("val", trainable.dataset.subset("val")),
-                                          ("test", trainable.dataset.subset("test")))}
-    model, optimizer = trainable.model, trainable.optimizer
-    results = []
-    for epoch in range(epochs):
-        model.train()
-        total, count = 0.0, 0
-        order = trainable._epoch_order(epoch)
-        for k, start in enumerate(range(0, len(order), trainable.batch_size)):
-            trainable._set_lr(epoch * trainable.steps_per_epoch + k)
-            batch = Batch.from_data_list([train_graphs[i] for i in order[start : start + trainable.batch_size]])
-            batch = batch.to(trainable.device)
-            target = (batch.y.view(-1) - trainable.y_mean) / trainable.y_std
-            loss = torch.nn.functional.mse_loss(model(batch), target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * batch.num_graphs
-            count += batch.num_graphs
-        result = {"train_loss": total / count}
-        model.eval()
-        with torch.no_grad():
-            for split, batches in eval_batches.items():
-                errors, graphs = 0.0, 0
-                for batch in batches:
-                    pred = model(batch) * trainable.y_std + trainable.y_mean
-                    errors += float((pred - batch.y.view(-1)).abs().sum())
-                    graphs += batch.num_graphs
-                result[f"{split}_mae"] = errors / graphs
-        results.append(result)
-    return results
-
-
 def test_packed_input_path_trains_as_the_reference_path(options, capsys):
-    """Issue 30: three epochs on the packed data give today's train_loss / val_mae / test_mae curve."""
+    """Issue 30: three epochs give the old path's train_loss / val_mae / test_mae curve.
+
+    The old path (host collation per step, blocking copies, a float per step, the concatenated
+    convolution) is kept once, in experiments/benchmarks/cgcnn_input.py, which the throughput
+    benchmarks time against the new one; at the commit that replaced it, it reproduced the old
+    trainable's curve bit for bit.
+    """
+    from experiments.benchmarks.cgcnn_input import ReferencePath
     from trainables.registry import bind_options
 
     trainable_cls = bind_options(CGCNNTrainable, {**options, "max_epochs": 3})
-    packed, reference = trainable_cls(dict(CONFIG)), trainable_cls(dict(CONFIG))
+    packed, old_input, old_path = (trainable_cls(dict(CONFIG)) for _ in range(3))
     try:
         assert "data on the CPU" in capsys.readouterr().out  # the device line says where the data lives
-        # The same seed gave both the same initial weights.
-        for a, b in zip(packed.model.state_dict().values(), reference.model.state_dict().values(), strict=True):
+        # The same seed gave all three the same initial weights.
+        for a, b in zip(packed.model.state_dict().values(), old_path.model.state_dict().values(), strict=True):
             assert torch.equal(a, b)
         got = [packed.step() for _ in range(3)]
-        expected = reference_epochs(reference, 3)
+        reference = ReferencePath(old_input, old_convolution=False)
+        same_model = [reference.step() for _ in range(3)]
+        reference = ReferencePath(old_path)
+        old = [reference.step() for _ in range(3)]
         for key in ("train_loss", "val_mae", "test_mae"):
-            # Same inputs, same summation order (float64 sums on the device): equal to float tolerance.
-            assert [r[key] for r in got] == pytest.approx([r[key] for r in expected], rel=1e-6, abs=1e-9)
+            # Only the input path differs: the same inputs, the same float64 sums, so the same curve.
+            assert [r[key] for r in got] == pytest.approx([r[key] for r in same_model], rel=1e-6, abs=1e-9)
+            # The convolution's other summation order differs by float rounding (~1e-7) per step;
+            # Adam, which divides each gradient by its own running scale, carries that into the weights,
+            # to a few 1e-4 of the MAE after three epochs.
+            assert [r[key] for r in got] == pytest.approx([r[key] for r in old], rel=2e-3)
         assert len({r["val_mae"] for r in got}) == 3  # the model trained: three different points
     finally:
-        packed.stop()
-        reference.stop()
+        for trainable in (packed, old_input, old_path):
+            trainable.stop()

@@ -52,9 +52,11 @@ def assert_same_batch(ours: GraphBatch, reference: Batch) -> None:
     assert ours.num_graphs == reference.num_graphs
 
 
-@pytest.mark.parametrize("storage", ["cpu", None])
-def test_gathered_batches_equal_batch_from_data_list(graphs, storage) -> None:
-    data = PackedGraphs(graphs, RADIUS, STEP, torch.device("cpu"), storage=storage)
+@pytest.mark.parametrize(("storage", "expand_once"), [(None, None), ("cpu", False)])
+def test_gathered_batches_equal_batch_from_data_list(graphs, storage, expand_once) -> None:
+    """Both ways to the Gaussian features: expanded once (the CPU's default), or per batch (a GPU's)."""
+    data = PackedGraphs(graphs, RADIUS, STEP, torch.device("cpu"), storage=storage, expand_once=expand_once)
+    assert (data.edge_attr is None) == (expand_once is False)
     assert len(data) == len(graphs)
     rng = np.random.default_rng(0)
     orders = [np.arange(len(graphs)), rng.permutation(len(graphs)), np.array([3]), np.array([5, 1, 5, 0])]
@@ -69,7 +71,7 @@ def test_gathered_batches_equal_batch_from_data_list(graphs, storage) -> None:
 
 
 def test_packed_data_keeps_a_distance_per_edge_and_one_feature_row_per_element(graphs) -> None:
-    data = PackedGraphs(graphs, RADIUS, STEP, torch.device("cpu"))
+    data = PackedGraphs(graphs, RADIUS, STEP, torch.device("cpu"), expand_once=False)
     edges = sum(g.edge_index.shape[1] for g in graphs)
     assert data.edge_dist.shape == (edges,)  # not [E, 41]
     elements = {"Cu", "Pt", "C", "O", "Na", "Cl", "Ni", "Fe"}

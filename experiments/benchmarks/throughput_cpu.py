@@ -1,4 +1,10 @@
-"""CPU training throughput of CGCNN: two concurrent 1-CPU trials vs one, and where an epoch's time goes.
+"""CPU training throughput of CGCNN: old vs new input path, two concurrent 1-CPU trials vs one, an epoch's profile.
+
+Input paths (issue 30): the trainable's own ``step`` (batches gathered from flat tensors,
+trainables/data/packed.py) against the input path it replaced (``Batch.from_data_list`` per step, a
+float read per step), kept as the reference in experiments/benchmarks/cgcnn_input.py. Both train
+the same configuration with one torch thread in this process, epochs interleaved; epoch time is
+training plus evaluation, the figure the median of the per-round ratios (target <= 0.7x).
 
 Each "trial" is the suite's own ``CGCNNTrainable`` (setup, then ``step`` = one epoch of training
 and evaluation) in its own process with one torch thread, as a 1-CPU Ray trial runs it. Throughput
@@ -11,12 +17,12 @@ loads, two trials may get less than two cores, so the script prints the ratio pe
 received too (x2: what two trials would give on two free cores).
 
 The profile runs ``step`` under cProfile (after a warm-up epoch) and splits the epoch into
-collation (torch_geometric's ``Collater``), the rest of data loading (DataLoader iteration),
-forward, backward, optimiser step and evaluation, and compares it with the one-off
-featurisation + dataset load that ``setup`` does per actor. cProfile adds a per-call cost that
-falls mostly on the Python-heavy parts (collation), so its shares overstate them slightly.
+batch gathering (packed data), forward, backward, optimiser step and evaluation, and compares it
+with the one-off featurisation + dataset load that ``setup`` does per actor. cProfile adds a
+per-call cost that falls mostly on the Python-heavy parts, so its shares overstate them slightly.
 
-    python experiments/benchmarks/throughput_cpu.py             # 2,000 graphs, 3 rounds (~5 min on 2 cores)
+    python experiments/benchmarks/throughput_cpu.py                   # 2,000 graphs, all parts (~6 min on 2 cores)
+    python experiments/benchmarks/throughput_cpu.py --parts paths     # old vs new input path only
     python experiments/benchmarks/throughput_cpu.py --smoke-test
 """
 
@@ -30,8 +36,10 @@ import sys
 import time
 from typing import Any
 
+from experiments.benchmarks.cgcnn_input import compare_paths, format_paths, local_trainable
 from experiments.benchmarks.hardware import describe_hardware, format_ratios
 
+PARTS = ("paths", "concurrency", "profile")
 # A mid-sized configuration of the cgcnn_default space (its centre on every axis).
 CONFIG = {"lr": 3e-3, "batch_size": 32, "atom_embedding_size": 16, "num_graph_conv_layers": 2,
           "fc_feat_size": 32, "num_fc_layers": 2, "seed": 0}
@@ -47,21 +55,11 @@ def dataset_options(dataset_size: int, cache_dir: str | None) -> dict[str, Any]:
     return options
 
 
-def local_trainable(options: dict[str, Any], config: dict[str, Any]) -> Any:
-    """A ``CGCNNTrainable`` outside Ray, with ``options`` bound as ``tune.with_parameters`` binds them."""
-    from trainables.cgcnn import CGCNNTrainable
-
-    class LocalCGCNN(CGCNNTrainable):
-        def setup(self, config: dict, options: dict | None = None) -> None:  # noqa: ARG002
-            super().setup(config, options=bound)
-
-    bound = options
-    return LocalCGCNN(config=config)
-
-
-def _trial_process(options: dict[str, Any], epochs: int, barrier: Any, out: Any) -> None:
+def _trial_process(options: dict[str, Any], config: dict[str, Any], epochs: int, barrier: Any, out: Any) -> None:
     """One 1-CPU trial: setup, wait for the others, ``epochs`` steps; sends (graphs, train seconds)."""
-    trainable = local_trainable(options, CONFIG)
+    trainable = local_trainable(options, config)
+    if str(options.get("device") or "cpu").startswith("cuda"):
+        trainable.step()  # untimed: CUDA's lazy initialisation and kernel loading (throughput_gpu.py)
     barrier.wait()
     graphs, seconds = 0, 0.0
     wall, cpu = time.perf_counter(), time.process_time()
@@ -73,7 +71,8 @@ def _trial_process(options: dict[str, Any], epochs: int, barrier: Any, out: Any)
     trainable.stop()
 
 
-def measure(options: dict[str, Any], concurrent: int, epochs: int) -> tuple[float, float]:
+def measure(options: dict[str, Any], concurrent: int, epochs: int,
+            config: dict[str, Any] | None = None) -> tuple[float, float]:
     """Aggregate training graphs/s of ``concurrent`` trials running at once, and their mean CPU share.
 
     The CPU share (process CPU seconds / wall seconds while stepping) is 1.0 for a trial that had
@@ -81,7 +80,8 @@ def measure(options: dict[str, Any], concurrent: int, epochs: int) -> tuple[floa
     """
     ctx = mp.get_context("spawn")
     barrier, out = ctx.Barrier(concurrent), ctx.Queue()
-    procs = [ctx.Process(target=_trial_process, args=(options, epochs, barrier, out)) for _ in range(concurrent)]
+    procs = [ctx.Process(target=_trial_process, args=(options, config or CONFIG, epochs, barrier, out))
+             for _ in range(concurrent)]
     for proc in procs:
         proc.start()
     reports = [out.get() for _ in procs]
@@ -94,9 +94,8 @@ def measure(options: dict[str, Any], concurrent: int, epochs: int) -> tuple[floa
 
 # (label, file suffix, function name) of the parts of an epoch the profile reports.
 PROFILE_PARTS = (
-    ("collation (torch_geometric Collater)", "torch_geometric/loader/dataloader.py", "__call__"),
-    ("data loading (DataLoader iteration, incl. collation)", "torch/utils/data/dataloader.py", "__next__"),
-    ("train_batch (to device, forward, loss, backward, optimiser)", "trainables/cgcnn.py", "train_batch"),
+    ("batch gathering (packed data, training and evaluation)", "trainables/data/packed.py", "_gather"),
+    ("train_batch (forward, loss, backward, optimiser)", "trainables/cgcnn.py", "train_batch"),
     ("  backward", "torch/_tensor.py", "backward"),
     ("  optimiser step (Adam)", "torch/optim/adam.py", "step"),
     ("evaluation (val + test MAE)", "trainables/cgcnn.py", "_mae"),
@@ -128,10 +127,10 @@ def profile_epoch(options: dict[str, Any]) -> list[tuple[str, float]]:
         cumulative = sum(v[3] for (file, _, func), v in stats.items()
                          if func == name and file.replace("\\", "/").endswith(suffix))
         parts.append((label, cumulative))
-    train = dict(parts)["train_batch (to device, forward, loss, backward, optimiser)"]
+    train = dict(parts)["train_batch (forward, loss, backward, optimiser)"]
     backward = dict(parts)["  backward"]
     optimiser = dict(parts)["  optimiser step (Adam)"]
-    parts.insert(4, ("  forward + loss + zero_grad (train_batch minus the two below)", train - backward - optimiser))
+    parts.insert(3, ("  forward + loss + zero_grad (train_batch minus the two below)", train - backward - optimiser))
     parts.append(("dataset load + featurisation (once per actor, in setup)", load_s))
     return parts
 
@@ -143,10 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2, help="epochs per trial per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved (single, pair) rounds")
     parser.add_argument("--cache-dir", help="dataset cache (default $HPO_SUITE_CACHE or ~/.cache/hpo-suite)")
+    parser.add_argument("--path-rounds", type=int, default=5, help="interleaved (old, new) input-path epochs")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure")
     parser.add_argument("--smoke-test", action="store_true", help="240 structures, 1 epoch, 1 round")
     args = parser.parse_args(argv)
     if args.smoke_test:
-        args.dataset_size, args.epochs, args.rounds = 240, 1, 1
+        args.dataset_size, args.epochs, args.rounds, args.path_rounds = 240, 1, 1, 1
     options = dataset_options(args.dataset_size, args.cache_dir)
     from trainables.cgcnn import prepare
 
@@ -154,11 +155,28 @@ def main(argv: list[str] | None = None) -> int:
     print(describe_hardware(torch_threads=1))
     print(f"config {CONFIG}, {args.dataset_size} structures, {args.epochs} epoch(s) per measurement, "
           f"{args.rounds} round(s)", flush=True)
+    if "paths" in args.parts:
+        import torch
 
+        torch.set_num_threads(1)
+        print(f"input paths: {args.path_rounds} epoch(s) each, interleaved, one torch thread, after a warm-up epoch",
+              flush=True)
+        for line in format_paths(compare_paths(options, CONFIG, args.path_rounds)):
+            print(line, flush=True)
+        print("  (target: new / old epoch time <= 0.70x)")
+    if "concurrency" in args.parts:
+        measure_concurrency(options, args.epochs, args.rounds)
+    if "profile" in args.parts:
+        report_profile(options)
+    return 0
+
+
+def measure_concurrency(options: dict[str, Any], epochs: int, rounds: int) -> None:
+    """Print the (one trial, two concurrent trials) rounds and their ratios."""
     ratios, per_cpu = [], []
-    for round_ in range(args.rounds):
-        single, single_share = measure(options, 1, args.epochs)
-        pair, pair_share = measure(options, 2, args.epochs)
+    for round_ in range(rounds):
+        single, single_share = measure(options, 1, epochs)
+        pair, pair_share = measure(options, 2, epochs)
         ratios.append(pair / single)
         # Graphs per CPU-second: equal for one and two trials means the code itself scales, and
         # the wall-clock ratio is set by how much CPU the machine gave the trials.
@@ -170,14 +188,16 @@ def main(argv: list[str] | None = None) -> int:
           f"(target >= 1.8x)")
     print(f"RATIO the same per CPU-second received, x2 (two trials on two free cores): {format_ratios(per_cpu)}")
 
+
+def report_profile(options: dict[str, Any]) -> None:
+    """Print where one epoch's time goes."""
     parts = profile_epoch(options)
     epoch_s = parts[0][1]
     print("profile of one epoch (cProfile, 1 torch thread):")
     for label, seconds in parts:
         print(f"  {label:<70s} {seconds:8.3f} s  {100 * seconds / epoch_s:5.1f} % of the epoch")
-    loading = dict(parts)["data loading (DataLoader iteration, incl. collation)"]
-    print(f"RATIO data loading + collation / epoch: {loading / epoch_s:.3f} (target: never dominant, < 0.5)")
-    return 0
+    loading = dict(parts)["batch gathering (packed data, training and evaluation)"]
+    print(f"RATIO batch gathering / epoch: {loading / epoch_s:.3f} (target: never dominant, < 0.5)")
 
 
 if __name__ == "__main__":

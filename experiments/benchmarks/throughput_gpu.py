@@ -1,4 +1,4 @@
-"""RoBERTa training-step throughput and MFU, and N trials sharing one device vs one trial.
+"""RoBERTa training-step throughput and MFU, and N trials sharing one device vs one trial; CGCNN with --model cgcnn.
 
 A RoBERTa sequence classifier (roberta-base's shape by default; random weights, so no download)
 is trained on random token ids with RTE-like lengths (log-normal around 60 tokens, cut at
@@ -20,8 +20,17 @@ Without a GPU (this suite's CI and laptops) the script runs on CPU: ``--smoke-te
 RoBERTa (2 layers, hidden 64, a 1,000-token vocabulary) and 2 trials of 1 CPU each; MFU is printed only with
 ``--peak-tflops``. The GPU figures are left to a run on a machine that has one.
 
+``--model cgcnn`` (issue 30) measures CGCNN epochs (training + validation and test MAE) of the
+throughput_cpu.py configuration at batch 32 on the device: the old input path (host collation per
+step, experiments/benchmarks/cgcnn_input.py) against the trainable's own (packed data gathered on
+the device), epochs interleaved; then the new path's epoch on the device against one CPU thread
+(target >= 5x at 0.25 GPU); then 1/``--gpus-per-trial`` trial processes sharing the device against
+one (aggregate training graphs/s).
+
     python experiments/benchmarks/throughput_gpu.py --compile                 # on a GPU machine
+    python experiments/benchmarks/throughput_gpu.py --model cgcnn             # CGCNN, on a GPU machine
     python experiments/benchmarks/throughput_gpu.py --smoke-test              # CPU, tiny model
+    python experiments/benchmarks/throughput_gpu.py --model cgcnn --smoke-test
 """
 
 from __future__ import annotations
@@ -156,11 +165,60 @@ def peak_tflops(device: str, given: float | None) -> float | None:
     return None
 
 
+def cgcnn_main(args: argparse.Namespace) -> int:
+    """The ``--model cgcnn`` measurements (see the module docstring)."""
+    import torch
+
+    from experiments.benchmarks.cgcnn_input import compare_paths, epoch_seconds, format_paths
+    from experiments.benchmarks.throughput_cpu import CONFIG, dataset_options
+    from experiments.benchmarks.throughput_cpu import measure as concurrent_graphs_per_s
+    from trainables.cgcnn import prepare
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    size = 240 if args.smoke_test else args.dataset_size
+    rounds = 1 if args.smoke_test else args.repeats
+    config = {**CONFIG, "batch_size": args.batch_size}
+    options = dataset_options(size, args.cache_dir)
+    prepare(options)  # build the cache once, in this process, as the runner's driver does
+    on_device = {**options, "device": device, "gpu_share": args.gpus_per_trial if device == "cuda" else None}
+    torch.set_num_threads(1)
+    print(describe_hardware(torch_threads=1))
+    print(f"CGCNN {config}, {size} structures; device {device}"
+          f"{f' ({args.gpus_per_trial:g} of it per trial)' if device == 'cuda' else ''}", flush=True)
+    records = compare_paths(on_device, config, rounds)
+    for line in format_paths(records):
+        print(line, flush=True)
+    if device == "cuda":
+        cpu = compare_paths({**options, "device": "cpu"}, config, rounds)["new"]
+        ratios = [epoch_seconds(c) / epoch_seconds(g) for c, g in zip(cpu, records["new"], strict=True)]
+        print(f"RATIO one CPU thread / {args.gpus_per_trial:g} GPU, new path epoch time (speed-up of the GPU): "
+              f"{format_ratios(ratios)} (target >= 5x at 0.25 GPU, batch 32)")
+    if args.smoke_test:  # the concurrency part is throughput_cpu.py's measure, smoke-tested there
+        return 0
+    trials = max(1, round(1 / args.gpus_per_trial))
+    if device == "cpu":
+        trials = min(trials, mp.cpu_count())
+    ratios = []
+    for _ in range(args.rounds):
+        one, _ = concurrent_graphs_per_s(on_device, 1, 2, config)
+        many, _ = concurrent_graphs_per_s(on_device, trials, 2, config)
+        ratios.append(many / one)
+    share = f"{args.gpus_per_trial:g} GPU" if device == "cuda" else "1 CPU thread"
+    print(f"RATIO {trials} concurrent CGCNN trials ({share} each) / 1 trial, aggregate training graphs/s: "
+          f"{format_ratios(ratios)}")
+    if device == "cpu":
+        print("note: no GPU here; these are CPU figures of the benchmark, the GPU targets need a GPU run")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model", choices=("roberta", "cgcnn"), default="roberta", help="what to measure")
+    parser.add_argument("--dataset-size", type=int, default=2000, help="cgcnn: built-in dataset size (structures)")
+    parser.add_argument("--cache-dir", help="cgcnn: dataset cache (default $HPO_SUITE_CACHE or ~/.cache/hpo-suite)")
     parser.add_argument("--layers", type=int, default=12, help="encoder layers (roberta-base: 12)")
     parser.add_argument("--hidden", type=int, default=768, help="hidden size (roberta-base: 768)")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -175,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak-tflops", type=float, help="bf16 peak of the device (default: known GPUs)")
     parser.add_argument("--smoke-test", action="store_true", help="tiny RoBERTa on CPU, few steps")
     args = parser.parse_args(argv)
+    if args.model == "cgcnn":
+        return cgcnn_main(args)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     trials = max(1, round(1 / args.gpus_per_trial))
     cores = mp.cpu_count()

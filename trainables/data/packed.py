@@ -8,8 +8,10 @@ of tensors on one device:
 - ``atom_types`` [num_atoms]: the row of ``feature_table`` [T, F] holding each atom's features
   (T distinct feature rows: one per element present);
 - ``edge_index`` [2, num_edges]: neighbour and centre atom of each edge, numbered within its graph;
-- ``edge_dist`` [num_edges]: edge lengths in Å, expanded on Gaussians only when a batch is built
-  (1 float per edge held and moved instead of 41);
+- ``edge_dist`` [num_edges]: edge lengths in Å, expanded on Gaussians on the GPU only when a batch
+  is built (1 float per edge held and moved instead of 41). On the CPU, where the exponentials would
+  be the costliest part of building a batch and memory is not the GPU's, the expansion is computed
+  once (as the ``Data`` objects hold it) and its rows gathered with the batch;
 - ``atom_offsets`` / ``edge_offsets`` [num_graphs + 1] and ``targets`` [num_graphs].
 
 :meth:`PackedGraphs.batches` gathers batches by graph index with a few vectorised indexing
@@ -112,10 +114,11 @@ class PackedGraphs:
         radius, gaussian_step: the Gaussian expansion of the edge lengths (``edge_attr``).
         device: where the model runs.
         storage: where the flat tensors live (default ``device``; see :func:`choose_residence`).
+        expand_once: expand all edge lengths now rather than each batch's (default: on the CPU).
     """
 
     def __init__(self, graphs: list[Data], radius: float, gaussian_step: float, device: torch.device,
-                 storage: torch.device | None = None) -> None:
+                 storage: torch.device | None = None, expand_once: bool | None = None) -> None:
         self.device = torch.device(device)
         self.storage = torch.device(storage) if storage is not None else self.device
         self.radius, self.gaussian_step = float(radius), float(gaussian_step)
@@ -139,16 +142,23 @@ class PackedGraphs:
         # Gaussian centres once, on the model's device (an upload per batch would block a GPU).
         self.centers = torch.as_tensor(gaussian_centers(radius, gaussian_step), dtype=torch.float32,
                                        device=self.device)
+        # Expanded once where the model runs on the CPU (see the module docstring); else per batch.
+        if expand_once is None:
+            expand_once = self.device.type == "cpu"
+        self.edge_attr = self._expand(self.edge_dist.to(self.device)).to(store) if expand_once else None
 
     def __len__(self) -> int:
         return len(self.atom_counts)
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the flat tensors (what :func:`choose_residence` weighs)."""
+        """Bytes of the flat tensors (what :func:`choose_residence` weighs; a CPU's expansion aside)."""
         tensors = (self.atom_types, self.edge_index, self.edge_dist, self.targets, self.atom_offsets,
                    self.edge_offsets, self.atom_count_t, self.edge_count_t)
         return sum(t.numel() * t.element_size() for t in tensors)
+
+    def _expand(self, edge_dist: torch.Tensor) -> torch.Tensor:
+        return gaussian_expansion(edge_dist, self.radius, self.gaussian_step, centers=self.centers)
 
     @staticmethod
     def estimate_bytes(graphs: list[Data]) -> int:
@@ -200,7 +210,7 @@ class PackedGraphs:
         return GraphBatch(
             x=self.feature_table[types.to(torch.int64)],
             edge_index=edge_index,
-            edge_attr=gaussian_expansion(edge_dist, self.radius, self.gaussian_step, centers=self.centers),
+            edge_attr=self.edge_attr[edges] if self.edge_attr is not None else self._expand(edge_dist),
             edge_dist=edge_dist,
             y=y,
             batch=atom_graph,
