@@ -42,7 +42,8 @@ class GraphDataset:
 
     Attributes:
         graphs: one ``Data`` per structure with ``x`` [N, node_feature_dim], ``edge_index`` [2, E]
-            (neighbour -> centre), ``edge_attr`` [E, edge_feature_dim] and ``y`` [1].
+            (neighbour -> centre), ``edge_attr`` [E, edge_feature_dim], ``edge_dist`` [E] (the
+            lengths ``edge_attr`` expands) and ``y`` [1].
         groups: baseline group key per graph: "metal|adsorbate" (built-in) or "all" (user data).
         splits: "train" / "val" / "test" -> indices into ``graphs``, disjoint.
         source: "builtin:<parameters>" or the data folder's or file's path.
