@@ -69,6 +69,47 @@ def test_resumed_dragonfly_proposes_new_points_and_learns_the_trials_live_at_the
     assert len(searcher.history) == 9
 
 
+@pytest.mark.slow  # 23 Dragonfly asks with a GP (a few s each on 2 shared cores)
+def test_dragonfly_refits_its_kernel_as_results_come_and_a_resumed_searcher_proposes_what_the_uninterrupted_does():
+    from experiments.searchers.dragonfly import DragonflySearch
+
+    first = DragonflySearch(SPACE, "val_mae", "min", seed=5)
+    proposals, snapshot = {}, None
+    # 24 rounds: the re-fit is due once 17 more results than at the first fit are told (at round 23).
+    for i in range(24):  # two trials in flight: each is proposed while the previous one is pending
+        proposals[f"t{i}"] = first.suggest(f"t{i}")
+        if i >= 1:
+            first.on_trial_complete(f"t{i - 1}", {"val_mae": objective(proposals[f"t{i - 1}"])})
+        if i == 7:
+            snapshot = pickle.dumps(first.get_state())  # past the 6-point initial design, t7 live
+    # The kernel was fitted after the initial design and re-fitted on everything told since
+    # (Dragonfly's build_new_model_every, 17), not kept from the first few results.
+    design = 6  # the first fit comes at the first ask after it, with its last point still running
+    assert first.model_builds == [design - 1, design - 1 + 17]
+    assert len(first._opt.gp_processor.gp_fitter.Y) == first.model_builds[-1]
+
+    resumed = DragonflySearch(SPACE, "val_mae", "min", seed=99)  # seed and events come from the state
+    resumed.set_state(pickle.loads(snapshot))
+    assert resumed._live.keys() == {"t7"} and resumed.model_builds == [design - 1]
+    for i in range(8, 11):  # the same asks and tells, in the same order, as the uninterrupted run
+        assert resumed.suggest(f"t{i}") == proposals[f"t{i}"], i
+        resumed.on_trial_complete(f"t{i - 1}", {"val_mae": objective(proposals[f"t{i - 1}"])})
+
+
+def test_dragonfly_sees_the_pending_points_only_while_it_proposes():
+    from experiments.searchers.dragonfly import DragonflySearch, _pending
+
+    searcher = DragonflySearch(SPACE, "val_mae", "min", seed=0)
+    opt = searcher._opt
+    live = [searcher.suggest("a"), searcher.suggest("b")]  # configs; the raw points are the searcher's
+    raw = list(searcher._live.values())
+    assert len(live) == 2 and opt.eval_points_in_progress == []
+    with _pending(opt, raw):
+        assert len(opt.eval_points_in_progress) == 2 == len(opt.eval_idxs_in_progress)
+        assert opt.options.handle_parallel == "halluc"  # Dragonfly's acquisitions hallucinate them
+    assert opt.eval_points_in_progress == [] and opt.eval_idxs_in_progress == []
+
+
 def test_the_one_private_dragonfly_read_counts_the_initial_design_down():
     # _initial_design_left reads Dragonfly's first_qinfos (no public API says how much of its
     # initial design is left); if an upgrade renames it, this fails before any resume does.
