@@ -5,14 +5,15 @@ import re
 import shlex
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-# "python experiments/x.py ...", "python -m pkg.mod ...", "sbatch [sbatch flags] slurm/submit.sbatch experiments/x.py ..."
+# "python experiments/x.py ...", "python -m pkg.mod ...",
+# "sbatch [sbatch flags] slurm/submit.sbatch experiments/x.py ..."
 COMMAND = re.compile(r"(?:python3? (?:-m [\w.]+|[\w./-]+\.py)|sbatch )[^`\n]*")
 NOT_OURS = {"pytest", "pip", "venv", "tensorboard"}  # other tools' modules a guide may run with python -m
 
@@ -53,7 +54,7 @@ def commands(path: Path) -> list[tuple[str, str, list[str]]]:
 ALL = [c for path in DOCS for c in commands(path)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def help_text(target: str) -> tuple[int, str]:
     args = target.split() if target.startswith("-m ") else [str(REPO / target)]
     proc = subprocess.run([sys.executable, *args, "--help"], cwd=REPO, capture_output=True, text=True, timeout=180)
