@@ -219,6 +219,7 @@ def test_pbt_keeps_cgcnn_winner_at_its_best_epoch(tmp_path, smoke_cache):
     # Every checkpoint holds its trial's best model, a model folder, beside the trainable's own state.
     checkpoints = list(experiment.glob("*/checkpoint_*"))
     assert checkpoints and all(read_info(c / "best_model")["model"] == "cgcnn" for c in checkpoints)
+    assert {p.name for p in (experiment / "trial_models").iterdir()} == {t["trial_id"] for t in summary["trials"]}
 
     calls = [["--data", f"builtin:{split}", "--out", str(tmp_path / f"{split}.csv")] for split in ("val", "test")]
     val_mae, test_mae = predict_in_fresh_process(experiment / "best_model", calls, smoke_cache)

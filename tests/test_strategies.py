@@ -107,8 +107,7 @@ def test_pbt_that_would_never_perturb_is_refused(args, epoch):
 def test_checkpoints_only_where_pbt_needs_them():
     pbt = checkpoint_config(experiment_config("pbt"))
     asha = checkpoint_config(experiment_config("asha"))
-    # PBT checkpoints each trial at its end too: the best trial's last checkpoint becomes best_model/.
-    assert pbt.checkpoint_at_end is True and asha.checkpoint_at_end is False
+    assert pbt.checkpoint_at_end is False and asha.checkpoint_at_end is False
     assert asha.num_to_keep is None and asha.checkpoint_frequency == 0
     # Ray's num_to_keep is per trial: two per member, whatever the population (not one per member each).
     assert pbt.num_to_keep == 2

@@ -12,8 +12,9 @@ that epoch, provenance).
   trainable is wrapped by :func:`keeping_best`: each trial keeps the weights of its best result so
   far (the trial's score as :mod:`experiments.core.scores` defines it) and every checkpoint holds
   them as a model folder, ``<checkpoint>/best_model/``, beside the trainable's own resume state;
-  PBT runs also checkpoint each trial at its end. After the run, :func:`keep_from_checkpoint`
-  copies the best trial's last one to ``<experiment>/best_model/``. ``--checkpoint-frequency``
+  PBT trials also write their best model once, at their last epoch, to
+  ``<experiment>/trial_models/<trial_id>/``; after the run :func:`keep_from_checkpoint` copies the
+  best trial's to ``<experiment>/best_model/``. ``--checkpoint-frequency``
   checkpoints of other strategies hold their trial's best model the same way: ``predict.py``
   reads ``<checkpoint>/best_model`` as it is.
 """
@@ -33,6 +34,7 @@ from experiments.core.strategies import STRATEGIES
 from trainables.model_folder import load_weights, read_info, write_info
 
 BEST_MODEL_DIR = "best_model"
+TRIAL_MODELS_DIR = "trial_models"
 
 
 def keeps_model(config: ExperimentConfig) -> bool:
@@ -55,7 +57,8 @@ def cpu_state(model: Any) -> dict[str, Any]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-def keeping_best(trainable: type, config: ExperimentConfig, experiment: str | None = None) -> type:
+def keeping_best(trainable: type, config: ExperimentConfig, experiment: str | None = None,
+                 keep_dir: str | None = None) -> type:
     """``trainable`` whose trials keep the weights of their best result and checkpoint them as a model folder.
 
     The copy is made on the trial's device when a result improves on the trial's best score (one
@@ -64,10 +67,12 @@ def keeping_best(trainable: type, config: ExperimentConfig, experiment: str | No
     trial's own checkpoint (a resume) takes its best back; a PBT exploit restores a donor's
     checkpoint, after which the trial keeps its own best so far (the donor's weights count once
     they improve on it). An actor that moves on to another trial (``reuse_actors``) starts that
-    trial's best afresh.
+    trial's best afresh. With ``keep_dir``, a trial also writes its best model to
+    ``keep_dir/<trial_id>`` at its last epoch (``max_epochs``, or a result that ends it): PBT never
+    stops a trial from outside, so every trial's end is one of these.
     """
     describe = model_description(config, experiment)
-    metric, mode = config.metric, config.mode
+    metric, mode, max_epochs = config.metric, config.mode, config.max_epochs
 
     class KeepingBest(trainable):
         def _best_tracker(self) -> dict[str, Any]:
@@ -85,6 +90,11 @@ def keeping_best(trainable: type, config: ExperimentConfig, experiment: str | No
                 tracker["result"] = {**result, "training_iteration": self.iteration + 1}  # Tune counts it after step()
                 tracker["state"] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 tracker["config"] = dict(self.config)  # PBT may mutate it later: the one these weights trained with
+            epochs = result.get(describe["time_attr"], self.iteration + 1)
+            if keep_dir and tracker["state"] is not None and (result.get("done") or float(epochs) >= max_epochs):
+                info = model_info(describe, self.options, "run", tracker["trial_id"], tracker["config"],
+                                  tracker["result"])
+                write_model_folder(self, tracker["state"], info, Path(keep_dir) / tracker["trial_id"])
             return result
 
         def save_checkpoint(self, checkpoint_dir: str) -> Any:
@@ -213,13 +223,14 @@ def keep_from_checkpoint(config: ExperimentConfig, exp_dir: Path, results: Any,
     result = next((r for r in results if Path(r.path).name == best["trial_id"]
                    or (r.metrics or {}).get("trial_id") == best["trial_id"]), None)
     checkpoint = getattr(result, "checkpoint", None) if result is not None else None
-    source = Path(checkpoint.path) / BEST_MODEL_DIR if checkpoint is not None else None
-    if source is None or not source.is_dir():
-        entry["problem"] = f"trial {best['trial_id']} left no checkpoint with its best model"
+    source = exp_dir / TRIAL_MODELS_DIR / best["trial_id"]
+    if not source.is_dir() and checkpoint is not None:  # an interrupted trial: its last checkpoint's best so far
+        source = Path(checkpoint.path) / BEST_MODEL_DIR
+    if not source.is_dir():
+        entry["problem"] = f"trial {best['trial_id']} left no model (it never reached its end nor a checkpoint)"
         return entry
     info = copy_model_folder(source, exp_dir / BEST_MODEL_DIR,
-                             {"made_by": "run", "experiment": exp_dir.name, "experiment_path": str(exp_dir.resolve()),
-                              "checkpoint": str(checkpoint.path)})
+                             {"made_by": "run", "experiment": exp_dir.name, "experiment_path": str(exp_dir.resolve())})
     metric = config.metric
     entry.update({"exists": True, "made_by": "run", "metric": info[metric],
                   "test_metric": info[config.model_spec.test_metric], "training_iteration": info["training_iteration"],

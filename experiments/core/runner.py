@@ -22,7 +22,14 @@ from typing import Any
 import yaml
 
 from experiments.core import interrupts
-from experiments.core.best_model import best_model_entry, keep_from_checkpoint, keeping_best, tracks_best
+from experiments.core.best_model import (
+    TRIAL_MODELS_DIR,
+    best_model_entry,
+    keep_from_checkpoint,
+    keeping_best,
+    keeps_model,
+    tracks_best,
+)
 from experiments.core.config import (
     LIMITED_SEARCHERS,
     ConfigError,
@@ -43,7 +50,7 @@ from search_spaces import SearchSpace, SpaceError, load_space
 
 
 def checkpoint_config(config: ExperimentConfig) -> Any:
-    """Minimal checkpointing: none unless asked for (or the scheduler needs it), at the end only for PBT.
+    """Minimal checkpointing: none unless asked for (or the scheduler needs it), never at the end.
 
     ``checkpoint_at_end`` stays off: under successive halving it would write a checkpoint for every
     stopped trial, the overhead the NERSC study removed to finish twice the trials. PBT needs
@@ -53,16 +60,16 @@ def checkpoint_config(config: ExperimentConfig) -> Any:
     Ray's ``num_to_keep`` is per trial (each trial has its own checkpoint manager) and an exploit
     loads the donor's newest checkpoint, so two per trial cover a donor that saves again before its
     recipient restores (a population-sized retention kept all 40 checkpoints of RoBERTa's 8 x 5 epochs).
-    PBT alone also checkpoints each trial at its end (its trials all run to the end: one checkpoint
-    per trial): the best trial's last checkpoint holds its best weights, which become best_model/
-    (experiments/core/best_model.py); a PBT winner cannot be retrained from a configuration.
+    PBT's trials write their best model once, at their end, instead (experiments/core/best_model.py):
+    a PBT winner cannot be retrained from a configuration. (With a checkpoint at each PBT trial's end,
+    a RoBERTa PBT smoke run looped: its last live trial was exploited at the same epoch again and again.)
     """
     from ray import tune
 
     pbt = STRATEGIES[config.strategy].scheduler == "pbt"
     return tune.CheckpointConfig(
         checkpoint_frequency=config.checkpoint_frequency,
-        checkpoint_at_end=pbt,
+        checkpoint_at_end=False,
         num_to_keep=2 if pbt or config.checkpoint_frequency else None,
     )
 
@@ -405,7 +412,8 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
 
     trainable_class = spec.load_trainable()
     if tracks_best(config):  # checkpoints hold the trial's best weights too (PBT keeps its model from them)
-        trainable_class = keeping_best(trainable_class, config, name)
+        trainable_class = keeping_best(trainable_class, config, name, str((exp_dir / TRIAL_MODELS_DIR).resolve())
+                                       if keeps_model(config) else None)
     trainable = tune.with_resources(
         tune.with_parameters(trainable_class, options=options),
         {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},
