@@ -123,9 +123,38 @@ def make_optuna_search(config: ExperimentConfig, space: SearchSpace) -> Any:
     return OptunaSearch(space=OptunaSpace(space), metric=config.metric, mode=config.mode, sampler=sampler)
 
 
+def fair_pbt_class() -> type:
+    """Ray's ``PopulationBasedTraining``, except which paused member runs next when several tie.
+
+    Ray runs the paused member with the least ``last_train_time`` first, and an exploit copies the
+    donor's ``last_train_time`` into the member. With fewer slots than members, a member that clones a
+    paused donor and again lands in the bottom quantile ties with that donor and, listed first, is
+    chosen again, for ever (seen with every member of a population collapsed to one class). Among
+    members tied at the same point of training this one runs the member that has reported the fewest
+    results first, so the donors move on and the run ends. Nothing else of PBT changes.
+    """
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    def train_time(scheduler: PopulationBasedTraining, trial: Trial) -> float:
+        # Private API, isolated here (Ray 2.60: PBT keeps each member's state in _trial_state).
+        return scheduler._trial_state[trial].last_train_time
+
+    class FairPopulationBasedTraining(PopulationBasedTraining):
+        def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
+            chosen = super().choose_trial_to_run(tune_controller)
+            if chosen is None:
+                return None
+            tied = [t for t in tune_controller.get_trials() if t.status in (Trial.PENDING, Trial.PAUSED)
+                    and t in self._trial_state and train_time(self, t) == train_time(self, chosen)]
+            return min(tied or [chosen], key=lambda t: (t.last_result or {}).get("training_iteration", 0))
+
+    return FairPopulationBasedTraining
+
+
 def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
     """The trial scheduler of the strategy: FIFO (none), ASHA, async HyperBand, PBT or BOHB's HyperBand."""
-    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, PopulationBasedTraining
+    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 
     kind = STRATEGIES[config.strategy].scheduler
     if kind == "fifo":
@@ -156,7 +185,7 @@ def build_scheduler(config: ExperimentConfig, space: SearchSpace) -> Any:
         # Perturb once per perturbation_interval epochs (per-batch perturbation destabilised
         # training in the write-ups). Exploitation happens in the same actor: Ray calls the
         # trainable's reset_config with the mutated config, then load_checkpoint with the donor's.
-        return PopulationBasedTraining(
+        return fair_pbt_class()(
             time_attr=config.model_spec.time_attr,  # the result field counting epochs
             perturbation_interval=config.perturbation_interval,
             burn_in_period=config.burn_in_period,
