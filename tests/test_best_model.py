@@ -168,6 +168,154 @@ def test_classifier_folder_loads_without_the_suite_and_truncates_long_pairs_with
         predict(folder, str(FIXTURES / "glue" / "dev.tsv"))
 
 
+def _classifier_folder(folder: Path, tiny_model: Path, label_names: tuple[str, ...], options: dict) -> Path:
+    """A model folder of the tiny checkpoint as a classifier of ``label_names`` (random head, seeded)."""
+    from trainables.roberta.export import save_classifier
+    from trainables.roberta.pretrained import load_classifier, load_tokenizer
+
+    torch.manual_seed(0)
+    model, _ = load_classifier(str(tiny_model), label_names)
+    save_classifier(folder, model, load_tokenizer(str(tiny_model)))
+    write_info(folder, {"model": "roberta_rte", "options": {"max_seq_length": 32, "data_seed": 0, **options}})
+    return folder
+
+
+def _softmax_of(folder: Path, *texts: str) -> np.ndarray:
+    from trainables.roberta.export import load_classifier_folder
+
+    model, tokenizer = load_classifier_folder(folder)
+    with torch.no_grad():
+        return torch.softmax(model(**tokenizer(*texts, return_tensors="pt")).logits, dim=-1)[0].numpy()
+
+
+def test_classifier_predicts_csv_with_its_training_fields_three_labels_and_single_sentences(tmp_path, tiny_model,
+                                                                                           capsys):
+    from experiments.predict import main as predict_main
+
+    three = _classifier_folder(tmp_path / "three", tiny_model, ("contradiction", "entailment", "neutral"),
+                               {"text_fields": "first,second", "label_field": "gold"})
+    pairs = [("The bakery sells fresh bread.", "The bakery sells bread.", "entailment"),
+             ("Marta finished the marathon.", "Marta did not finish.", "contradiction"),
+             ("The old lighthouse is a museum.", "It rained.", "neutral")]
+    data = tmp_path / "nli.csv"
+    with open(data, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "first", "second", "gold"])
+        writer.writerows([f"n{k}", *row] for k, row in enumerate(pairs))
+    out = tmp_path / "nli_predictions.csv"
+    assert predict_main([str(three), "--data", str(data), "--out", str(out)]) == 0
+    rows = read_csv(out)
+    assert rows[0] == ["id", "label", "probability", "true_label"]
+    assert [row[0] for row in rows[1:]] == ["n0", "n1", "n2"]
+    assert [row[3] for row in rows[1:]] == ["entailment", "contradiction", "neutral"]
+    for (premise, hypothesis, _), row in zip(pairs, rows[1:], strict=True):
+        probabilities = _softmax_of(three, premise, hypothesis)  # the same pair through Hugging Face alone
+        assert row[1] == ("contradiction", "entailment", "neutral")[int(probabilities.argmax())]
+        assert float(row[2]) == pytest.approx(float(probabilities.max()), rel=1e-5)
+        assert 1 / 3 <= float(row[2]) <= 1
+    accuracy = np.mean([row[1] == row[3] for row in rows[1:]])
+    assert f"accuracy: {accuracy:.8g} over 3 labelled input(s)" in capsys.readouterr().out
+    # A label the model does not have, and a file without the model's text fields: one error line each.
+    data.write_text("first,second,gold\na b,c d,maybe\n")
+    with pytest.raises(DataError, match=r"label 'maybe' is not one of the model's labels \(contradiction, "):
+        predict(three, str(data))
+    data.write_text("premise,hypothesis\na b,c d\n")
+    with pytest.raises(DataError, match=r"no field\(s\) first, second"):
+        predict(three, str(data))
+
+    # One text field; integer labels name the classes (ids follow the sorted names: "1" -> 0).
+    single = _classifier_folder(tmp_path / "single", tiny_model, ("1", "2", "3"), {"text_fields": ["sentence"]})
+    data = tmp_path / "sentences.csv"
+    data.write_text('sentence,label\n"The bakery, on Elm Street, sells bread.",3\nMarta ran.,1\n')
+    predictions = predict(single, str(data))
+    assert predictions.columns == ["id", "label", "probability", "true_label"]
+    assert [row[0] for row in predictions.rows] == ["0", "1"] and [row[3] for row in predictions.rows] == ["3", "1"]
+    probabilities = _softmax_of(single, "The bakery, on Elm Street, sells bread.")
+    assert predictions.rows[0][1] == ("1", "2", "3")[int(probabilities.argmax())]
+    assert predictions.rows[0][2] == pytest.approx(float(probabilities.max()), rel=1e-5)
+    unlabelled = tmp_path / "sentences.jsonl"
+    unlabelled.write_text('{"sentence": "Marta ran.", "idx": 7}\n')
+    alone = predict(single, str(unlabelled))  # no labels: no true_label column
+    assert alone.columns == ["id", "label", "probability"] and alone.metric is None
+    assert alone.rows[0][:2] == ["7", predictions.rows[1][1]]
+    assert alone.rows[0][2] == pytest.approx(predictions.rows[1][2], rel=1e-5)
+
+
+def _crystals() -> list:
+    """Rattled crystals as tests/test_data_ase_files.py builds them (no distance ties, so the CIF's rounding
+    cannot change which neighbours are chosen)."""
+    from ase.build import bulk
+
+    out = []
+    for i in range(4):
+        crystal = bulk("Cu", "fcc", a=3.5 + 0.05 * i) if i % 2 else bulk("NaCl", "rocksalt", a=5.5 + 0.05 * i)
+        crystal = crystal.repeat((2, 1, 1))
+        crystal.rattle(0.05, seed=i)
+        out.append(crystal)
+    return out
+
+
+def test_cgcnn_predicts_an_extxyz_as_the_same_structures_in_a_cif_folder(tmp_path, capsys):
+    from ase.build import bulk
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    from experiments.predict import main as predict_main
+    from trainables.data.graphs import default_atom_feature_table, gaussian_centers
+    from trainables.models.cgcnn import CGCNN
+    from trainables.models.cgcnn_io import save_cgcnn
+
+    table = default_atom_feature_table()
+    table[79] = np.nan  # no features for Au
+    torch.manual_seed(0)
+    edges = len(gaussian_centers(5.0, 0.5))
+    architecture = {"node_feature_dim": table.shape[1], "edge_feature_dim": edges, "atom_embedding_size": 8,
+                    "num_graph_conv_layers": 2, "fc_feat_size": 8, "num_fc_layers": 2}
+    model = CGCNN(table.shape[1], edges, atom_embedding_size=8, num_graph_conv_layers=2, fc_feat_size=8,
+                  num_fc_layers=2).eval()
+    folder = tmp_path / "model"
+    save_cgcnn(folder, model.state_dict(), architecture, y_mean=-1.0, y_std=0.5,
+               featurisation={"radius": 5.0, "max_neighbors": 6, "gaussian_step": 0.5}, atom_features=table)
+    write_info(folder, {"model": "cgcnn", "options": {"target": "band_gap"}})
+
+    crystals = _crystals()
+    gaps = {f"s{i}": 0.5 * i for i in range(len(crystals))}
+    _write_cifs(tmp_path / "cif", {f"s{i}": c for i, c in enumerate(crystals)}, gaps)
+    frames = []
+    for i, crystal in enumerate(crystals):
+        frame = crystal.copy()
+        frame.info.update(sid=f"s{i}", band_gap=gaps[f"s{i}"])  # the model's target key, not the energy
+        frame.calc = SinglePointCalculator(frame, energy=-9.0)
+        frames.append(frame)
+    write(tmp_path / "data.extxyz", frames, format="extxyz")
+    from_cifs = predict(folder, str(tmp_path / "cif"))
+    out = tmp_path / "xyz.csv"
+    assert predict_main([str(folder), "--data", str(tmp_path / "data.extxyz"), "--out", str(out)]) == 0
+    rows = read_csv(out)
+    assert rows[0] == ["id", "prediction", "target"] == from_cifs.columns
+    assert [row[0] for row in rows[1:]] == [row[0] for row in from_cifs.rows] == ["s0", "s1", "s2", "s3"]
+    assert [float(row[1]) for row in rows[1:]] == pytest.approx([row[1] for row in from_cifs.rows], abs=1e-4)
+    assert [float(row[2]) for row in rows[1:]] == [row[2] for row in from_cifs.rows]
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("mae: ")]
+    assert len(printed) == 1 and printed[0].endswith("over 4 labelled input(s)")
+    assert float(printed[0].split()[1]) == pytest.approx(from_cifs.metric[1], abs=1e-4)
+
+    # No targets (another file form, ids from the frame index): no target column, no MAE.
+    for frame in frames:
+        del frame.info["band_gap"], frame.info["sid"]
+    write(tmp_path / "plain.xyz", frames, format="extxyz")
+    plain = predict(folder, str(tmp_path / "plain.xyz"))
+    assert plain.columns == ["id", "prediction"] and plain.metric is None
+    assert [row[0] for row in plain.rows] == ["0", "1", "2", "3"]
+    assert [row[1] for row in plain.rows] == pytest.approx([row[1] for row in from_cifs.rows], abs=1e-4)
+    write(tmp_path / "gold.extxyz", [frames[0], bulk("Au", "fcc", a=4.1)], format="extxyz")
+    with pytest.raises(DataError, match=r"gold\.extxyz: frame 1 \(id 1\): element\(s\) Au not covered by the "
+                                        r"model's atom features"):
+        predict(folder, str(tmp_path / "gold.extxyz"))
+    with pytest.raises(DataError, match="only for builtin data"):
+        predict(folder, str(tmp_path / "plain.xyz"), "test")
+
+
 # --- after real experiments (slow) ------------------------------------------------------------------------
 
 @pytest.mark.slow

@@ -3,23 +3,27 @@
 The model folder's ``hpo_model.json`` says which model it holds (:mod:`trainables.model_folder`):
 
 - ``cgcnn``: inputs are a folder of ``<id>.cif`` files (with ``id_prop.csv`` their targets are
-  known and the MAE is printed), or ``builtin:<split>``: the built-in adsorption set rebuilt with the
+  known and the MAE is printed), an ASE database, extended XYZ or trajectory file (``.db``,
+  ``.extxyz``/``.xyz``, ``.traj``: :mod:`trainables.data.ase_files`; targets, where every structure
+  has one under the model's ``target`` key, print the MAE; ids from ``sid``/``id`` or the row), or
+  ``builtin:<split>``: the built-in adsorption set rebuilt with the
   experiment's data settings (``builtin:val`` is the validation split the search was scored on,
   ``builtin:test`` the test split, ``builtin`` all structures). Output columns ``id,prediction``
   (and ``target`` where known). Elements the model's atom features do not cover are a DataError.
-- ``roberta_rte``: inputs are sentence pairs in a SuperGLUE ``.jsonl`` (``premise``,
-  ``hypothesis``, optional ``label`` and ``idx``) or a GLUE ``.tsv`` (header with ``sentence1``,
-  ``sentence2``, optional ``label`` and ``index``); ``--split eval`` / ``test`` picks the
-  experiment's seeded half of a labelled validation file (the halves the search tuned and
-  reported on). Output columns ``id,label,probability`` (and ``true_label`` where known); labelled
-  inputs print the accuracy. Pairs longer than the model's maximum length are truncated, as in
-  training, with a warning.
+- ``roberta_rte``: inputs are sentences or sentence pairs in a ``.csv``, ``.tsv`` or ``.jsonl``
+  file, read by the data layer (:func:`trainables.data.text_classification.read_examples`) with the
+  text and label fields the model was trained with (``hpo_model.json``'s options; by default RTE's
+  ``premise``/``hypothesis`` or GLUE's ``sentence1``/``sentence2``, label ``label``; ids from
+  ``idx``/``id``/``index`` or the row). Labels are optional, names or ids of the model's
+  ``label2id``; ``--split eval`` / ``test`` picks the experiment's seeded half of a labelled
+  validation file (the halves the search tuned and reported on). Output columns
+  ``id,label,probability`` (and ``true_label`` where known); labelled inputs print the accuracy.
+  Inputs longer than the model's maximum length are truncated, as in training, with a warning.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import sys
 from collections.abc import Callable
@@ -96,11 +100,11 @@ def _folder_graphs(folder: Path, featurisation: dict[str, Any], atom_features: n
                    ) -> tuple[list[str], list[Any]]:
     """A folder of CIFs (targets from its ``id_prop.csv`` if present) featurised as the model was trained."""
     from trainables.data import cif_folder
-    from trainables.data.graphs import build_graphs, missing_elements
+    from trainables.data.graphs import build_graphs
 
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder of CIF files (CGCNN prediction reads <id>.cif files, with an "
-                        f"optional id_prop.csv, or builtin:val)")
+                        f"optional id_prop.csv; a .db, .extxyz, .xyz or .traj file; or builtin:val)")
     if (folder / cif_folder.ID_PROP).is_file():
         rows = cif_folder.read_id_prop(folder)
     else:
@@ -109,21 +113,47 @@ def _folder_graphs(folder: Path, featurisation: dict[str, Any], atom_features: n
             raise DataError(f"{folder}: no .cif files")
     arrays, _ = cif_folder.featurise(folder, rows, featurisation["radius"], featurisation["max_neighbors"],
                                      progress=False)
-    for g, (structure_id, _) in enumerate(rows):
-        numbers = arrays.numbers[arrays.atom_offsets[g]: arrays.atom_offsets[g + 1]]
-        missing = missing_elements(numbers, atom_features)
-        if missing:
-            raise DataError(f"{folder / (structure_id + '.cif')}: element(s) {', '.join(missing)} not covered by "
-                            f"the model's atom features")
+    _check_elements(arrays, atom_features, [str(folder / (structure_id + ".cif")) for structure_id, _ in rows])
     graphs = build_graphs(arrays, atom_features, featurisation["radius"], featurisation["gaussian_step"])
     return [structure_id for structure_id, _ in rows], graphs
 
 
+def _ase_graphs(path: Path, options: dict[str, Any], featurisation: dict[str, Any], atom_features: np.ndarray
+                ) -> tuple[list[str], list[Any]]:
+    """An ASE database, extended XYZ or trajectory file featurised as the model was trained.
+
+    Targets are read from the key the model was trained on (``options["target"]``, default the stored
+    energy) where the file has them; structures without one get NaN (no MAE then).
+    """
+    from trainables.data import ase_files
+    from trainables.data.graphs import build_graphs
+
+    rows = ase_files.read_structures(path, options.get("target") or ase_files.DEFAULT_TARGET, None,
+                                     require_target=False, progress=False)
+    arrays, metadata = ase_files.featurise(path, rows, featurisation["radius"], featurisation["max_neighbors"],
+                                           progress=False)
+    _check_elements(arrays, atom_features, [f"{path}: {meta['where']} (id {meta['id']})" for meta in metadata])
+    graphs = build_graphs(arrays, atom_features, featurisation["radius"], featurisation["gaussian_step"])
+    return [meta["id"] for meta in metadata], graphs
+
+
+def _check_elements(arrays: Any, atom_features: np.ndarray, names: list[str]) -> None:
+    """DataError naming the first structure (``names[g]``) with an element the model has no features for."""
+    from trainables.data.graphs import missing_elements
+
+    for g, name in enumerate(names):
+        missing = missing_elements(arrays.numbers[arrays.atom_offsets[g]: arrays.atom_offsets[g + 1]], atom_features)
+        if missing:
+            raise DataError(f"{name}: element(s) {', '.join(missing)} not covered by the model's atom features")
+
+
 def predict_cgcnn(model_dir: Path, info: dict[str, Any], data: str, split: str | None) -> Predictions:
-    """Predicted targets for CIF structures or a built-in split; MAE where targets are known."""
+    """Predicted targets for CIF structures, an ASE file's structures or a built-in split; MAE where targets are
+    known."""
     import torch
     from torch_geometric.data import Batch
 
+    from trainables.data.ase_files import is_ase_file
     from trainables.models.cgcnn_io import load_cgcnn
 
     loaded = load_cgcnn(model_dir)
@@ -132,7 +162,11 @@ def predict_cgcnn(model_dir: Path, info: dict[str, Any], data: str, split: str |
     else:
         if split is not None:
             raise DataError(f"--split {split}: only for builtin data (e.g. --data builtin:val)")
-        ids, graphs = _folder_graphs(Path(data), loaded.featurisation, loaded.atom_features)
+        if is_ase_file(data):
+            ids, graphs = _ase_graphs(Path(data), info.get("options") or {}, loaded.featurisation,
+                                      loaded.atom_features)
+        else:
+            ids, graphs = _folder_graphs(Path(data), loaded.featurisation, loaded.atom_features)
     predicted, targets = [], []
     for start in range(0, len(graphs), GRAPH_BATCH_SIZE):
         batch = Batch.from_data_list(graphs[start: start + GRAPH_BATCH_SIZE])
@@ -147,58 +181,41 @@ def predict_cgcnn(model_dir: Path, info: dict[str, Any], data: str, split: str |
 
 # --- the classifier ---------------------------------------------------------------------------------------
 
-def read_pairs(path: Path) -> tuple[list[str], list[str], list[str], list[int] | None]:
-    """(ids, premises, hypotheses, labels or None) of a ``.jsonl`` or ``.tsv`` file; labels optional."""
-    from trainables.data.rte import parse_label
+def _label_id(label: str, label2id: dict[str, int], num_labels: int, where: Path) -> int:
+    """The class id of a file's label: its name in the model's ``label2id``, or (names that are not
+    integers, e.g. RTE's) an integer class id, as RTE's own 0/1 labels are read in training."""
+    if label in label2id:
+        return int(label2id[label])
+    names_are_numbers = all(name.lstrip("-").isdigit() for name in label2id)
+    if not names_are_numbers and label.isdigit() and int(label) < num_labels:
+        return int(label)
+    raise DataError(f"{where}: label {label!r} is not one of the model's labels ({', '.join(label2id)})")
 
-    if not path.is_file():
-        raise DataError(f"{path}: file not found (the classifier reads a SuperGLUE .jsonl or a GLUE .tsv file)")
-    ids, premises, hypotheses, labels = [], [], [], []
-    if path.suffix == ".jsonl":
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{number}"
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{where}: invalid JSON ({err.msg})") from None
-                if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("premise", "hypothesis")):
-                    raise DataError(f"{where}: expected an object with string 'premise' and 'hypothesis'")
-                ids.append(str(row.get("idx", len(ids))))
-                premises.append(row["premise"])
-                hypotheses.append(row["hypothesis"])
-                labels.append(parse_label(row["label"], where) if "label" in row else None)
-    elif path.suffix == ".tsv":
-        with open(path, encoding="utf-8", newline="") as handle:
-            reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)  # GLUE's files: no quoting
-            header = next(reader, None) or []
-            if not {"sentence1", "sentence2"} <= set(header):
-                raise DataError(f"{path}:1: header lacks sentence1 and sentence2 (has {', '.join(header)})")
-            column = {name: header.index(name) for name in ("sentence1", "sentence2", "label", "index")
-                      if name in header}
-            for fields in reader:
-                where = f"{path}:{reader.line_num}"
-                if not any(field.strip() for field in fields):
-                    continue
-                if len(fields) != len(header):
-                    raise DataError(f"{where}: expected {len(header)} tab-separated fields, got {len(fields)}")
-                ids.append(fields[column["index"]] if "index" in column else str(len(ids)))
-                premises.append(fields[column["sentence1"]])
-                hypotheses.append(fields[column["sentence2"]])
-                labels.append(parse_label(fields[column["label"]], where) if "label" in column else None)
-    else:
-        raise DataError(f"{path}: unknown format (the classifier reads a SuperGLUE .jsonl or a GLUE .tsv file)")
-    if not ids:
-        raise DataError(f"{path}: no sentence pairs")
-    labelled = all(label is not None for label in labels)
-    return ids, premises, hypotheses, ([int(label) for label in labels] if labelled else None)
+
+def read_inputs(path: Path, options: dict[str, Any], label2id: dict[str, int], num_labels: int
+                ) -> tuple[list[str], list[tuple[str, ...]], list[int] | None]:
+    """(ids, texts, class ids or None) of a ``.csv``, ``.tsv`` or ``.jsonl`` file, read as the model's data was.
+
+    The text and label fields are the ones the model was trained with (``options``: ``text_fields``,
+    ``label_field``); without them the data layer's defaults (RTE's ``premise``/``hypothesis``, GLUE's
+    ``sentence1``/``sentence2``, then ``sentence``, ``text``; label ``label``), as in training.
+    Labels are optional; present, they map through the model's ``label2id``.
+    """
+    from trainables.data import text_classification as tc
+
+    if path.is_dir():
+        raise DataError(f"{path}: give one file of inputs (e.g. {path / 'val.jsonl'} or {path / 'dev.tsv'})")
+    fields = tc.parse_text_fields(options.get("text_fields"))
+    examples = tc.read_examples(path, fields, options.get("label_field"), require_label=False)
+    labels = None
+    if examples.labels is not None:
+        labels = [_label_id(label, label2id, num_labels, path) for label in examples.labels]
+    return examples.ids, examples.texts, labels
 
 
 def predict_classifier(model_dir: Path, info: dict[str, Any], data: str, split: str | None,
                        warn: Callable[[str], None]) -> Predictions:
-    """Predicted label and its probability per sentence pair; accuracy where labels are known."""
+    """Predicted label and its probability per input (a sentence or a pair); accuracy where labels are known."""
     import torch
     from transformers.utils import logging as transformers_logging
 
@@ -207,25 +224,24 @@ def predict_classifier(model_dir: Path, info: dict[str, Any], data: str, split: 
 
     transformers_logging.disable_progress_bar()  # a bar per weight load would drown the one-line output
     model, tokenizer = load_classifier_folder(model_dir)
-    path = Path(data)
-    if path.is_dir():
-        raise DataError(f"{path}: give one file of pairs (e.g. {path / 'val.jsonl'} or {path / 'dev.tsv'})")
-    ids, premises, hypotheses, labels = read_pairs(path)
     options = info.get("options") or {}
+    ids, texts, labels = read_inputs(Path(data), options, dict(model.config.label2id), model.config.num_labels)
     if split is not None:
         if split not in RTE_HALVES:
             raise DataError(f"--split {split!r}: expected one of {', '.join(RTE_HALVES)} (a seeded half of a "
                             f"labelled validation file)")
         chosen = split_validation(len(ids), int(options.get("data_seed", 0)))[split]
-        ids, premises, hypotheses = ([values[i] for i in chosen] for values in (ids, premises, hypotheses))
+        ids, texts = [ids[i] for i in chosen], [texts[i] for i in chosen]
         labels = [labels[i] for i in chosen] if labels is not None else None
+    first = [t[0] for t in texts]
+    second = [t[1] for t in texts] if len(texts[0]) == 2 else None  # None: single-sentence classification
     max_length = int(options.get("max_seq_length") or min(getattr(tokenizer, "model_max_length", 512), 512))
-    full = tokenizer(premises, hypotheses, truncation=False)["input_ids"]
+    full = tokenizer(first, second, truncation=False)["input_ids"]
     longer = sum(1 for row in full if len(row) > max_length)
     if longer:
-        warn(f"{longer} of {len(ids)} pair(s) are longer than the model's maximum length of {max_length} tokens; "
+        warn(f"{longer} of {len(ids)} input(s) are longer than the model's maximum length of {max_length} tokens; "
              "truncated, as in training")
-    encoded = tokenizer(premises, hypotheses, truncation=True, max_length=max_length)
+    encoded = tokenizer(first, second, truncation=True, max_length=max_length)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = sorted(range(len(ids)), key=lambda i: len(encoded["input_ids"][i]))  # less padding, as in training
     probabilities = np.zeros((len(ids), model.config.num_labels), dtype=np.float64)
