@@ -103,8 +103,8 @@ def test_bad_input_is_one_clear_line(case, argv, fragment, tmp_path, capsys, mon
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("argv", "fragment"),
-    [(["--cpus-per-trial", "64"], "asks for 64 CPU(s) but the Ray cluster has"),
-     (["--gpus-per-trial", "1"], "asks for 1 GPU(s) but the Ray cluster has 0")],
+    [(["--cpus-per-trial", "64"], "asks for 64 CPU(s) but its largest node has"),
+     (["--gpus-per-trial", "1"], "asks for 1 GPU(s) but its largest node has 0; a trial runs on one node")],
 )
 def test_more_resources_per_trial_than_the_cluster_has(argv, fragment, tmp_path, capsys, monkeypatch, smoke_cache):
     monkeypatch.setenv("HPO_SUITE_CACHE", str(smoke_cache))
