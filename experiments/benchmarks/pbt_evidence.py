@@ -18,8 +18,8 @@ property of the benchmark, and it can be read off random-search curves of fixed 
   behind looks worse only because it trained less.
 
 ``python -m experiments.benchmarks.pbt_evidence --pool builtin`` prints the table for a population
-of 8 (and 2: asynchronous PBT on 2 slots compares pairs) at epochs 1, 2, 4, 8, ...; the README's
-Strategies section gives the figures behind the shipped PBT defaults. A curve of fixed
+of 8 (and 2: asynchronous PBT on 2 slots compares pairs) at epochs 1, 2, 4, 8, ...; docs/strategies.md's
+PBT section gives the figures behind the shipped PBT defaults. A curve of fixed
 hyperparameters is what a member follows until its first exploit; later members carry perturbed
 hyperparameters, which this does not model.
 """

@@ -311,8 +311,8 @@ def load_pool(path: str | Path) -> Pool:
 def load_builtin_pool() -> Pool:
     """The pool shipped with the suite: full-length CGCNN curves on the built-in data (``--pool builtin``)."""
     if not BUILTIN_POOL.is_file():
-        raise SimulationError(f"the built-in pool {BUILTIN_POOL} is not in this checkout (README: the shipped pool "
-                              "says how to record it); give experiment folders or a pool file instead")
+        raise SimulationError(f"the built-in pool {BUILTIN_POOL} is not in this checkout (docs/simulation.md, "
+                              "the shipped pool, says how to record it); give experiment folders or a pool file instead")
     return load_pool(BUILTIN_POOL)
 
 

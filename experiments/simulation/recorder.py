@@ -5,7 +5,7 @@ seed draws the trial's configuration (Ray's random generator over the space, see
 model initialisation and data shuffle (the trainable's ``seed``). One experiment per curve is the
 only way the run scripts give every trial its own seed (within one experiment every trial shares
 ``--seed``, so every trial sees the same shuffle of the same data and whole epochs are good or
-bad together, see README Performance). It costs a Ray start per curve, which the pool's
+bad together, see docs/performance.md). It costs a Ray start per curve, which the pool's
 ``first_start_s`` then measures; no actor is reused, so the pool's ``switch_s`` is 0 (the
 shipped 200-curve pool measured 0.02 s).
 

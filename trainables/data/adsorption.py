@@ -1,7 +1,7 @@
 """Built-in dataset: relaxed adsorption energies on small metal slabs, computed with ASE's EMT calculator.
 
 A laptop-sized stand-in for the catalysis data of the NERSC CGCNN study (what it is and is not:
-see README "Built-in data"). Each structure is a small periodic slab (2x2 surface cells of
+see docs/cgcnn.md, "The built-in data"). Each structure is a small periodic slab (2x2 surface cells of
 fcc(111)/(100), 3 layers; 3x2 of fcc(211), 2 layers: 12 metal atoms) of Al, Cu, Ag, Au, Ni, Pd
 or Pt, all fcc metals EMT was fitted to, either pure or a surface alloy (1-3 surface atoms
 replaced by another of these metals), with one adsorbate (H, C, N, O, CO, OH, NH) on a top,
