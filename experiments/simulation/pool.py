@@ -312,7 +312,7 @@ def load_builtin_pool() -> Pool:
     """The pool shipped with the suite: full-length CGCNN curves on the built-in data (``--pool builtin``)."""
     if not BUILTIN_POOL.is_file():
         raise SimulationError(f"the built-in pool {BUILTIN_POOL} is not in this checkout (docs/simulation.md, "
-                              "the shipped pool, says how to record it); give experiment folders or a pool file instead")
+                              "the shipped pool, says how to record it); give experiment folders or a pool file")
     return load_pool(BUILTIN_POOL)
 
 
