@@ -57,11 +57,16 @@ def _plain(value: Any) -> Any:
 
 
 def load_weights(directory: str | Path) -> dict[str, Any]:
-    """The weights of a model folder as a state dict (on the CPU), whichever model it holds."""
-    info = read_info(directory)
-    if info["model"] == "cgcnn":
-        from trainables.models.cgcnn_io import load_cgcnn
+    """The weights of a model folder as a state dict (on the CPU), whichever model it holds.
 
+    Told apart by the files the folder holds (the CGCNN file or a ``save_pretrained`` folder), not by
+    the model name in ``hpo_model.json``: a trainable registered under another name (a variant of
+    CGCNN) writes the same files.
+    """
+    read_info(directory)  # a model folder of this suite, else one clear error
+    from trainables.models.cgcnn_io import MODEL_FILE, load_cgcnn
+
+    if (Path(directory) / MODEL_FILE).is_file():
         return load_cgcnn(directory).model.state_dict()
     from safetensors.torch import load_file
 
