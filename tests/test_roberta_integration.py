@@ -206,7 +206,7 @@ def test_bad_label_fails_before_any_trial(tmp_path, tiny_model):
 
 
 @pytest.mark.slow
-def test_run_asha_with_independent_group_lrs_plots_the_metric_against_each(tmp_path, tiny_model):
+def test_independent_group_lrs_run_and_the_record_plots_the_metric_against_each(tmp_path, tiny_model):
     """A per-group lr space (the write-up's naming, fitted to the tiny model's 4 layers) runs through
     the runner, and the record plots the metric against each group's lr."""
     import yaml
@@ -216,7 +216,7 @@ def test_run_asha_with_independent_group_lrs_plots_the_metric_against_each(tmp_p
              "constants": {"lr": 1.0e-4, "layer_groups": 2, "batch_size": 16}}
     (tmp_path / "groups.yaml").write_text(yaml.safe_dump(space))
     proc = run_script(
-        "run_asha.py", "--model", "roberta_rte", "--model-name-or-path", str(tiny_model),
+        "run_random.py", "--model", "roberta_rte", "--model-name-or-path", str(tiny_model),
         "--data", str(FIXTURES / "superglue"), "--smoke-test", "--gpus-per-trial", "0",
         "--num-samples", "2", "--max-epochs", "1", "--space", str(tmp_path / "groups.yaml"),
         "--storage-path", str(tmp_path), "--name", "groups", cache=tmp_path / "cache",

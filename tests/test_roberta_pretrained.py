@@ -72,10 +72,10 @@ def bound(options: dict) -> type:
     return bind_options(RobertaRTETrainable, options)
 
 
-def test_run_asha_fine_tunes_the_pretrained_bert_for_a_few_steps(minilm, tmp_path):
+def test_a_run_fine_tunes_the_pretrained_bert_for_a_few_steps(minilm, tmp_path):
     env = {**os.environ, "HPO_SUITE_CACHE": str(tmp_path / "cache"), "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.run(
-        [sys.executable, str(REPO / "experiments" / "run_asha.py"), "--model", "roberta_rte",
+        [sys.executable, str(REPO / "experiments" / "run_random.py"), "--model", "roberta_rte",
          "--model-name-or-path", str(minilm), "--data", "tests/fixtures/rte/superglue", "--smoke-test",
          "--max-seq-length", "64", "--num-samples", "2", "--max-epochs", "1", "--gpus-per-trial", "0",
          "--space", "rte_layerwise", "--storage-path", str(tmp_path), "--name", "minilm"],

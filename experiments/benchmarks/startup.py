@@ -3,7 +3,7 @@
 Each round runs, one after the other, in fresh processes:
 
 - **ray**: the default experiment (``python experiments/run_asha.py``: CGCNN, the built-in data,
-  ``cgcnn_default``, two concurrent one-CPU trials) cut to ``--num-samples 2 --max-epochs 1``; the
+  ``cgcnn_default``, two concurrent one-CPU trials) cut to ``--num-samples 2 --max-epochs 2``; the
   runner's start-up marks (``summary.json`` -> ``startup``) give the breakdown from the process
   launch to the first result the driver sees;
 - **floor**: the same trainable class, with the configuration that produced that first result,
@@ -36,7 +36,9 @@ if str(REPO) not in sys.path:  # run as a script: the repository's packages firs
 from experiments.benchmarks.hardware import describe_hardware, median  # noqa: E402
 from experiments.core.startup import PHASES  # noqa: E402
 
-RAY_ARGS = ("--num-samples", "2", "--max-epochs", "1", "--grace-period", "1")
+# Two epochs: ASHA refuses a grace period equal to max_epochs (it would never stop a trial); only the
+# first result is timed.
+RAY_ARGS = ("--num-samples", "2", "--max-epochs", "2", "--grace-period", "1")
 
 
 def run_ray_round(storage: Path, round_index: int) -> dict[str, Any]:
