@@ -25,3 +25,40 @@ class SpecSearcher(Searcher):
         if mode:
             self._mode = mode
         return True
+
+
+def save_with_wrapped(searcher: Any, key: str, state: Any, checkpoint_path: str) -> None:
+    """Save a wrapper's own ``state`` (under ``key``) and its wrapped ``searcher``'s file into one checkpoint."""
+    import pickle
+
+    searcher.save(checkpoint_path)
+    with open(checkpoint_path, "rb") as f:
+        searcher_state = f.read()
+    with open(checkpoint_path, "wb") as f:
+        pickle.dump({key: state, "searcher": searcher_state}, f)
+
+
+def restore_with_wrapped(searcher: Any, key: str, checkpoint_path: str) -> Any | None:
+    """Restore the wrapped ``searcher`` from a :func:`save_with_wrapped` checkpoint; return the wrapper's state.
+
+    A checkpoint without the wrapper's part (written before the wrapper existed, or by Ray's own
+    wrapper) is the searcher's alone: it is restored as such and None is returned.
+    """
+    import os
+    import pickle
+    import tempfile
+
+    with open(checkpoint_path, "rb") as f:
+        saved = pickle.load(f)
+    if not (isinstance(saved, dict) and set(saved) == {key, "searcher"}):
+        searcher.restore(checkpoint_path)
+        return None
+    # The wrapped searcher restores from a file of its own format, as it was saved.
+    fd, path = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(checkpoint_path)), suffix=".searcher")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(saved["searcher"])
+        searcher.restore(path)
+    finally:
+        os.remove(path)
+    return saved[key]

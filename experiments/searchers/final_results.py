@@ -25,12 +25,11 @@ BOHB learns every rung's result at its budget by design (multi-fidelity), so it 
 from __future__ import annotations
 
 import math
-import os
-import pickle
-import tempfile
 from typing import Any
 
 from ray.tune.search import Searcher
+
+from experiments.searchers.base import restore_with_wrapped, save_with_wrapped
 
 
 class FinalResultSearcher(Searcher):
@@ -111,26 +110,12 @@ class FinalResultSearcher(Searcher):
         self.worst = state["worst"]
 
     def save(self, checkpoint_path: str) -> None:
-        self.searcher.save(checkpoint_path)
-        with open(checkpoint_path, "rb") as f:
-            searcher_state = f.read()
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump({"final_results": {"worst": self.worst}, "searcher": searcher_state}, f)
+        save_with_wrapped(self.searcher, "final_results", {"worst": self.worst}, checkpoint_path)
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            saved = pickle.load(f)
-        if not (isinstance(saved, dict) and set(saved) == {"final_results", "searcher"}):
-            self.searcher.restore(checkpoint_path)  # saved before this wrapper existed: the searcher alone
-            return
-        fd, path = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(checkpoint_path)), suffix=".searcher")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(saved["searcher"])
-            self.searcher.restore(path)
-        finally:
-            os.remove(path)
-        self.worst = saved["final_results"]["worst"]
+        state = restore_with_wrapped(self.searcher, "final_results", checkpoint_path)
+        if state is not None:  # None: saved before this wrapper existed, the searcher alone
+            self.worst = state["worst"]
 
     # --- helpers --------------------------------------------------------------------------------
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import pickle
-import tempfile
-
 from ray.tune.search import ConcurrencyLimiter
+
+from experiments.searchers.base import restore_with_wrapped, save_with_wrapped
 
 
 class ResumableConcurrencyLimiter(ConcurrencyLimiter):
@@ -22,24 +20,9 @@ class ResumableConcurrencyLimiter(ConcurrencyLimiter):
     """
 
     def save(self, checkpoint_path: str) -> None:
-        self.searcher.save(checkpoint_path)
-        with open(checkpoint_path, "rb") as f:
-            searcher_state = f.read()
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump({"limiter": self.get_state(), "searcher": searcher_state}, f)
+        save_with_wrapped(self.searcher, "limiter", self.get_state(), checkpoint_path)
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            saved = pickle.load(f)
-        if not (isinstance(saved, dict) and set(saved) == {"limiter", "searcher"}):
-            self.searcher.restore(checkpoint_path)  # written by Ray's own limiter: the searcher alone
-            return
-        # The wrapped searcher restores from a file of its own format, as it was saved.
-        fd, path = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(checkpoint_path)), suffix=".searcher")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(saved["searcher"])
-            self.searcher.restore(path)
-        finally:
-            os.remove(path)
-        self.set_state(saved["limiter"])
+        state = restore_with_wrapped(self.searcher, "limiter", checkpoint_path)
+        if state is not None:  # None: written by Ray's own limiter, the searcher alone
+            self.set_state(state)
