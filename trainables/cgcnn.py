@@ -299,17 +299,21 @@ class CGCNNTrainable(tune.Trainable):
         self.time_actor_start_s, self.time_setup_s = 0.0, time.perf_counter() - started
         return True
 
-    def export_model(self, directory: str, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+    def export_model(self, directory: str, state_dict: dict[str, torch.Tensor] | None = None,
+                     config: dict | None = None) -> None:
         """Write the model (``state_dict``'s weights, default the current ones) as a self-contained
         CGCNN file into ``directory`` (trainables/models/cgcnn_io.py): weights, architecture, target
-        normaliser, featurisation and atom features. ``hpo_model.json`` is the caller's to write."""
+        normaliser, featurisation and atom features. ``config`` is the configuration those weights
+        trained with (default the trial's own: a PBT exploit may since have changed the architecture).
+        ``hpo_model.json`` is the caller's to write."""
+        config = self.config if config is None else config
         from trainables.models.cgcnn_io import save_cgcnn
 
         save_cgcnn(
             directory,
             self.model.state_dict() if state_dict is None else state_dict,
             {"node_feature_dim": self.dataset.node_feature_dim, "edge_feature_dim": self.dataset.edge_feature_dim,
-             **{key: int(self.config[key]) for key in
+             **{key: int(config[key]) for key in
                 ("atom_embedding_size", "num_graph_conv_layers", "fc_feat_size", "num_fc_layers")}},
             self.y_mean,
             self.y_std,

@@ -488,9 +488,11 @@ class RobertaRTETrainable(tune.Trainable):
 
     # -- the model folder ------------------------------------------------------------------------
 
-    def export_model(self, directory: str, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+    def export_model(self, directory: str, state_dict: dict[str, torch.Tensor] | None = None,
+                     config: dict | None = None) -> None:
         """``save_pretrained`` folder of the classifier (``state_dict``'s weights, default the current ones)
-        and its tokenizer, with ``id2label``/``label2id`` (trainables/roberta/export.py)."""
+        and its tokenizer, with ``id2label``/``label2id`` (trainables/roberta/export.py). ``config`` is
+        accepted for symmetry with CGCNN: no hyperparameter changes the classifier's architecture."""
         from trainables.roberta.export import save_classifier
 
         save_classifier(directory, self.model, self.tokenizer, state_dict)

@@ -102,7 +102,7 @@ def keeping_best(trainable: type, config: ExperimentConfig, experiment: str | No
             tracker = self._best_tracker()
             if tracker["state"] is not None:
                 folder = os.path.join(checkpoint_dir, BEST_MODEL_DIR)
-                self.export_model(folder, tracker["state"])
+                self.export_model(folder, tracker["state"], tracker["config"])
                 write_info(folder, model_info(describe, self.options, "checkpoint", tracker["trial_id"],
                                               tracker["config"], tracker["result"]))
             return saved
@@ -146,7 +146,7 @@ def write_model_folder(trainable: Any, state: dict[str, Any], info: dict[str, An
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    trainable.export_model(str(staging), state)
+    trainable.export_model(str(staging), state, info.get("config"))
     write_info(staging, info)
     _replace_folder(staging, target)
 
