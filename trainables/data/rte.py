@@ -33,6 +33,7 @@ import numpy as np
 from filelock import FileLock
 
 from trainables.data import DataError
+from trainables.data.text_classification import read_json_lines
 
 LABELS = {"entailment": 0, "not_entailment": 1}
 LABEL_NAMES = {0: "entailment", 1: "not_entailment"}
@@ -122,23 +123,13 @@ def read_jsonl(path: str | Path) -> RTESplit:
     """One SuperGLUE RTE file: a JSON object per line with ``premise``, ``hypothesis``, ``label``."""
     path = Path(path)
     premises, hypotheses, labels = [], [], []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{where}: invalid JSON ({error.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            missing = [key for key in ("premise", "hypothesis", "label") if key not in row]
-            if missing:
-                raise DataError(f"{where}: missing field(s) {', '.join(missing)}")
-            premises.append(_text(row["premise"], "premise", where))
-            hypotheses.append(_text(row["hypothesis"], "hypothesis", where))
-            labels.append(parse_label(row["label"], where))
+    for where, row in read_json_lines(path):
+        missing = [key for key in ("premise", "hypothesis", "label") if key not in row]
+        if missing:
+            raise DataError(f"{where}: missing field(s) {', '.join(missing)}")
+        premises.append(_text(row["premise"], "premise", where))
+        hypotheses.append(_text(row["hypothesis"], "hypothesis", where))
+        labels.append(parse_label(row["label"], where))
     return _split(premises, hypotheses, labels, path)
 
 

@@ -65,24 +65,32 @@ def parse_text_fields(value: str | Sequence[str] | None) -> tuple[str, ...] | No
     return tuple(names)
 
 
+def read_json_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(where, object) for each non-blank line of a JSON-lines file; DataError naming the line otherwise."""
+    rows: list[tuple[str, dict[str, Any]]] = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{where}: invalid JSON ({error.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            rows.append((where, row))
+    return rows
+
+
 def _rows(path: Path) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
     """The file's field names (the header, or every key the JSON objects use) and its (where, row) pairs."""
     rows: list[tuple[str, dict[str, Any]]] = []
     if path.suffix == ".jsonl":
+        rows = read_json_lines(path)
         fields: dict[str, None] = {}
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{number}"
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise DataError(f"{where}: invalid JSON ({error.msg})") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
-                fields.update(dict.fromkeys(row))
-                rows.append((where, row))
+        for _, row in rows:
+            fields.update(dict.fromkeys(row))
         return list(fields), rows
     with open(path, encoding="utf-8", newline="") as handle:
         # GLUE's .tsv files hold unbalanced quote characters inside sentences: no quoting there.
