@@ -55,10 +55,8 @@ def oom_guarded(method: Callable) -> Callable:
 
 
 def _ended_by_oom(self: Any, where: str, error: str) -> dict[str, Any]:
-    release = getattr(self, "release_training_state", None)
-    if release is not None and where == "step":
-        release()
-    free_gpu_memory(getattr(self, "device", torch.device("cpu")))
+    if where == "step":  # (setup freed its memory when it failed)
+        self.release_training_state()  # optimiser state and gradients, then the cached blocks
     fields = self.oom_result()
     print(f"{type(self).__name__}: out of GPU memory in {where}; this trial ends (oom): {error}", flush=True)
     return {**fields, "oom": True, "oom_where": where, "oom_error": error, "diverged": False,

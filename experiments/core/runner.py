@@ -61,8 +61,7 @@ def checkpoint_config(config: ExperimentConfig) -> Any:
     loads the donor's newest checkpoint, so two per trial cover a donor that saves again before its
     recipient restores (a population-sized retention kept all 40 checkpoints of RoBERTa's 8 x 5 epochs).
     PBT's trials write their best model once, at their end, instead (experiments/core/best_model.py):
-    a PBT winner cannot be retrained from a configuration. (With a checkpoint at each PBT trial's end,
-    a RoBERTa PBT smoke run looped: its last live trial was exploited at the same epoch again and again.)
+    a PBT winner cannot be retrained from a configuration.
     """
     from ray import tune
 
