@@ -81,11 +81,6 @@ def trial_device(requested: str | None = None, gpu_share: float | None = None) -
     return TrialDevice(device, 0.0, "requested outside Ray")
 
 
-def select_device(requested: str | None = None) -> torch.device:
-    """The trial's device (see :func:`trial_device`)."""
-    return trial_device(requested).device
-
-
 def cap_gpu_memory(placed: TrialDevice) -> str:
     """Cap this process's GPU memory at the trial's share of the card; a few words for the device line.
 
