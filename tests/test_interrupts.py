@@ -18,8 +18,9 @@ import yaml
 from experiments.core.config import resolve_config
 from experiments.core.experiment_dir import ExperimentLock
 from experiments.core.interrupts import graceful_stop_signals
-from experiments.core.runner import main, saved_trial_states
+from experiments.core.runner import main
 from experiments.core.strategies import STRATEGIES
+from experiments.core.tune_state import saved_trial_states
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -200,6 +201,13 @@ def test_sigterm_mid_run_saves_the_summary_and_resume_keeps_finished_trials(tmp_
     # The signal lands in a trial (it is unfinished) or between two (the next ones never started).
     assert summary["num_unfinished"] + summary["num_not_started"] > 0, summary
     assert f"resume with: {summary['resume_command']}" in out
+    # Each trial under its own id: a pending trial's metrics may carry its reused actor's previous id.
+    assert len({t["trial_id"] for t in summary["trials"]}) == summary["num_trials"], summary["trials"]
+    # Trials the stop left unfinished are interrupted, not stopped early (in memory Tune shows them stopped).
+    assert sum(1 for t in summary["trials"] if t.get("interrupted")) == summary["num_unfinished"], summary
+    ended_early = [t for t in summary["trials"] if t["done"] and t["iteration"] < 20 and not t["diverged"]]
+    assert summary["num_early_stopped"] == len(ended_early), summary
+    assert "all done" not in out and "stopped unfinished" in out, out[-3000:]
     finished_before = _terminated_trials(exp)
     assert finished_before
 

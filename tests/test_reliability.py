@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from experiments.core.runner import main, saved_trial_states
+from experiments.core.runner import main
+from experiments.core.tune_state import saved_trial_states
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

@@ -220,8 +220,8 @@ def keep_from_checkpoint(config: ExperimentConfig, exp_dir: Path, results: Any,
         return entry
     started = time.perf_counter()
     best = summary["best"]
-    result = next((r for r in results if Path(r.path).name == best["trial_id"]
-                   or (r.metrics or {}).get("trial_id") == best["trial_id"]), None)
+    path = next((t["path"] for t in summary["trials"] if t["trial_id"] == best["trial_id"]), None)
+    result = next((r for r in results if r.path == path), None)  # (summary.json's trial ids are Tune's saved ones)
     checkpoint = getattr(result, "checkpoint", None) if result is not None else None
     source = exp_dir / TRIAL_MODELS_DIR / best["trial_id"]
     if not source.is_dir() and checkpoint is not None:  # an interrupted trial: its last checkpoint's best so far

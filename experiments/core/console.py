@@ -140,10 +140,18 @@ class ConsoleReporter(Callback):
         scored = [(t, v) for t, v in scored if _finite(v)]
         return min(scored, key=lambda tv: sign * tv[1]) if scored else None
 
+    @staticmethod
+    def _ended(trial: Any) -> bool:
+        """Errored, or ended by its stop condition, its scheduler or itself: Tune marks that last result
+        ``done``. A stop signal (or the time budget) leaves the others stopped in memory but unfinished."""
+        return trial.status == "ERROR" or (trial.status == "TERMINATED" and bool((trial.last_result or {}).get("done")))
+
     def progress_line(self, trials: list[Any]) -> str:
-        """``[elapsed] trials: done/total (stopped early, errored), running | epochs | best | time left``."""
+        """``[elapsed] trials: done/total (stopped early, errored), running | epochs | best | time left``;
+        after a stop, ``N stopped unfinished`` instead of the time left."""
         elapsed = time.monotonic() - self.start
-        done = [t for t in trials if t.status in ("TERMINATED", "ERROR")]
+        done = [t for t in trials if self._ended(t)]
+        unfinished = [t for t in trials if t.status == "TERMINATED" and not self._ended(t)]
         running = sum(1 for t in trials if t.status == "RUNNING")
         errored = sum(1 for t in done if t.status == "ERROR")
         early = sum(1 for t in done if self._stopped_early(t))
@@ -159,6 +167,8 @@ class ConsoleReporter(Callback):
         left = self._time_left(elapsed, epochs, [self._epochs(t) for t in done], open_epochs)
         if total and len(done) >= total:
             parts.append("all done")
+        elif unfinished and not running:
+            parts.append(f"{len(unfinished) + max(0, total - len(trials))} stopped unfinished")
         else:
             parts.append(f"~{_fmt_duration(left)} left" if left is not None else "time left ?")
         return " | ".join(parts)

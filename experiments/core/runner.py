@@ -45,7 +45,8 @@ from experiments.core.scheduler_state import SchedulerMemory
 from experiments.core.seeding import seed_scheduler_rngs
 from experiments.core.startup import FirstResultCallback, StartupTimeline
 from experiments.core.strategies import STRATEGIES, build_scheduler, build_search
-from experiments.core.summary import format_table, left_to_run, mark_ending, summarize, write_summary
+from experiments.core.summary import format_table, left_to_run, mark_ending, mark_unfinished, summarize, write_summary
+from experiments.core.tune_state import saved_trial_statuses
 from search_spaces import SearchSpace, SpaceError, load_space
 
 
@@ -276,18 +277,6 @@ def load_snapshot_config(strategy: str, args: dict[str, Any]) -> ExperimentConfi
     return config
 
 
-def saved_trial_states(exp_dir: Path) -> list[str]:
-    """Trial statuses as Tune last saved them (the in-memory ones are all stopped after a Ctrl-C)."""
-    states = sorted(exp_dir.glob("experiment_state-*.json"))  # named by start time; a resume adds one
-    if not states:
-        return []
-    try:
-        trial_data = json.loads(states[-1].read_text()).get("trial_data", [])
-    except (OSError, ValueError):  # truncated (full disk, killed mid-write): Tune.restore reports it
-        return []
-    return [(json.loads(t[0]) if isinstance(t, list) else t).get("status", "") for t in trial_data]
-
-
 def check_saved_state(exp_dir: Path) -> None:
     """For ``--resume``: Tune's saved state is there and readable, else a ConfigError naming the file.
 
@@ -445,8 +434,8 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
     summary = summarize(config, name, space, results, wall_time, prepared, reproduce)
     # Trials neither finished nor errored mean the run was interrupted (Ctrl-C): Tune saved its
     # state, so the experiment can be resumed where it stopped.
-    states = saved_trial_states(exp_dir)
-    summary["num_unfinished"] = sum(1 for status in states if status not in ("TERMINATED", "ERROR"))
+    states = saved_trial_statuses(exp_dir)
+    mark_unfinished(summary, states)  # num_unfinished; those trials are interrupted, not stopped early
     summary["num_not_started"] = trials_not_started(config, len(states), wall_time)  # the budget is total
     summary["resume_command"] = resume_command(config, name)
     summary["startup"] = timeline.summary()

@@ -25,6 +25,7 @@ from typing import Any
 from experiments.core.config import ExperimentConfig
 from experiments.core.scores import best_position, is_number, rank_trials
 from experiments.core.strategies import STRATEGIES
+from experiments.core.tune_state import saved_trial_ids
 from search_spaces import SearchSpace
 
 
@@ -50,7 +51,8 @@ def _best_result(result: Any, metric: str, mode: str) -> dict[str, Any] | None:
     return None if position is None else history.iloc[position].to_dict()
 
 
-def _trial_record(result: Any, config: ExperimentConfig) -> dict[str, Any]:
+def _trial_record(result: Any, config: ExperimentConfig, ids: dict[str, str]) -> dict[str, Any]:
+    """One trial of summary.json; ``ids``: trial folder name -> trial id (``tune_state.saved_trial_ids``)."""
     metrics = result.metrics or {}
     test_metric = config.model_spec.test_metric
     # The trial's score is its best reported result, and the test metric is the one reported with it
@@ -59,7 +61,8 @@ def _trial_record(result: Any, config: ExperimentConfig) -> dict[str, Any]:
     if best is None:
         best = metrics if is_number(metrics.get(config.metric)) else {}
     return {
-        "trial_id": metrics.get("trial_id") or Path(result.path).name,
+        # Before a trial's first report its metrics may carry another trial's id (tune_state.saved_trial_ids).
+        "trial_id": ids.get(Path(result.path).name) or metrics.get("trial_id") or Path(result.path).name,
         "config": {k: v for k, v in (result.config or {}).items()},
         "metric": best.get(config.metric),
         test_metric: best.get(test_metric),
@@ -98,7 +101,9 @@ def summarize(
     """Build the summary dict of a finished (or stopped) experiment from Ray's ``ResultGrid``."""
     import ray
 
-    trials = [_trial_record(r, config) for r in results]
+    results = list(results)
+    ids = saved_trial_ids(Path(results[0].path).parent) if results else {}
+    trials = [_trial_record(r, config, ids) for r in results]
     ranked = rank_trials(trials, config.mode)  # the one definition of "best": experiments/core/scores.py
     test_metric = config.model_spec.test_metric
     best = None
@@ -121,8 +126,7 @@ def summarize(
         "num_errored": len(trials) - len(finished),
         # Trials a time budget ended before their first result were not stopped by the scheduler.
         "num_not_started": sum(1 for t in finished if not t["iteration"]),
-        "num_early_stopped": sum(1 for t in finished if 0 < t["iteration"] and t["epochs"] < t["planned_epochs"]
-                                 and not t["diverged"] and not t["collapsed"] and not t["oom"]),
+        "num_early_stopped": count_early_stopped(trials),
         "num_diverged": sum(1 for t in trials if t["diverged"]),
         "num_collapsed": sum(1 for t in trials if t["collapsed"]),
         "num_oom": sum(1 for t in trials if t["oom"]),
@@ -146,6 +150,27 @@ def summarize(
 
 
 ENDINGS = ("completed", "time_budget", "interrupted", "trial_error")
+
+
+def count_early_stopped(trials: list[dict[str, Any]]) -> int:
+    """Trials the scheduler or the time budget stopped before their planned epochs (not errored,
+    diverged, collapsed or out of memory, and not ``interrupted``: a resume continues those)."""
+    return sum(1 for t in trials if not t["errored"] and not t.get("interrupted") and 0 < t["iteration"]
+               and t["epochs"] < t["planned_epochs"] and not t["diverged"] and not t["collapsed"] and not t["oom"])
+
+
+def mark_unfinished(summary: dict[str, Any], saved_statuses: dict[str, str]) -> None:
+    """``num_unfinished`` from Tune's saved trial statuses (trial id -> status, ``runner.saved_trial_statuses``).
+
+    A stop signal leaves running and pending trials unfinished in the saved state (in memory Tune shows
+    them stopped): each is marked ``interrupted`` and no longer counts as stopped early.
+    """
+    unfinished = {tid for tid, status in saved_statuses.items() if status not in ("TERMINATED", "ERROR")}
+    summary["num_unfinished"] = len(unfinished)
+    for trial in summary["trials"]:
+        if trial["trial_id"] in unfinished and not trial["errored"]:
+            trial["interrupted"] = True
+    summary["num_early_stopped"] = count_early_stopped(summary["trials"])
 
 
 def mark_ending(summary: dict[str, Any], time_budget_s: float | None) -> None:

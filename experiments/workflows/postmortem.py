@@ -28,8 +28,9 @@ def summarize_saved_state(strategy: str, exp_dir: Path) -> dict | None:
     from ray.tune import ExperimentAnalysis, ResultGrid
 
     from experiments.core.config import ConfigError
-    from experiments.core.runner import load_snapshot_config, resume_command, saved_trial_states
-    from experiments.core.summary import mark_ending, summarize, write_summary
+    from experiments.core.runner import load_snapshot_config, resume_command
+    from experiments.core.summary import mark_ending, mark_unfinished, summarize, write_summary
+    from experiments.core.tune_state import saved_trial_statuses
     from search_spaces import load_space
 
     run_resume = None
@@ -55,7 +56,7 @@ def summarize_saved_state(strategy: str, exp_dir: Path) -> dict | None:
     wall_time = max(((r.metrics or {}).get("time_total_s") or 0.0 for r in results), default=0.0)
     reproduce = f"python experiments/run_{strategy}.py --config {exp_dir / 'experiment.yaml'}"
     summary = summarize(config, exp_dir.name, space, results, wall_time, {}, reproduce)
-    summary["num_unfinished"] = sum(1 for s in saved_trial_states(exp_dir) if s not in ("TERMINATED", "ERROR"))
+    mark_unfinished(summary, saved_trial_statuses(exp_dir))
     # The driver died mid-stop: trials that errored with it cannot be told from real failures, so the
     # resume retries errored trials too.
     summary["resume_command"] = (run_resume or resume_command(config, exp_dir.name)) + " --resume-errored"
