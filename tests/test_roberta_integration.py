@@ -173,6 +173,32 @@ def test_run_pbt_roberta_smoke_on_tsv(tmp_path, tiny_model):
 
 
 @pytest.mark.slow
+def test_under_pbt_collapsed_members_are_exploited_and_train_on(tmp_path_factory, tmp_path):
+    """A checkpoint that predicts one class for every pair: its members collapse; PBT exploits them at their
+    next perturbation instead of ending them (pbt_global.txt), and they train on to the end."""
+    constant = build_tiny_roberta(tmp_path_factory.mktemp("constant"), constant_class=1)
+    proc = run_script("run_pbt.py", "--model", "roberta_rte", "--model-name-or-path", str(constant), "--data",
+                      str(FIXTURES / "glue"), "--smoke-test", "--gpus-per-trial", "0", "--storage-path",
+                      str(tmp_path), "--name", "pbt", cache=tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    experiment = tmp_path / "pbt"
+    rows = {p.parent.name.split("_")[2]: list(csv.DictReader(open(p, newline="")))
+            for p in experiment.glob("*/progress.csv")}
+    exploits = [json.loads(line) for line in (experiment / "pbt_global.txt").read_text().splitlines()]
+    exploited_after_collapse = 0
+    for recipient_tag, _donor, recipient_step, *_ in exploits:
+        trial_rows = rows[f"{int(recipient_tag.split('_')[0]):05d}"]
+        collapsed_at = [int(r["training_iteration"]) for r in trial_rows if r["collapsed"] == "True"]
+        if collapsed_at and collapsed_at[0] <= recipient_step:
+            exploited_after_collapse += 1
+            later = [r for r in trial_rows if int(r["training_iteration"]) > recipient_step]
+            assert not later or later[0]["restored_from_trial"], later[0]  # it went on from a donor's checkpoint
+    assert exploited_after_collapse >= 1, (exploits, {k: [r["collapsed"] for r in v] for k, v in rows.items()})
+    for trial_rows in rows.values():  # none ended at its collapse: every member trained to the smoke test's end
+        assert float(trial_rows[-1]["epoch"]) == 4, [(r["epoch"], r["collapsed"]) for r in trial_rows]
+
+
+@pytest.mark.slow
 def test_bad_label_fails_before_any_trial(tmp_path, tiny_model):
     data = tmp_path / "rte"
     data.mkdir()

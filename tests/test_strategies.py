@@ -234,28 +234,44 @@ def test_run_pbt_exploits_continue_from_the_donors_checkpoint_with_a_changed_con
     exploits = [json.loads(line) for line in (tmp_path / "pbt" / "pbt_global.txt").read_text().splitlines()]
     assert exploits, "PBT performed no exploit"
     trial_paths = {Path(t["path"]).name.split("_")[2]: Path(t["path"]) for t in summary["trials"]}
+    trial_ids = {Path(t["path"]).name.split("_")[2]: t["trial_id"] for t in summary["trials"]}
+    rows = {tag: [json.loads(line) for line in (path / "result.json").read_text().splitlines()]
+            for tag, path in trial_paths.items()}
 
-    verified = 0
-    for recipient_tag, _donor_tag, _recipient_step, donor_step, donor_config, new_config in exploits:
+    verified, superseded = 0, 0
+    for n, (recipient_tag, donor_tag, _recipient_step, donor_step, donor_config, new_config) in enumerate(exploits):
         if donor_step >= max_epochs:
             continue  # exploited as training ended: no epoch follows
         # Ray's PBT: the lr (log scale, mutable) changes; batch size and architecture are the donor's.
         assert new_config["lr"] != donor_config["lr"]
         assert {k: v for k, v in new_config.items() if k != "lr"} == {k: v for k, v in donor_config.items()
                                                                      if k != "lr"}
-        rows = [json.loads(line) for line in
-                (trial_paths[f"{int(recipient_tag.split('_')[0]):05d}"] / "result.json").read_text().splitlines()]
+        recipient, donor = (f"{int(tag.split('_')[0]):05d}" for tag in (recipient_tag, donor_tag))
         # Tune logs no row for a result on which PBT pauses a trial, so take the first one logged after.
-        after = [r for r in rows if r["training_iteration"] > donor_step and r["config"] == new_config]
-        if after:
-            # The trainable's own epoch counter came back from the donor's checkpoint (saved with its
-            # weights and optimiser state in one file): a rebuilt, unrestored model would count from 1.
-            # (Synchronous PBT logs the donor's iteration one behind while the donor is paused at the
-            # perturbation: Ray reads it from the donor's last result Tune kept, hence only > donor_step.)
-            assert after[0]["epoch"] == after[0]["training_iteration"] >= 2
-            assert after[0]["training_iteration"] > donor_step
-            verified += 1
-    assert verified >= 1
+        after = [r for r in rows[recipient] if r["training_iteration"] > donor_step and r["config"] == new_config]
+        if not after:
+            # Exploited again before it logged a row with this config: the later exploit is checked instead.
+            assert any(e[0] == recipient_tag for e in exploits[n + 1:]), (recipient_tag, donor_step)
+            superseded += 1
+            continue
+        # The recipient's trial log names the checkpoint its model came from: the donor's, saved by the
+        # donor's own trial at the epoch PBT cloned (the trainable records who saved a checkpoint).
+        assert after[0]["restored_from_trial"] == trial_ids[donor], (after[0], trial_ids[donor])
+        assert after[0]["epoch"] == after[0]["restored_from_epoch"] + 1, after[0]
+        # The epoch counter came back with the weights (a rebuilt, unrestored model would count from 1).
+        # (Synchronous PBT logs the donor's iteration one behind while the donor is paused at the
+        # perturbation: Ray reads it from the donor's last result Tune kept, hence only > donor_step.)
+        assert after[0]["epoch"] == after[0]["training_iteration"] >= 2
+        assert after[0]["training_iteration"] > donor_step
+        verified += 1
+    assert verified >= 1 and verified + superseded == sum(1 for e in exploits if e[3] < max_epochs)
+    # No trial ever reports a checkpoint of a trial that was not its donor or itself.
+    donors = {f"{int(e[0].split('_')[0]):05d}": set() for e in exploits}
+    for e in exploits:
+        donors[f"{int(e[0].split('_')[0]):05d}"].add(trial_ids[f"{int(e[1].split('_')[0]):05d}"])
+    for tag, trial_rows in rows.items():
+        sources = {r["restored_from_trial"] for r in trial_rows} - {"", trial_ids[tag]}
+        assert sources <= donors.get(tag, set()), (tag, sources)
     # Ray's num_to_keep is per trial: each member keeps its 2 newest checkpoints, and no exploit found its
     # donor's gone (a failed restore errors the trial: num_errored is 0 above).
     kept = {tag: len(list(path.glob("checkpoint_*"))) for tag, path in trial_paths.items()}

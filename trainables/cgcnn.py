@@ -152,6 +152,7 @@ class CGCNNTrainable(tune.Trainable):
 
     def _build(self, config: dict) -> None:
         """Model, optimiser and lr schedule for ``config``; the data stays as loaded."""
+        self.restored_from = ("", 0)  # (trial, epoch) of the checkpoint last loaded: see load_checkpoint
         self.seed = int(config.get("seed", 0))
         torch.manual_seed(self.seed)
         self.model = CGCNN(
@@ -215,6 +216,10 @@ class CGCNNTrainable(tune.Trainable):
             "baseline_val_mae": self.baseline_val_mae,
             "node_id": self.node_id,
             "graphs_trained": count,
+            # Whose checkpoint (trial id, epoch) this model continues from; "" and 0 if none. Under PBT
+            # the donor's id after an exploit; after a resume the trial's own.
+            "restored_from_trial": self.restored_from[0],
+            "restored_from_epoch": self.restored_from[1],
             "time_train_s": trained - started,
             "step_started_at": started_at,  # Unix time: the gaps between steps are Ray's and Tune's share
             # Setup (or reset_config) and actor start-up seconds, in this trial's first result only.
@@ -258,7 +263,8 @@ class CGCNNTrainable(tune.Trainable):
         # With the trial's config, these determine the rest of the run: the shuffle and the lr
         # schedule are functions of (seed, epoch); Adam's moments and batch-norm statistics are here.
         torch.save(
-            {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": self.epoch},
+            {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": self.epoch,
+             "saved_by": self.trial_id},
             os.path.join(checkpoint_dir, CHECKPOINT_FILE),
         )
 
@@ -272,6 +278,7 @@ class CGCNNTrainable(tune.Trainable):
         for group in self.optimizer.param_groups:
             group["weight_decay"] = float(self.config.get("weight_decay", 0.0))
         self.epoch = state["epoch"]
+        self.restored_from = (str(state.get("saved_by", "")), int(self.epoch))  # older checkpoints lack saved_by
         self._set_lr(self.epoch * self.steps_per_epoch)
 
     def release_training_state(self) -> None:
