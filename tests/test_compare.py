@@ -333,3 +333,23 @@ def test_a_resumed_experiments_time_axis_leaves_the_pause_out(tmp_path):
     # Without a recorded last result, session 1 ends at its last result on disk (20 s).
     write_sessions(exp_dir, [(s1, []), (s2, [])])
     assert list(result_times(load_experiment(exp_dir))["elapsed_s"]) == [10.0, 20.0, 25.0, 35.0]
+
+
+def test_bohb_and_optuna_runs_pool_only_with_their_own_settings_equal(tmp_path):
+    def run(name, searcher, scheduler, seed, **changes):
+        return write_experiment(tmp_path, name, searcher, scheduler, seed,
+                                [(10, f"{name}a", 5.0), (20, f"{name}b", 4.0)], settings={**CGCNN, **changes})
+
+    rs = [run("rs0", "random", "fifo", 0)]
+    optuna = [run("op0", "optuna", "asha", 0, n_initial_points=4), run("op1", "optuna", "asha", 1, n_initial_points=4)]
+    bohb = [run("bohb0", "bohb", "bohb", 0, max_concurrent_search=2)]
+    rows, _ = compare(rs + optuna + bohb, tmp_path / "cmp", k=1)
+    settings = {r.label: r.settings for r in rows}
+    assert "n_initial_points=4" in settings["optuna + asha"] and "max_concurrent_search=2" in settings["bohb + bohb"]
+    assert "reduction_factor=2" in settings["bohb + bohb"]
+    other = run("op2", "optuna", "asha", 2, n_initial_points=8)
+    with pytest.raises(ConfigError, match=r"n_initial_points within optuna \+ asha: 4 \(op0, op1\); 8 \(op2\)"):
+        compare(rs + optuna + [other], tmp_path / "cmp", k=1)
+    eta = run("bohb1", "bohb", "bohb", 1, max_concurrent_search=2, reduction_factor=3.0)
+    with pytest.raises(ConfigError, match=r"reduction_factor within bohb \+ bohb"):
+        compare(rs + bohb + [eta], tmp_path / "cmp", k=1)

@@ -230,8 +230,10 @@ SHARED = ("space", "max_epochs", "time_budget_s", "cpus_per_trial", "gpus_per_tr
 SCHEDULER_SETTINGS = {"asha": ("grace_period", "reduction_factor"),
                       "ahb": ("grace_period", "reduction_factor", "brackets"),
                       "pbt": ("perturbation_interval", "synch", "burn_in_period", "quantile_fraction",
-                              "resample_probability")}
+                              "resample_probability"),
+                      "bohb": ("reduction_factor",)}  # HyperBandForBOHB: brackets from max_epochs and eta
 SEARCHER_SETTINGS = {"hyperopt": ("n_initial_points", "max_concurrent_search"), "dragonfly": ("max_concurrent_search",),
+                     "optuna": ("n_initial_points", "max_concurrent_search"), "bohb": ("max_concurrent_search",),
                      "quasirandom": ("quasirandom_sampler",)}
 _RUNNER_FIELDS = {f.name for f in fields(ExperimentConfig)}
 _NOT_SETTINGS = ("searcher", "scheduler", "cache_dir")  # cache_dir: where prepared data is kept, not what it is
