@@ -21,12 +21,9 @@ EVENT = re.compile(r"^\[\d+:\d\d\] trial (\S+) (started|finished|stopped by the 
                    r"exploited by PBT)\b")
 
 
-def trial(trial_id, status, trained, val_mae, done=None, **config):
-    """A trial as the reporter sees it; Tune marks the last result of an ended trial ``done``."""
-    result = {"training_iteration": trained, "val_mae": val_mae} if trained else {}
-    if status == "TERMINATED" if done is None else done:
-        result["done"] = True
-    return SimpleNamespace(trial_id=trial_id, status=status, config=config, last_result=result)
+def trial(trial_id, status, trained, val_mae, **config):
+    return SimpleNamespace(trial_id=trial_id, status=status, config=config,
+                           last_result={"training_iteration": trained, "val_mae": val_mae} if trained else {})
 
 
 def test_progress_line_on_constructed_trials():
@@ -45,12 +42,12 @@ def test_progress_line_on_constructed_trials():
 
 
 def test_a_stopped_experiment_counts_its_unfinished_trials_as_unfinished():
-    """After a stop signal Tune shows every trial stopped; those it did not end (no ``done``) are not done."""
+    """After a stop signal Tune shows every trial stopped; its saved state names those left unfinished."""
     reporter = ConsoleReporter("val_mae", "min", max_epochs=20)
     reporter.total, reporter.start = 5, time.monotonic() - 100.0
     trials = [trial("a", "TERMINATED", 4, 0.3), trial("b", "TERMINATED", 20, 0.1),
-              trial("c", "TERMINATED", 6, 0.2, done=False), trial("d", "TERMINATED", 0, None, done=False)]
-    assert reporter.progress_line(trials).endswith(
+              trial("c", "TERMINATED", 6, 0.2), trial("d", "TERMINATED", 0, None)]
+    assert reporter.progress_line(trials, unfinished={"c", "d"}).endswith(
         "trials 2/5 done (1 stopped early, 0 errored), 0 running | 30 epochs | best val_mae 0.1 (b) "
         "| 3 stopped unfinished")
 

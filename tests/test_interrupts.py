@@ -222,6 +222,39 @@ def test_sigterm_mid_run_saves_the_summary_and_resume_keeps_finished_trials(tmp_
 
 
 @pytest.mark.slow
+def test_bohb_interrupted_after_a_rung_resumes_and_finishes(tmp_path, smoke_cache):
+    """BOHB's brackets are not saved: a resumed run rebuilds them from the unfinished trials and finishes
+    (Ray's scheduler put the finished trials in the new brackets too, and waited for them forever)."""
+    env = {**_env(tmp_path), "HPO_SUITE_CACHE": str(smoke_cache)}
+    args = ["--smoke-test", "--num-samples", "6", "--max-epochs", "9", "--reduction-factor", "3",
+            "--checkpoint-frequency", "3", "--storage-path", str(tmp_path), "--name", "bohb"]
+    exp = tmp_path / "bohb"
+    proc = _script("bohb", args, env)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and "TERMINATED" not in saved_trial_states(exp):
+        time.sleep(0.5)
+    assert "TERMINATED" in saved_trial_states(exp), "no trial was stopped at a rung before the deadline"
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    first = json.loads((exp / "summary.json").read_text())
+    if proc.returncode == 0:  # the signal came as the last bracket ended: nothing left to resume
+        assert first["num_unfinished"] == 0, first
+        pytest.skip("the run finished before the stop signal reached it")
+    assert proc.returncode == 130 and first["num_unfinished"] > 0, out[-3000:]
+    resumed = _script("bohb", ["--resume", "--name", "bohb", "--storage-path", str(tmp_path)], env)
+    try:
+        out, _ = resumed.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(resumed.pid, signal.SIGKILL)
+        out, _ = resumed.communicate()
+        pytest.fail(f"the resumed BOHB run did not finish in 300 s:\n{out[-3000:]}")
+    assert resumed.returncode == 0, out[-3000:]
+    summary = json.loads((exp / "summary.json").read_text())
+    assert summary["num_trials"] == 6 and summary["num_errored"] == 0 and summary["num_unfinished"] == 0, summary
+    assert summary["best"] is not None and max(t["iteration"] for t in summary["trials"]) == 9, summary["trials"]
+
+
+@pytest.mark.slow
 def test_fail_fast_then_advised_resume_completes_every_planned_trial(faulty_models, tmp_path, capsys):
     """Fail-fast stops through the interrupt path, so `--resume --resume-errored` runs the plan to its end."""
     args = ["--model", "cgcnn_fail_once_in_all", "--smoke-test", "--num-samples", "4", "--max-epochs", "5",

@@ -32,6 +32,8 @@ from typing import Any
 
 from ray.tune import Callback
 
+from experiments.core.tune_state import saved_trial_statuses
+
 PROGRESS_EVERY_S = 15.0  # off a terminal: a progress line this often
 REDRAW_EVERY_S = 0.5  # on a terminal: the live line's refresh
 
@@ -96,13 +98,14 @@ class ConsoleReporter(Callback):
         """Print one event line, stamped with the time since the experiment started."""
         self._write(f"[{_fmt_duration(time.monotonic() - self.start)}] {line}")
 
-    def _progress(self, trials: list[Any], force: bool = False) -> None:
+    def _progress(self, trials: list[Any], force: bool = False, unfinished: frozenset[str] | set[str] = frozenset()
+                  ) -> None:
         now = time.monotonic()
         every = REDRAW_EVERY_S if self._tty() else PROGRESS_EVERY_S
         if not force and now - self.last_progress < every:
             return
         self.last_progress = now
-        line = self.progress_line(trials)
+        line = self.progress_line(trials, unfinished)
         if self._tty() and not force:
             sys.stdout.write("\r\033[K" + line)
             sys.stdout.flush()
@@ -140,18 +143,15 @@ class ConsoleReporter(Callback):
         scored = [(t, v) for t, v in scored if _finite(v)]
         return min(scored, key=lambda tv: sign * tv[1]) if scored else None
 
-    @staticmethod
-    def _ended(trial: Any) -> bool:
-        """Errored, or ended by its stop condition, its scheduler or itself: Tune marks that last result
-        ``done``. A stop signal (or the time budget) leaves the others stopped in memory but unfinished."""
-        return trial.status == "ERROR" or (trial.status == "TERMINATED" and bool((trial.last_result or {}).get("done")))
+    def progress_line(self, trials: list[Any], unfinished: frozenset[str] | set[str] = frozenset()) -> str:
+        """``[elapsed] trials: done/total (stopped early, errored), running | epochs | best | time left``.
 
-    def progress_line(self, trials: list[Any]) -> str:
-        """``[elapsed] trials: done/total (stopped early, errored), running | epochs | best | time left``;
-        after a stop, ``N stopped unfinished`` instead of the time left."""
+        ``unfinished``: ids of the trials a stop left unfinished (in memory Tune shows them stopped; its
+        saved state does not): they are not done, and the line ends ``N stopped unfinished``.
+        """
         elapsed = time.monotonic() - self.start
-        done = [t for t in trials if self._ended(t)]
-        unfinished = [t for t in trials if t.status == "TERMINATED" and not self._ended(t)]
+        done = [t for t in trials if t.status in ("TERMINATED", "ERROR") and t.trial_id not in unfinished]
+        unfinished = [t for t in trials if t.trial_id in unfinished]
         running = sum(1 for t in trials if t.status == "RUNNING")
         errored = sum(1 for t in done if t.status == "ERROR")
         early = sum(1 for t in done if self._stopped_early(t))
@@ -261,7 +261,11 @@ class ConsoleReporter(Callback):
         self._progress(trials)
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
-        self._progress(trials, force=True)
+        unfinished: set[str] = set()
+        if self.experiment_path:  # Tune saved its state before this hook: after a stop it names the unfinished
+            statuses = saved_trial_statuses(Path(self.experiment_path))
+            unfinished = {tid for tid, status in statuses.items() if status not in ("TERMINATED", "ERROR")}
+        self._progress(trials, force=True, unfinished=unfinished)
 
 
 def plain_worker_log_prefixes() -> None:

@@ -58,14 +58,33 @@ class SpecBOHB(TuneBOHB):
 
 
 class HyperBandForBOHBStopsSaved(HyperBandForBOHB):
-    """Ray's ``HyperBandForBOHB`` whose stops of paused trials reach the saved experiment state.
+    """Ray's ``HyperBandForBOHB`` whose stops of paused trials reach the saved experiment state, and
+    which a resumed experiment can finish.
 
     Measured with Ray 2.60 (``run_bohb.py --smoke-test``, 4 of 6 runs, Tune's debug log): when
     successive halving stops a PAUSED trial, ``TuneController._schedule_trial_stop`` returns early
     (the trial has no live actor) before it marks the trial for the experiment state, so the
     trial is TERMINATED in memory but PAUSED on disk: the run reports an unfinished trial (exit
     130) and a resume would start it again. Such trials are marked here after each bracket step.
+
+    Resume: Tune does not save the scheduler, and on restore it adds every trial to the new one,
+    finished ones included. Ray's scheduler put those in brackets where they never report again,
+    so the brackets never completed and the resumed run waited forever with nothing running
+    (measured: 6 minutes, 0 trials running, until killed). Here finished trials join no bracket;
+    the unfinished ones fill new brackets (the bracket a trial was in before the stop is not
+    restored, so after a resume trials are halved among the unfinished ones), and a trial Tune
+    requeues later (``--resume-errored``) joins one when it is about to run.
     """
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        if trial.status not in ("TERMINATED", "ERROR"):
+            super().on_trial_add(tune_controller, trial)
+
+    def choose_trial_to_run(self, tune_controller: Any, allow_recurse: bool = True) -> Any:
+        for trial in tune_controller.get_trials():
+            if trial.status == "PENDING" and trial not in self._trial_info:
+                super().on_trial_add(tune_controller, trial)
+        return super().choose_trial_to_run(tune_controller, allow_recurse)
 
     def _process_bracket(self, tune_controller: Any, bracket: Any) -> str:
         paused = [t for t in bracket.current_trials() if t.status == "PAUSED"]
