@@ -182,6 +182,21 @@ def test_default_names_are_unique_per_process_and_per_job(monkeypatch):
 
 # -- graceful stops -------------------------------------------------------------------------------
 
+def _sigterm_after_a_finished_trial(strategy: str, args: list[str], env: dict, exp: Path) -> tuple[int, str]:
+    """Run ``run_<strategy>.py``, send its driver SIGTERM (as `kill PID` does) once Tune has saved a trial as
+    TERMINATED (finished or stopped by its scheduler); return its exit status and output."""
+    proc = _script(strategy, args, env)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and "TERMINATED" not in saved_trial_states(exp):
+        time.sleep(0.5)
+    if "TERMINATED" not in saved_trial_states(exp):
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"no trial of {exp.name} finished or was stopped within 240 s:\n{proc.communicate()[0][-3000:]}")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    return proc.returncode, out
+
+
 @pytest.mark.slow
 def test_sigterm_mid_run_saves_the_summary_and_resume_keeps_finished_trials(tmp_path, smoke_cache):
     """The real run_asha.py driver: SIGTERM (what kill, scancel and preemption send) stops it like Ctrl-C."""
@@ -189,14 +204,8 @@ def test_sigterm_mid_run_saves_the_summary_and_resume_keeps_finished_trials(tmp_
     args = ["--smoke-test", "--num-samples", "4", "--max-epochs", "20", "--checkpoint-frequency", "5",
             "--max-concurrent-trials", "1", "--storage-path", str(tmp_path), "--name", "sigterm"]
     exp = tmp_path / "sigterm"
-    proc = _script("asha", args, env)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and "TERMINATED" not in saved_trial_states(exp):
-        time.sleep(0.5)
-    assert "TERMINATED" in saved_trial_states(exp), "no trial finished before the deadline"
-    proc.send_signal(signal.SIGTERM)  # the driver only, as `kill PID` does
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130, out[-3000:]
+    code, out = _sigterm_after_a_finished_trial("asha", args, env, exp)
+    assert code == 130, out[-3000:]
     summary = json.loads((exp / "summary.json").read_text())
     # The signal lands in a trial (it is unfinished) or between two (the next ones never started).
     assert summary["num_unfinished"] + summary["num_not_started"] > 0, summary
@@ -229,18 +238,12 @@ def test_bohb_interrupted_after_a_rung_resumes_and_finishes(tmp_path, smoke_cach
     args = ["--smoke-test", "--num-samples", "6", "--max-epochs", "9", "--reduction-factor", "3",
             "--checkpoint-frequency", "3", "--storage-path", str(tmp_path), "--name", "bohb"]
     exp = tmp_path / "bohb"
-    proc = _script("bohb", args, env)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and "TERMINATED" not in saved_trial_states(exp):
-        time.sleep(0.5)
-    assert "TERMINATED" in saved_trial_states(exp), "no trial was stopped at a rung before the deadline"
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=120)
+    code, out = _sigterm_after_a_finished_trial("bohb", args, env, exp)
     first = json.loads((exp / "summary.json").read_text())
-    if proc.returncode == 0:  # the signal came as the last bracket ended: nothing left to resume
+    if code == 0:  # the signal came as the last bracket ended: nothing left to resume
         assert first["num_unfinished"] == 0, first
         pytest.skip("the run finished before the stop signal reached it")
-    assert proc.returncode == 130 and first["num_unfinished"] > 0, out[-3000:]
+    assert code == 130 and first["num_unfinished"] > 0, out[-3000:]
     resumed = _script("bohb", ["--resume", "--name", "bohb", "--storage-path", str(tmp_path)], env)
     try:
         out, _ = resumed.communicate(timeout=300)
