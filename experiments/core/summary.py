@@ -160,7 +160,7 @@ def count_early_stopped(trials: list[dict[str, Any]]) -> int:
 
 
 def mark_unfinished(summary: dict[str, Any], saved_statuses: dict[str, str]) -> None:
-    """``num_unfinished`` from Tune's saved trial statuses (trial id -> status, ``runner.saved_trial_statuses``).
+    """``num_unfinished`` from Tune's saved trial statuses (trial id -> status, ``tune_state.saved_trial_statuses``).
 
     A stop signal leaves running and pending trials unfinished in the saved state (in memory Tune shows
     them stopped): each is marked ``interrupted`` and no longer counts as stopped early.
