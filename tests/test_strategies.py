@@ -255,9 +255,11 @@ def test_run_pbt_exploits_continue_from_the_donors_checkpoint_with_a_changed_con
             superseded += 1
             continue
         # The recipient's trial log names the checkpoint its model came from: the donor's, saved by the
-        # donor's own trial at the epoch PBT cloned (the trainable records who saved a checkpoint).
+        # donor's own trial at the epoch PBT cloned (trainables/checkpoint_origin.py; a later reload of the
+        # recipient's own checkpoint keeps that origin). Synchronous PBT logs the donor's step one behind.
         assert after[0]["restored_from_trial"] == trial_ids[donor], (after[0], trial_ids[donor])
-        assert after[0]["epoch"] == after[0]["restored_from_epoch"] + 1, after[0]
+        assert after[0]["restored_from_epoch"] in (donor_step, donor_step + 1), (after[0], donor_step)
+        assert after[0]["epoch"] > after[0]["restored_from_epoch"], after[0]
         # The epoch counter came back with the weights (a rebuilt, unrestored model would count from 1).
         # (Synchronous PBT logs the donor's iteration one behind while the donor is paused at the
         # perturbation: Ray reads it from the donor's last result Tune kept, hence only > donor_step.)

@@ -27,6 +27,7 @@ import ray
 import torch
 from ray import tune
 
+from trainables import checkpoint_origin
 from trainables.data import GraphDataset, baseline_mae, load_dataset
 from trainables.data.packed import GraphBatch, PackedGraphs, choose_residence, trial_memory_bytes
 from trainables.device import cap_gpu_memory, describe, free_gpu_memory, trial_device
@@ -152,7 +153,7 @@ class CGCNNTrainable(tune.Trainable):
 
     def _build(self, config: dict) -> None:
         """Model, optimiser and lr schedule for ``config``; the data stays as loaded."""
-        self.restored_from = ("", 0)  # (trial, epoch) of the checkpoint last loaded: see load_checkpoint
+        self.restored_from = checkpoint_origin.NONE  # (trial, epoch) this model continues from
         self.seed = int(config.get("seed", 0))
         torch.manual_seed(self.seed)
         self.model = CGCNN(
@@ -216,8 +217,8 @@ class CGCNNTrainable(tune.Trainable):
             "baseline_val_mae": self.baseline_val_mae,
             "node_id": self.node_id,
             "graphs_trained": count,
-            # Whose checkpoint (trial id, epoch) this model continues from; "" and 0 if none. Under PBT
-            # the donor's id after an exploit; after a resume the trial's own.
+            # The trial (and epoch) whose checkpoint this model last came from: the PBT donor; "" and 0
+            # if none (trainables/checkpoint_origin.py).
             "restored_from_trial": self.restored_from[0],
             "restored_from_epoch": self.restored_from[1],
             "time_train_s": trained - started,
@@ -264,7 +265,7 @@ class CGCNNTrainable(tune.Trainable):
         # schedule are functions of (seed, epoch); Adam's moments and batch-norm statistics are here.
         torch.save(
             {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": self.epoch,
-             "saved_by": self.trial_id},
+             "saved_by": self.trial_id, "restored_from": list(self.restored_from)},
             os.path.join(checkpoint_dir, CHECKPOINT_FILE),
         )
 
@@ -278,7 +279,7 @@ class CGCNNTrainable(tune.Trainable):
         for group in self.optimizer.param_groups:
             group["weight_decay"] = float(self.config.get("weight_decay", 0.0))
         self.epoch = state["epoch"]
-        self.restored_from = (str(state.get("saved_by", "")), int(self.epoch))  # older checkpoints lack saved_by
+        self.restored_from = checkpoint_origin.origin_after_load(state, self.trial_id, int(self.epoch))
         self._set_lr(self.epoch * self.steps_per_epoch)
 
     def release_training_state(self) -> None:

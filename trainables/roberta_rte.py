@@ -45,6 +45,7 @@ import ray
 import torch
 from ray import tune
 
+from trainables import checkpoint_origin
 from trainables.data.rte import TokenizedSplit, majority_accuracy, read_token_cache, split_validation
 from trainables.device import cap_gpu_memory, choose_precision, describe, free_gpu_memory, trial_device
 from trainables.errors import ModelConfigError
@@ -229,7 +230,7 @@ class RobertaRTETrainable(tune.Trainable):
 
     def _build(self, config: dict) -> None:
         """Pretrained weights, fresh head, optimiser, schedule and counters for ``config``."""
-        self.restored_from = ("", 0.0)  # (trial, epoch) of the checkpoint last loaded: see load_checkpoint
+        self.restored_from = checkpoint_origin.NONE  # (trial, epoch) this model continues from
         settings = parse_settings(config, default_epochs=int(self.options.get("max_epochs") or DEFAULT_EPOCHS))
         if settings.batch_size % self.accumulation:
             raise ModelConfigError(f"gradient_accumulation_steps {self.accumulation} does not divide batch_size "
@@ -392,7 +393,7 @@ class RobertaRTETrainable(tune.Trainable):
             "diverged": diverged,
             "node_id": self.node_id,
             "pairs_trained": pairs,
-            # Whose checkpoint (trial id, epoch) this model continues from; "" and 0 if none (PBT: the donor).
+            # The trial (and epoch) whose checkpoint this model last came from (PBT: the donor; "" if none).
             "restored_from_trial": self.restored_from[0],
             "restored_from_epoch": self.restored_from[1],
             "time_train_s": trained - started,
@@ -472,6 +473,7 @@ class RobertaRTETrainable(tune.Trainable):
                 "single_class_evals": self.single_class_evals,
                 "single_class_since": self.single_class_since,
                 "saved_by": self.trial_id,
+                "restored_from": list(self.restored_from),
             },
             os.path.join(checkpoint_dir, CHECKPOINT_FILE),
         )
@@ -486,7 +488,7 @@ class RobertaRTETrainable(tune.Trainable):
         self.batch_index = int(state["examples_in_epoch"]) // self.settings.batch_size
         self.single_class_evals = int(state["single_class_evals"])
         self.single_class_since = float(state.get("single_class_since", 0.0))  # older checkpoints lack it
-        self.restored_from = (str(state.get("saved_by", "")), round(self.epoch_progress, 6))
+        self.restored_from = checkpoint_origin.origin_after_load(state, self.trial_id, round(self.epoch_progress, 6))
         # PBT may have mutated this trial's config since the donor saved: continue with this
         # trial's hyperparameters and schedule at the donor's point in training (counted in this
         # trial's batches, in case the batch size was mutated too); the schedule is rebuilt there.
