@@ -32,7 +32,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from experiments.core.tune_state import saved_trial_statuses
+from experiments.core.tune_state import saved_trial_statuses, unfinished_ids
 
 PROGRESS_EVERY_S = 15.0  # off a terminal: a progress line this often
 REDRAW_EVERY_S = 0.5  # on a terminal: the live line's refresh
@@ -263,8 +263,7 @@ class ConsoleReporter(Callback):
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         unfinished: set[str] = set()
         if self.experiment_path:  # Tune saved its state before this hook: after a stop it names the unfinished
-            statuses = saved_trial_statuses(Path(self.experiment_path))
-            unfinished = {tid for tid, status in statuses.items() if status not in ("TERMINATED", "ERROR")}
+            unfinished = unfinished_ids(saved_trial_statuses(Path(self.experiment_path)))
         self._progress(trials, force=True, unfinished=unfinished)
 
 

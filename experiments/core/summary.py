@@ -25,7 +25,7 @@ from typing import Any
 from experiments.core.config import ExperimentConfig
 from experiments.core.scores import best_position, is_number, rank_trials
 from experiments.core.strategies import STRATEGIES
-from experiments.core.tune_state import saved_trial_ids
+from experiments.core.tune_state import saved_trial_ids, unfinished_ids
 from search_spaces import SearchSpace
 
 
@@ -165,7 +165,7 @@ def mark_unfinished(summary: dict[str, Any], saved_statuses: dict[str, str]) -> 
     A stop signal leaves running and pending trials unfinished in the saved state (in memory Tune shows
     them stopped): each is marked ``interrupted`` and no longer counts as stopped early.
     """
-    unfinished = {tid for tid, status in saved_statuses.items() if status not in ("TERMINATED", "ERROR")}
+    unfinished = unfinished_ids(saved_statuses)
     summary["num_unfinished"] = len(unfinished)
     for trial in summary["trials"]:
         if trial["trial_id"] in unfinished and not trial["errored"]:

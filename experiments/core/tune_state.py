@@ -28,6 +28,12 @@ def saved_trial_statuses(exp_dir: Path) -> dict[str, str]:
     return {t.get("trial_id", str(i)): t.get("status", "") for i, t in enumerate(saved_trials(exp_dir))}
 
 
+def unfinished_ids(statuses: dict[str, str]) -> set[str]:
+    """Ids of the trials in ``statuses`` (``saved_trial_statuses``) neither finished nor errored: a stop
+    left them running or pending."""
+    return {tid for tid, status in statuses.items() if status not in ("TERMINATED", "ERROR")}
+
+
 def saved_trial_states(exp_dir: Path) -> list[str]:
     """The statuses of :func:`saved_trial_statuses`, in Tune's order."""
     return list(saved_trial_statuses(exp_dir).values())
