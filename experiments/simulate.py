@@ -1,8 +1,8 @@
 """Predict strategy rankings at cluster scale in seconds: replay recorded learning curves through Ray Tune's schedulers.
 
 ``python experiments/simulate.py DIR [DIR ...]`` reads finished experiments whose trials ran full
-length (random search or grid), or ``--pool builtin`` the shipped CGCNN pool, and replays
-strategies (``--strategies random:fifo random:asha random:ahb hyperopt:asha``) on ``--workers``
+length (random search or grid), or a shipped CGCNN pool (``--pool builtin``, ``--pool cgcnn_six``), and
+replays strategies (``--strategies random:fifo random:asha random:ahb quasirandom:asha``) on ``--workers``
 slots for ``--budget-s`` simulated seconds, ``--seeds`` times each: Ray Tune's own
 ``AsyncHyperBandScheduler`` makes every stopping decision, on a virtual clock that advances by
 the recorded seconds of each epoch plus the overheads measured in the pool. It prints and writes

@@ -18,12 +18,14 @@ from experiments.simulation.engine import SimController, SimTrial, simulate
 from experiments.simulation.errors import SimulationError
 from experiments.simulation.pool import (
     BUILTIN_POOL,
+    SIX_POOL,
     Overheads,
     Pool,
     RecordedTrial,
     load_builtin_pool,
     load_pool,
     read_experiments,
+    read_pool,
     save_pool,
 )
 from experiments.simulation.replay import replay_strategy
@@ -430,11 +432,33 @@ def test_simulate_builtin_pool_end_to_end(tmp_path):
         assert [row["strategy"] for row in csv.DictReader(fh)] == ["random + fifo", "random + asha", "random + ahb"]
 
 
-def test_without_the_builtin_pool_its_absence_is_one_line(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("name,attribute", [("builtin", "BUILTIN_POOL"), ("cgcnn_six", "SIX_POOL")])
+def test_without_a_shipped_pool_its_absence_is_one_line(tmp_path, capsys, monkeypatch, name, attribute):
     import experiments.simulation.pool as pool_module
 
-    monkeypatch.setattr(pool_module, "BUILTIN_POOL", tmp_path / "absent.json.gz")
-    assert_one_line_error(capsys, ["--pool", "builtin"], "built-in pool")
+    monkeypatch.setattr(pool_module, attribute, tmp_path / "absent.json.gz")
+    assert_one_line_error(capsys, ["--pool", name], "built-in pool")
+
+
+SIX_MISSING = pytest.mark.skipif(not SIX_POOL.is_file(), reason="the cgcnn_six pool is not in this checkout")
+
+
+@SIX_MISSING
+def test_the_cgcnn_six_pool_holds_400_seeded_curves_recorded_on_the_final_built_in_data():
+    from trainables.data.adsorption import GENERATOR_VERSION
+
+    pool = read_pool(["cgcnn_six"])
+    assert pool.model == "cgcnn" and pool.space == "cgcnn_six" and pool.max_epochs == 20
+    assert len(pool.trials) >= 400 and all(t.epochs == pool.max_epochs or t.ends_itself for t in pool.trials)
+    assert SIX_POOL.stat().st_size < 2 * 2**20
+    meta = pool.metadata
+    assert meta["generator_version"] == [GENERATOR_VERSION], meta["generator_version"]  # after the de-duplication
+    assert meta["seeds"].startswith("1000..") and "dirty" not in meta["git_commit"]
+    assert all(meta[key] for key in ("recorder_command", "curve_command", "recorded_utc", "machine"))
+    # one seed per curve: every curve its own configuration, inside the space it names
+    assert len({json.dumps(t.config, sort_keys=True) for t in pool.trials}) == len(pool.trials)
+    space = load_space(pool.space)
+    assert all(space.contains({k: v for k, v in t.config.items() if k in space.names}) for t in pool.trials)
 
 
 def test_the_shipped_validation_pool_replays(tmp_path, capsys):

@@ -2,7 +2,7 @@
 
 A pool is read from one or more finished experiments whose trials ran full length (random search
 or grid: ``scheduler`` fifo in ``summary.json``), or from a saved pool file
-(``*.json.gz``, the format :func:`save_pool` writes; ``--pool builtin`` is the one shipped in
+(``*.json.gz``, the format :func:`save_pool` writes; ``--pool builtin`` and ``--pool cgcnn_six`` are the ones shipped in
 ``experiments/simulation/pools/``). Per trial it holds the configuration, the tuned metric and
 the held-out test metric after every epoch, and the seconds each epoch took (Ray's
 ``time_this_iter_s``). A trial that ended itself early (a diverged CGCNN trial reports
@@ -30,7 +30,8 @@ from experiments.simulation.errors import SimulationError
 
 POOL_FORMAT = "hpo-suite-pool/1"
 POOLS_DIR = Path(__file__).resolve().parent / "pools"
-BUILTIN_POOL = POOLS_DIR / "cgcnn_builtin.json.gz"
+BUILTIN_POOL = POOLS_DIR / "cgcnn_builtin.json.gz"  # --pool builtin: the default experiment's space
+SIX_POOL = POOLS_DIR / "cgcnn_six.json.gz"  # --pool cgcnn_six: the NERSC study's six hyperparameters
 
 
 @dataclass(frozen=True)
@@ -308,18 +309,26 @@ def load_pool(path: str | Path) -> Pool:
     return pool
 
 
-def load_builtin_pool() -> Pool:
-    """The pool shipped with the suite: full-length CGCNN curves on the built-in data (``--pool builtin``)."""
-    if not BUILTIN_POOL.is_file():
-        raise SimulationError(f"the built-in pool {BUILTIN_POOL} is not in this checkout (docs/simulation.md, "
-                              "the shipped pool, says how to record it); give experiment folders or a pool file")
-    return load_pool(BUILTIN_POOL)
+def shipped_pools() -> dict[str, Path]:
+    """The pools shipped with the suite, by the name ``--pool`` takes (docs/simulation.md says how each was recorded)."""
+    return {"builtin": BUILTIN_POOL, "cgcnn_six": SIX_POOL}
+
+
+def load_builtin_pool(name: str = "builtin") -> Pool:
+    """A pool shipped with the suite: full-length CGCNN curves on the built-in data (``--pool builtin``,
+    ``--pool cgcnn_six``)."""
+    path = shipped_pools()[name]
+    if not path.is_file():
+        raise SimulationError(f"the built-in pool {path} is not in this checkout (docs/simulation.md, "
+                              "the shipped pools, says how to record it); give experiment folders or a pool file")
+    return load_pool(path)
 
 
 def read_pool(sources: list[str]) -> Pool:
-    """``["builtin"]``, pool files (``*.json.gz``) or experiment folders, as ``--pool`` / DIR arguments give them."""
-    if sources == ["builtin"]:
-        return load_builtin_pool()
+    """A shipped pool's name (``["builtin"]``, ``["cgcnn_six"]``), pool files (``*.json.gz``) or experiment
+    folders, as ``--pool`` / DIR arguments give them."""
+    if len(sources) == 1 and sources[0] in shipped_pools():
+        return load_builtin_pool(sources[0])
     files = [s for s in sources if str(s).endswith(".json.gz")]
     if files:
         if len(sources) > 1:
