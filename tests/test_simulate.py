@@ -560,6 +560,18 @@ def test_the_default_target_is_the_pools_quantile_not_random_searchs_end():
     assert pool_target(pool, 0.1) == pytest.approx(np.quantile(bests, 0.1))
 
 
+def test_the_report_says_how_much_the_pools_configurations_differ():
+    from experiments.simulation.bootstrap import pool_spread
+
+    pool = late_bloomer_pool()  # best values: 0.01 twice, 0.075 + 0.005 i for i < 58
+    text = pool_spread(pool)
+    assert "60 ranking curves" in text and "best 0.01," in text and "median 0.2125" in text, text
+    assert "3% end within 2x of the best, 97% beyond 4x" in text and "diverged" not in text, text
+    diverged = np.array([0.5, np.inf])
+    pool.trials.append(RecordedTrial("nan", pool.trials[0].config, diverged, np.ones(2), diverged, ends_itself=True))
+    assert "60 ranking curves" in pool_spread(pool) and "1 curve(s) ended themselves" in pool_spread(pool)
+
+
 class TellMe:
     """A Ray Searcher standing in for a model-based one: uniform proposals, and it records what it is told."""
 

@@ -49,14 +49,41 @@ DEFAULT_REPLICATES = 1000
 LEVEL = 95.0
 
 
+def curve_bests(pool: Pool) -> np.ndarray:
+    """Each ranking curve's best value (curves with no finite value and curves that ended themselves left out)."""
+    sign = 1.0 if pool.mode == "min" else -1.0
+    return np.array([sign * float(np.nanmin(sign * t.values)) for t in pool.trials
+                     if np.isfinite(t.values).any() and not t.ends_itself])
+
+
 def pool_target(pool: Pool, q: float = DEFAULT_QUANTILE) -> float | None:
     """The ``q`` quantile of the pool's ranking curves' best values (``mode`` max: the 1 - q quantile)."""
-    sign = 1.0 if pool.mode == "min" else -1.0
-    best = [sign * float(np.nanmin(sign * t.values)) for t in pool.trials
-            if np.isfinite(t.values).any() and not t.ends_itself]
-    if not best:
+    best = curve_bests(pool)
+    if not best.size:
         return None
     return float(np.quantile(best, q if pool.mode == "min" else 1 - q))
+
+
+def pool_spread(pool: Pool) -> str:
+    """How much the pool's configurations differ, the room an early-stopping scheduler has: one sentence.
+
+    The best, median and 0.9 quantile (the worst tenth starts there) of the curves' best values, and for a
+    positive metric that is minimised, the share of curves ending within 2x of the pool's best (a flat
+    space: most of them; then stopping trials early saves little).
+    """
+    best = curve_bests(pool)
+    ended = sum(t.ends_itself for t in pool.trials)
+    if not best.size:
+        return "no curve of the pool ranks"
+    minimise = pool.mode == "min"
+    top, worst_tenth = (best.min(), np.quantile(best, 0.9)) if minimise else (best.max(), np.quantile(best, 0.1))
+    text = (f"the {best.size} ranking curves' best values: best {top:.4g}, median {np.median(best):.4g}, "
+            f"worst tenth from {worst_tenth:.4g}")
+    if minimise and top > 0:
+        text += f"; {np.mean(best <= 2 * top):.0%} end within 2x of the best, {np.mean(best > 4 * top):.0%} beyond 4x"
+    if ended:
+        text += f"; {ended} curve(s) ended themselves (diverged) and do not rank"
+    return text
 
 
 def expected_draws(k: int, q: float) -> float:

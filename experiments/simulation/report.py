@@ -240,7 +240,7 @@ def write_report(results: list[StrategyRuns], pool: Pool, out_dir: str | Path, *
     a strategy with more than one pass over the pool is marked pool-limited, and the printed
     conclusion says what that leaves of its row.
     """
-    from experiments.simulation.bootstrap import pool_target
+    from experiments.simulation.bootstrap import pool_spread, pool_target
 
     given = target is not None
     if target is None:
@@ -295,6 +295,7 @@ def write_report(results: list[StrategyRuns], pool: Pool, out_dir: str | Path, *
         f"{'; ' + recorded if recorded else ''}) through Ray Tune's own schedulers. Overheads from the pool's "
         f"timestamps: a slot's first start {o.first_start_s:.2f} s, switch between trials {o.switch_s:.2f} s, "
         f"between results {o.between_results_s:.3f} s.", "",
+        f"How much the pool's configurations differ: {pool_spread(pool)}.", "",
         f"Target: {target_text}. Speed-up = time to target of {baseline} / time to target of the strategy. "
         f"The best any strategy can reach on this pool (its own top-{k} mean): "
         f"{'-' if ceiling is None else format(ceiling, '.4g')}. Intervals: 95 % bootstrap over the pool's curves "
