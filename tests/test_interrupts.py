@@ -20,7 +20,7 @@ from experiments.core.experiment_dir import ExperimentLock
 from experiments.core.interrupts import graceful_stop_signals
 from experiments.core.runner import main
 from experiments.core.strategies import STRATEGIES
-from experiments.core.tune_state import saved_trial_states
+from experiments.core.tune_state import saved_trial_states, saved_trials
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,10 +37,8 @@ def _env(tmp_path: Path) -> dict:
 
 def _terminated_trials(exp: Path) -> dict[str, pd.DataFrame]:
     """Trial folder -> its progress rows, for the trials Tune last saved as TERMINATED (done or stopped early)."""
-    state = json.loads(sorted(exp.glob("experiment_state-*.json"))[-1].read_text())
     done = {}
-    for entry in state["trial_data"]:
-        trial = json.loads(entry[0]) if isinstance(entry, list) else entry
+    for trial in saved_trials(exp):
         if trial["status"] == "TERMINATED":
             rows = pd.read_csv(exp / trial["relative_logdir"] / "progress.csv")
             done[trial["relative_logdir"]] = rows[["training_iteration", "val_mae"]].reset_index(drop=True)

@@ -23,6 +23,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from slurm_cluster import SlurmCluster, missing_slurm_binaries  # noqa: E402
 
+from experiments.core.tune_state import saved_trials  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 RUN_ASHA = REPO / "experiments" / "run_asha.py"
 
@@ -317,10 +319,8 @@ def _terminated(experiment: Path) -> dict[str, list]:
     """Trial folder -> its (iteration, val_mae) rows, for trials Tune last saved as TERMINATED."""
     import pandas as pd
 
-    state = json.loads(sorted(experiment.glob("experiment_state-*.json"))[-1].read_text())
     done = {}
-    for entry in state["trial_data"]:
-        trial = json.loads(entry[0]) if isinstance(entry, list) else entry
+    for trial in saved_trials(experiment):
         if trial["status"] == "TERMINATED":
             rows = pd.read_csv(experiment / trial["relative_logdir"] / "progress.csv")
             done[trial["relative_logdir"]] = rows[["training_iteration", "val_mae"]].values.tolist()
@@ -560,7 +560,7 @@ def test_a_sweep_longer_than_its_time_limit_requeues_itself_until_every_trial_is
 
 def _resumes(epochs: list[int]) -> list[tuple[int, int]]:
     """(first epoch after a restart, epochs trained again) for each restart in one trial's logged epochs."""
-    return [(cur, prev - cur + 1) for prev, cur in zip(epochs, epochs[1:]) if cur <= prev]
+    return [(cur, prev - cur + 1) for prev, cur in zip(epochs, epochs[1:], strict=False) if cur <= prev]
 
 
 def _progress_rows(experiment: Path) -> dict[str, list[int]]:

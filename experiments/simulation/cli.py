@@ -17,8 +17,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("sources", nargs="*", metavar="DIR",
                    help="finished full-length experiments (folders with summary.json) or one pool file (.json.gz)")
-    p.add_argument("--pool", help="a shipped CGCNN pool, 'builtin' (the default experiment's space) or 'cgcnn_six' (six "
-                   "hyperparameters), or a pool file, instead of DIRs")
+    p.add_argument("--pool", help="a shipped CGCNN pool, 'builtin' (the default experiment's space) or "
+                   "'cgcnn_six' (six hyperparameters), or a pool file, instead of DIRs")
     p.add_argument("--workers", type=int, default=16, help="trial slots running at once")
     p.add_argument("--budget-s", type=float, default=28800.0, help="simulated wall-clock budget of each run (s)")
     p.add_argument("--strategies", nargs="+", default=list(DEFAULT_STRATEGIES), metavar="SEARCHER:SCHEDULER",

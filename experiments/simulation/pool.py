@@ -310,7 +310,7 @@ def load_pool(path: str | Path) -> Pool:
 
 
 def shipped_pools() -> dict[str, Path]:
-    """The pools shipped with the suite, by the name ``--pool`` takes (docs/simulation.md says how each was recorded)."""
+    """The pools shipped with the suite, by the name ``--pool`` takes (docs/simulation.md: how each was recorded)."""
     return {"builtin": BUILTIN_POOL, "cgcnn_six": SIX_POOL}
 
 
