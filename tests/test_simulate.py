@@ -22,8 +22,8 @@ from experiments.simulation.pool import (
     Overheads,
     Pool,
     RecordedTrial,
-    load_builtin_pool,
     load_pool,
+    load_shipped_pool,
     read_experiments,
     read_pool,
     save_pool,
@@ -414,7 +414,7 @@ def check_recorded_pool(pool: Pool, minimum: int) -> None:
 
 @BUILTIN_MISSING
 def test_builtin_pool_loads_with_its_recording_facts():
-    pool = load_builtin_pool()
+    pool = load_shipped_pool()
     check_recorded_pool(pool, 100)
     assert BUILTIN_POOL.stat().st_size < 3 * 2**20
     space = load_space(pool.space)

@@ -314,7 +314,7 @@ def shipped_pools() -> dict[str, Path]:
     return {"builtin": BUILTIN_POOL, "cgcnn_six": SIX_POOL}
 
 
-def load_builtin_pool(name: str = "builtin") -> Pool:
+def load_shipped_pool(name: str = "builtin") -> Pool:
     """A pool shipped with the suite: full-length CGCNN curves on the built-in data (``--pool builtin``,
     ``--pool cgcnn_six``)."""
     path = shipped_pools()[name]
@@ -328,7 +328,7 @@ def read_pool(sources: list[str]) -> Pool:
     """A shipped pool's name (``["builtin"]``, ``["cgcnn_six"]``), pool files (``*.json.gz``) or experiment
     folders, as ``--pool`` / DIR arguments give them."""
     if len(sources) == 1 and sources[0] in shipped_pools():
-        return load_builtin_pool(sources[0])
+        return load_shipped_pool(sources[0])
     files = [s for s in sources if str(s).endswith(".json.gz")]
     if files:
         if len(sources) > 1:
