@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -560,7 +561,7 @@ def test_a_sweep_longer_than_its_time_limit_requeues_itself_until_every_trial_is
 
 def _resumes(epochs: list[int]) -> list[tuple[int, int]]:
     """(first epoch after a restart, epochs trained again) for each restart in one trial's logged epochs."""
-    return [(cur, prev - cur + 1) for prev, cur in zip(epochs, epochs[1:], strict=False) if cur <= prev]
+    return [(cur, prev - cur + 1) for prev, cur in pairwise(epochs) if cur <= prev]
 
 
 def _progress_rows(experiment: Path) -> dict[str, list[int]]:
