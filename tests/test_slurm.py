@@ -330,8 +330,9 @@ def _terminated(experiment: Path) -> dict[str, list]:
 
 # Long enough that a scancel or requeue sent once the first trial has finished always meets a running
 # trial: a quiet machine trains the smoke CGCNN at about 10 epochs/s, so 60 epochs (all 4 trials took 8 s)
-# let the whole sweep finish while the signal was on its way (CI, 2026-12-04); 150 leave it 15 s or more.
-ASHA_LONG = ["experiments/run_asha.py", "--smoke-test", "--num-samples", "4", "--max-epochs", "150",
+# let the whole sweep finish while the signal was on its way (CI, 2026-12-04), and so did 150 (about 15 s,
+# a clean-clone run the same day: Tune saves its state, which the test polls, only every few seconds).
+ASHA_LONG = ["experiments/run_asha.py", "--smoke-test", "--num-samples", "4", "--max-epochs", "300",
              "--checkpoint-frequency", "5", "--cpus-per-trial", "1"]
 
 
