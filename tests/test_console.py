@@ -52,6 +52,19 @@ def test_a_stopped_experiment_counts_its_unfinished_trials_as_unfinished():
         "| 3 stopped unfinished")
 
 
+def test_an_experiment_stopped_between_two_trials_says_how_many_never_started():
+    """The stop came as a trial ended (none left unfinished): the final line still says the plan is not done."""
+    reporter = ConsoleReporter("val_mae", "min", max_epochs=20)
+    reporter.total, reporter.start = 4, time.monotonic() - 100.0
+    trials = [trial("a", "TERMINATED", 20, 0.04), trial("b", "TERMINATED", 1, 0.18)]
+    assert reporter.progress_line(trials).endswith("left")  # still running: an estimate
+    assert reporter.progress_line(trials, ended=True).endswith(
+        "trials 2/4 done (1 stopped early, 0 errored), 0 running | 21 epochs | best val_mae 0.04 (a) "
+        "| 2 stopped unfinished")
+    finished = [*trials, trial("c", "TERMINATED", 20, 0.05), trial("d", "TERMINATED", 2, 0.2)]
+    assert reporter.progress_line(finished, ended=True).endswith("all done")
+
+
 def test_progress_best_is_the_summarys_score_and_never_an_errored_trial():
     reporter = ConsoleReporter("val_mae", "min", max_epochs=20)
     reporter.total, reporter.start = 3, time.monotonic() - 10.0

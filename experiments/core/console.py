@@ -98,14 +98,14 @@ class ConsoleReporter(Callback):
         """Print one event line, stamped with the time since the experiment started."""
         self._write(f"[{_fmt_duration(time.monotonic() - self.start)}] {line}")
 
-    def _progress(self, trials: list[Any], force: bool = False, unfinished: frozenset[str] | set[str] = frozenset()
-                  ) -> None:
+    def _progress(self, trials: list[Any], force: bool = False, unfinished: frozenset[str] | set[str] = frozenset(),
+                  ended: bool = False) -> None:
         now = time.monotonic()
         every = REDRAW_EVERY_S if self._tty() else PROGRESS_EVERY_S
         if not force and now - self.last_progress < every:
             return
         self.last_progress = now
-        line = self.progress_line(trials, unfinished)
+        line = self.progress_line(trials, unfinished, ended)
         if self._tty() and not force:
             sys.stdout.write("\r\033[K" + line)
             sys.stdout.flush()
@@ -143,11 +143,14 @@ class ConsoleReporter(Callback):
         scored = [(t, v) for t, v in scored if _finite(v)]
         return min(scored, key=lambda tv: sign * tv[1]) if scored else None
 
-    def progress_line(self, trials: list[Any], unfinished: frozenset[str] | set[str] = frozenset()) -> str:
+    def progress_line(self, trials: list[Any], unfinished: frozenset[str] | set[str] = frozenset(),
+                      ended: bool = False) -> str:
         """``[elapsed] trials: done/total (stopped early, errored), running | epochs | best | time left``.
 
         ``unfinished``: ids of the trials a stop left unfinished (in memory Tune shows them stopped; its
-        saved state does not): they are not done, and the line ends ``N stopped unfinished``.
+        saved state does not): they are not done. When a stop left some (``unfinished``) or the
+        experiment ``ended`` short of its plan (the stop came between two trials), the line ends
+        ``N stopped unfinished``: N counts those and the trials never started.
         """
         elapsed = time.monotonic() - self.start
         done = [t for t in trials if t.status in ("TERMINATED", "ERROR") and t.trial_id not in unfinished]
@@ -167,8 +170,8 @@ class ConsoleReporter(Callback):
         left = self._time_left(elapsed, epochs, [self._epochs(t) for t in done], open_epochs)
         if total and len(done) >= total:
             parts.append("all done")
-        elif unfinished and not running:
-            parts.append(f"{len(unfinished) + max(0, total - len(trials))} stopped unfinished")
+        elif (unfinished or ended) and not running:
+            parts.append(f"{total - len(done)} stopped unfinished")
         else:
             parts.append(f"~{_fmt_duration(left)} left" if left is not None else "time left ?")
         return " | ".join(parts)
@@ -264,7 +267,7 @@ class ConsoleReporter(Callback):
         unfinished: set[str] = set()
         if self.experiment_path:  # Tune saved its state before this hook: after a stop it names the unfinished
             unfinished = unfinished_ids(saved_trial_statuses(Path(self.experiment_path)))
-        self._progress(trials, force=True, unfinished=unfinished)
+        self._progress(trials, force=True, unfinished=unfinished, ended=True)
 
 
 def plain_worker_log_prefixes() -> None:
