@@ -182,8 +182,12 @@ def test_default_names_are_unique_per_process_and_per_job(monkeypatch):
 
 def _sigterm_after_a_finished_trial(strategy: str, args: list[str], env: dict, exp: Path) -> tuple[int, str]:
     """Run ``run_<strategy>.py``, send its driver SIGTERM (as `kill PID` does) once Tune has saved a trial as
-    TERMINATED (finished or stopped by its scheduler); return its exit status and output."""
-    proc = _script(strategy, args, env)
+    TERMINATED (finished or stopped by its scheduler); return its exit status and output.
+
+    Tune snapshots the state polled here every 10 s or more by default; every second (its own
+    `TUNE_GLOBAL_CHECKPOINT_S`) keeps the poll close to the run, so the signal meets the sweep unfinished.
+    """
+    proc = _script(strategy, args, {**env, "TUNE_GLOBAL_CHECKPOINT_S": "1"})
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and "TERMINATED" not in saved_trial_states(exp):
         time.sleep(0.5)

@@ -331,14 +331,20 @@ def _terminated(experiment: Path) -> dict[str, list]:
 # Long enough that a scancel or requeue sent once the first trial has finished always meets a running
 # trial: a quiet machine trains the smoke CGCNN at about 10 epochs/s, so 60 epochs (all 4 trials took 8 s)
 # let the whole sweep finish while the signal was on its way (CI, 2026-12-04), and so did 150 (about 15 s,
-# a clean-clone run the same day: Tune saves its state, which the test polls, only every few seconds).
+# a clean-clone run the same day).
 ASHA_LONG = ["experiments/run_asha.py", "--smoke-test", "--num-samples", "4", "--max-epochs", "300",
              "--checkpoint-frequency", "5", "--cpus-per-trial", "1"]
+# The test polls Tune's saved experiment state (the trial folders on the storage path are synced with
+# it), which Tune snapshots every 10 s or more by default (`TUNE_GLOBAL_CHECKPOINT_S`, "auto"): a sweep
+# could end between a trial's end and the snapshot that shows it. Snapshotting every second keeps the
+# poll close to the run; what a stop saves is the same (a graceful stop forces a snapshot either way).
+SNAPSHOT_EVERY_S = {"TUNE_GLOBAL_CHECKPOINT_S": "1"}
 
 
 def test_scancel_mid_run_writes_the_summary_and_resume_finishes(slurm, tmp_path, cache_dir):
     storage = tmp_path / "results"
-    job = Job(slurm, tmp_path, [*ASHA_LONG, "--storage-path", str(storage), "--name", "cancelled"], cache_dir)
+    job = Job(slurm, tmp_path, [*ASHA_LONG, "--storage-path", str(storage), "--name", "cancelled"], cache_dir,
+              **SNAPSHOT_EVERY_S)
     experiment = storage / "cancelled"
     _wait_for_a_finished_trial(job, experiment, 300)
     slurm.run("scancel", job.id)
@@ -390,7 +396,7 @@ def _start_requeued_job_now(job: Job, timeout: float = 120) -> None:
 
 def test_requeued_job_resumes_its_own_experiment(slurm, tmp_path, cache_dir):
     storage = tmp_path / "results"
-    job = Job(slurm, tmp_path, [*ASHA_LONG, "--storage-path", str(storage)], cache_dir)
+    job = Job(slurm, tmp_path, [*ASHA_LONG, "--storage-path", str(storage)], cache_dir, **SNAPSHOT_EVERY_S)
     experiment = storage / f"cgcnn_asha_random_job{job.id}"  # named after the job, found again after the requeue
     _wait_for_a_finished_trial(job, experiment, 300)
     before = _terminated(experiment)
