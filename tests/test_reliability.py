@@ -100,7 +100,9 @@ def test_driver_killed_with_sigkill_resumes_without_losing_finished_trials(tmp_p
     args = ["--smoke-test", "--num-samples", "4", "--max-epochs", str(epochs), "--checkpoint-frequency", "5",
             "--max-concurrent-trials", "1", "--storage-path", str(tmp_path), "--name", "killed"]
     exp = tmp_path / "killed"
-    proc = _run_script(args, env)
+    # Tune snapshots the state polled here every second (default: 10 s or more), so the kill meets the sweep
+    # unfinished.
+    proc = _run_script(args, {**env, "TUNE_GLOBAL_CHECKPOINT_S": "1"})
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and "TERMINATED" not in saved_trial_states(exp):
         time.sleep(0.5)
