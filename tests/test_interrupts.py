@@ -11,16 +11,16 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
+from saved_results import terminated_progress
 
 from experiments.core.config import resolve_config
 from experiments.core.experiment_dir import ExperimentLock
 from experiments.core.interrupts import graceful_stop_signals
 from experiments.core.runner import main
 from experiments.core.strategies import STRATEGIES
-from experiments.core.tune_state import saved_trial_states, saved_trials
+from experiments.core.tune_state import saved_trial_states
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,16 +33,6 @@ def _script(strategy: str, args: list[str], env: dict) -> subprocess.Popen:
 
 def _env(tmp_path: Path) -> dict:
     return {**os.environ, "HPO_SUITE_CACHE": str(tmp_path / "cache"), "RAY_AUTH_MODE": "disabled"}
-
-
-def _terminated_trials(exp: Path) -> dict[str, pd.DataFrame]:
-    """Trial folder -> its progress rows, for the trials Tune last saved as TERMINATED (done or stopped early)."""
-    done = {}
-    for trial in saved_trials(exp):
-        if trial["status"] == "TERMINATED":
-            rows = pd.read_csv(exp / trial["relative_logdir"] / "progress.csv")
-            done[trial["relative_logdir"]] = rows[["training_iteration", "val_mae"]].reset_index(drop=True)
-    return done
 
 
 # -- bad input: one line, exit 2, before any data is built ------------------------------------------
@@ -203,8 +193,13 @@ def _sigterm_after_a_finished_trial(strategy: str, args: list[str], env: dict, e
 def test_sigterm_mid_run_saves_the_summary_and_resume_keeps_finished_trials(tmp_path, smoke_cache):
     """The real run_asha.py driver: SIGTERM (what kill, scancel and preemption send) stops it like Ctrl-C."""
     env = {**_env(tmp_path), "HPO_SUITE_CACHE": str(smoke_cache)}
-    args = ["--smoke-test", "--num-samples", "4", "--max-epochs", "20", "--checkpoint-frequency", "5",
-            "--max-concurrent-trials", "1", "--storage-path", str(tmp_path), "--name", "sigterm"]
+    # One trial at a time, six of them, each trained for at least 5 epochs: after the first ends, several
+    # seconds of work are left for the signal to meet (with 4 trials and ASHA's default grace period of
+    # 1 epoch the last three were each stopped after one epoch, and the whole sweep ended within a second
+    # of the first trial: CI and a clean-clone run, 2026-12-04).
+    args = ["--smoke-test", "--num-samples", "6", "--max-epochs", "20", "--grace-period", "5",
+            "--checkpoint-frequency", "5", "--max-concurrent-trials", "1", "--storage-path", str(tmp_path),
+            "--name", "sigterm"]
     exp = tmp_path / "sigterm"
     code, out = _sigterm_after_a_finished_trial("asha", args, env, exp)
     assert code == 130, out[-3000:]
@@ -219,17 +214,16 @@ def test_sigterm_mid_run_saves_the_summary_and_resume_keeps_finished_trials(tmp_
     ended_early = [t for t in summary["trials"] if t["done"] and t["iteration"] < 20 and not t["diverged"]]
     assert summary["num_early_stopped"] == len(ended_early), summary
     assert "all done" not in out and "stopped unfinished" in out, out[-3000:]
-    finished_before = _terminated_trials(exp)
+    finished_before = terminated_progress(exp)
     assert finished_before
 
     resumed = _script("asha", ["--resume", "--name", "sigterm", "--storage-path", str(tmp_path)], env)
     out, _ = resumed.communicate(timeout=400)
     assert resumed.returncode == 0, out[-3000:]
     summary = json.loads((exp / "summary.json").read_text())
-    assert summary["num_trials"] == 4 and summary["num_errored"] == 0 and summary["num_unfinished"] == 0
-    for name, before in finished_before.items():
-        after = pd.read_csv(exp / name / "progress.csv")[["training_iteration", "val_mae"]]
-        pd.testing.assert_frame_equal(before, after.reset_index(drop=True))
+    assert summary["num_trials"] == 6 and summary["num_errored"] == 0 and summary["num_unfinished"] == 0
+    after = terminated_progress(exp)
+    assert {name: after[name] for name in finished_before} == finished_before
 
 
 @pytest.mark.slow
@@ -334,3 +328,51 @@ def test_planned_trials_a_stop_kept_from_starting_are_left_to_run_but_not_after_
         assert trials_not_started(config, num_trials=2, session_s=10.0) == 0
     assert left_to_run({"num_unfinished": 0, "num_not_started": 2}) == 2
     assert left_to_run({"num_unfinished": 1}) == 1 and left_to_run({}) == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1])
+def test_a_stop_signal_while_the_summary_is_written_is_held_and_the_handlers_come_back(sig, capsys):
+    """After the Tuner returned, Ray's SIGTERM handler exits at once and SIGUSR1 kills the process: held."""
+    from experiments.core import interrupts
+
+    seen = []
+    previous = signal.signal(sig, lambda signum, frame: seen.append(signum))
+    try:
+        with interrupts.stop_signals_held():
+            os.kill(os.getpid(), sig)
+            time.sleep(0.1)  # the handler runs in the main thread between bytecodes
+            assert interrupts.held_stop_signal() == sig.name
+        assert "the trials are over; writing the summary" in capsys.readouterr().out
+        os.kill(os.getpid(), sig)  # after the block the handler before it applies again
+        time.sleep(0.1)
+        assert seen == [sig]
+        with interrupts.stop_signals_held():  # each block starts with none held
+            assert interrupts.held_stop_signal() is None
+    finally:
+        signal.signal(sig, previous)
+
+
+@pytest.mark.slow
+def test_the_batch_scripts_stop_signal_after_the_last_trial_still_gives_the_summary(tmp_path, monkeypatch, capsys,
+                                                                                    smoke_cache):
+    """SIGUSR1 (the time-limit warning) arriving as the runner summarises a finished experiment: exit 0 with
+    summary.json, the report left for analyze.py (CI, 2026-12-04: a SIGTERM there exited with Ray's status 15)."""
+    import experiments.core.runner as runner
+
+    monkeypatch.setenv("HPO_SUITE_CACHE", str(smoke_cache))
+    summarize = runner.summarize
+
+    def signalled_then_summarize(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.1)
+        return summarize(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "summarize", signalled_then_summarize)
+    code = main("random", "test", ["--smoke-test", "--num-samples", "2", "--max-epochs", "3",
+                                   "--storage-path", str(tmp_path), "--name", "late"])
+    out = capsys.readouterr().out
+    assert code == 0, out[-3000:]
+    summary = json.loads((tmp_path / "late" / "summary.json").read_text())
+    assert summary["num_trials"] == 2 and summary["num_unfinished"] == 0 and summary["best"] is not None
+    assert "Received SIGUSR1: the trials are over" in out
+    assert f"make it with: python experiments/analyze.py {tmp_path / 'late'}" in out

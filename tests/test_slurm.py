@@ -22,9 +22,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from saved_results import terminated_progress as _terminated  # noqa: E402
 from slurm_cluster import SlurmCluster, missing_slurm_binaries  # noqa: E402
-
-from experiments.core.tune_state import saved_trials  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_ASHA = REPO / "experiments" / "run_asha.py"
@@ -314,18 +313,6 @@ def _wait_for_a_finished_trial(job: Job, experiment: Path, timeout: float) -> No
             break
         time.sleep(1)
     pytest.fail(f"no trial of {experiment.name} finished within {timeout:.0f}s\n{job.report()}")
-
-
-def _terminated(experiment: Path) -> dict[str, list]:
-    """Trial folder -> its (iteration, val_mae) rows, for trials Tune last saved as TERMINATED."""
-    import pandas as pd
-
-    done = {}
-    for trial in saved_trials(experiment):
-        if trial["status"] == "TERMINATED":
-            rows = pd.read_csv(experiment / trial["relative_logdir"] / "progress.csv")
-            done[trial["relative_logdir"]] = rows[["training_iteration", "val_mae"]].values.tolist()
-    return done
 
 
 # Long enough that a scancel or requeue sent once the first trial has finished always meets a running

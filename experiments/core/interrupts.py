@@ -16,6 +16,11 @@ Everything else that should end an experiment is routed to that same path:
   ``trial_timeout_s`` set, :class:`TrialTimeout` ends a trial that has reported nothing for that
   long by killing its actor, so Tune records it as errored (retried from its checkpoint while
   ``max_failures`` allows) and the experiment goes on; fail-fast does not stop for it.
+- the last seconds: once the Tuner has returned, the runner writes the summary and keeps the best
+  model. A SIGTERM there would meet Ray's driver handler (it exits at once, status 15) and a
+  SIGUSR1 (the batch script's time-limit warning) its default action (the process dies): both,
+  and SIGHUP, are held while that runs (:func:`stop_signals_held`), so the summary is written and
+  the run ends with the status it earned; only the analysis report (plots, checks) is skipped.
 - casualties of the stop: ``scancel`` and preemption send SIGTERM to every process of the job,
   Ray's too, so trials whose actors die before Tune leaves its loop are recorded as errored.
   :class:`TrialErrorPolicy` remembers which trials errored after a stop was requested
@@ -41,6 +46,7 @@ FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 _stop_requested_at: float | None = None
+_held_signal: str | None = None  # a stop signal that came while the summary was written (stop_signals_held)
 _errored_while_stopping: set[str] = set()
 _timed_out: dict[str, float] = {}  # trial id -> the timeout that ended it
 _planned_trials: int | None = None  # the trials the search plans in all (Tune's total_num_samples)
@@ -88,6 +94,43 @@ def graceful_stop_signals() -> Iterator[None]:
     _errored_while_stopping.clear()
     _timed_out.clear()
     previous = {sig: signal.signal(sig, _forward) for sig in FORWARDED_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# The signals that mean "stop" to a driver whose Tuner has returned (SIGINT stays a KeyboardInterrupt).
+HELD_SIGNALS = (*FORWARDED_SIGNALS, TUNE_STOP_SIGNAL)
+
+
+def _hold(signum: int, _frame: Any) -> None:
+    global _held_signal
+    if _held_signal is None:
+        print(f"Received {signal.Signals(signum).name}: the trials are over; writing the summary, then stopping",
+              flush=True)
+    _held_signal = signal.Signals(signum).name
+
+
+def held_stop_signal() -> str | None:
+    """The name of the stop signal :func:`stop_signals_held` held in its last block; None when none came."""
+    return _held_signal
+
+
+@contextmanager
+def stop_signals_held() -> Iterator[None]:
+    """While the block runs, SIGTERM, SIGHUP and SIGUSR1 are noted instead of ending the process.
+
+    Use it around what the runner does after ``Tuner.fit()`` returned (the summary, the best
+    model): Tune's handlers are gone by then, Ray's driver handler exits at once on SIGTERM and
+    SIGUSR1's default action kills the process, either of which would lose the summary of a
+    finished experiment. :func:`held_stop_signal` says whether one came (the runner then skips what
+    can be made later). Before and after the block the previous handlers apply.
+    """
+    global _held_signal
+    _held_signal = None
+    previous = {sig: signal.signal(sig, _hold) for sig in HELD_SIGNALS}
     try:
         yield
     finally:

@@ -425,38 +425,49 @@ def _run_locked(config: ExperimentConfig, name: str, exp_dir: Path, resume: bool
     with interrupts.graceful_stop_signals(), ray_output(config.verbose):  # signals stop it as Ctrl-C does
         results = tuner.fit()
     wall_time = time.monotonic() - start
-    previous = exp_dir / "summary.json"
-    if resume and previous.is_file():  # wall time adds up over interrupted sessions
-        try:
-            wall_time += json.loads(previous.read_text()).get("wall_time_s") or 0.0
-        except (OSError, ValueError, AttributeError):
-            print(f"warning: {previous} is unreadable; its wall time is not added", file=sys.stderr)
-    summary = summarize(config, name, space, results, wall_time, prepared, reproduce)
-    # Trials neither finished nor errored mean the run was interrupted (Ctrl-C): Tune saved its
-    # state, so the experiment can be resumed where it stopped.
-    states = saved_trial_statuses(exp_dir)
-    mark_unfinished(summary, states)  # num_unfinished; those trials are interrupted, not stopped early
-    summary["num_not_started"] = trials_not_started(config, len(states), wall_time)  # the budget is total
-    summary["resume_command"] = resume_command(config, name)
-    summary["startup"] = timeline.summary()
-    interrupts.mark_interrupted_trials(summary)
-    mark_ending(summary, config.time_budget_s)  # ended_by, num_cut
-    summary.update(summary_fields)
-    try:  # PBT keeps its best model; other runs name the command that makes it (experiments/train_best.py)
-        summary["best_model"] = keep_from_checkpoint(config, exp_dir, results, summary)
-    except Exception as err:  # noqa: BLE001 - the results stand without the model; the summary says why
-        summary["best_model"] = {**(best_model_entry(config, exp_dir, summary) or {}),
-                                 "problem": f"{type(err).__name__}: {err}"}
-    write_summary(exp_dir, summary)
-    try:  # the record's checks and plots; a failure here must never lose the summary just written
+    # A stop signal from here on waits for the summary (interrupts.stop_signals_held).
+    with interrupts.stop_signals_held():
+        previous = exp_dir / "summary.json"
+        if resume and previous.is_file():  # wall time adds up over interrupted sessions
+            try:
+                wall_time += json.loads(previous.read_text()).get("wall_time_s") or 0.0
+            except (OSError, ValueError, AttributeError):
+                print(f"warning: {previous} is unreadable; its wall time is not added", file=sys.stderr)
+        summary = summarize(config, name, space, results, wall_time, prepared, reproduce)
+        # Trials neither finished nor errored mean the run was interrupted (Ctrl-C): Tune saved its
+        # state, so the experiment can be resumed where it stopped.
+        states = saved_trial_statuses(exp_dir)
+        mark_unfinished(summary, states)  # num_unfinished; those trials are interrupted, not stopped early
+        summary["num_not_started"] = trials_not_started(config, len(states), wall_time)  # the budget is total
+        summary["resume_command"] = resume_command(config, name)
+        summary["startup"] = timeline.summary()
+        interrupts.mark_interrupted_trials(summary)
+        mark_ending(summary, config.time_budget_s)  # ended_by, num_cut
+        summary.update(summary_fields)
+        try:  # PBT keeps its best model; other runs name the command that makes it (experiments/train_best.py)
+            summary["best_model"] = keep_from_checkpoint(config, exp_dir, results, summary)
+        except Exception as err:  # noqa: BLE001 - the results stand without the model; the summary says why
+            summary["best_model"] = {**(best_model_entry(config, exp_dir, summary) or {}),
+                                     "problem": f"{type(err).__name__}: {err}"}
+        write_summary(exp_dir, summary)
+        if interrupts.held_stop_signal():  # stopping: what can be made later is left for later
+            print(f"skipped the analysis report (plots, checks) to stop promptly; make it with: "
+                  f"python experiments/analyze.py {exp_dir}", flush=True)
+        else:
+            _report(exp_dir)  # seconds; a signal that comes during it waits for it
+        ray.shutdown()
+    return summary
+
+
+def _report(exp_dir: Path) -> None:
+    """The record's checks and plots; a failure here must never lose the summary just written."""
+    try:
         from experiments.analysis.record import report  # matplotlib and pandas: imported once the trials are done
 
         report(exp_dir)
     except Exception as err:  # noqa: BLE001 - any analysis bug is a warning, the experiment is done
         print(f"warning: analysis failed ({type(err).__name__}: {err}); summary.json is intact; retry with "
               f"python experiments/analyze.py {exp_dir}", file=sys.stderr)
-    ray.shutdown()
-    return summary
 
 
 def shutdown_ray_if_started() -> None:
