@@ -336,10 +336,10 @@ def test_scancel_mid_run_writes_the_summary_and_resume_finishes(slurm, tmp_path,
     _wait_for_a_finished_trial(job, experiment, 300)
     slurm.run("scancel", job.id)
     info = job.wait(90)
-    assert info["JobState"] == "CANCELLED", info
+    assert info["JobState"] == "CANCELLED", f"{info}\n{job.report()}"
     assert (experiment / "summary.json").exists(), job.report()
     summary = json.loads((experiment / "summary.json").read_text())
-    assert summary["num_unfinished"] > 0, summary
+    assert summary["num_unfinished"] > 0, f"{summary}\n{job.report()}"
     assert "resume with: " in job.out.read_text(), job.report()
     assert job.leftovers() == [], job.report()
     before = _terminated(experiment)
@@ -353,9 +353,10 @@ def test_scancel_mid_run_writes_the_summary_and_resume_finishes(slurm, tmp_path,
                          timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     summary = json.loads((experiment / "summary.json").read_text())
-    assert summary["num_trials"] == 4 and summary["num_errored"] == 0 and summary["num_unfinished"] == 0, summary
+    assert summary["num_trials"] == 4 and summary["num_errored"] == 0 and summary["num_unfinished"] == 0, \
+        f"{summary}\n{res.stdout[-3000:]}\n{job.report()}"
     after = _terminated(experiment)
-    assert {k: after[k] for k in before} == before
+    assert {k: after.get(k) for k in before} == before, f"{before}\n{after}\n{res.stdout[-3000:]}"
 
 
 def _start_requeued_job_now(job: Job, timeout: float = 120) -> None:
