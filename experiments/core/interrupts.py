@@ -93,12 +93,19 @@ def graceful_stop_signals() -> Iterator[None]:
     _planned_trials = None
     _errored_while_stopping.clear()
     _timed_out.clear()
-    previous = {sig: signal.signal(sig, _forward) for sig in FORWARDED_SIGNALS}
+    with _handled(FORWARDED_SIGNALS, _forward):
+        yield
+
+
+@contextmanager
+def _handled(signals: tuple[signal.Signals, ...], handler: Any) -> Iterator[None]:
+    """``handler`` for ``signals`` while the block runs; the previous handlers before and after it."""
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 # The signals that mean "stop" to a driver whose Tuner has returned (SIGINT stays a KeyboardInterrupt).
@@ -130,12 +137,8 @@ def stop_signals_held() -> Iterator[None]:
     """
     global _held_signal
     _held_signal = None
-    previous = {sig: signal.signal(sig, _hold) for sig in HELD_SIGNALS}
-    try:
+    with _handled(HELD_SIGNALS, _hold):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 class TrialErrorPolicy(Callback):
