@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from saved_results import terminated_progress
+from saved_results import SNAPSHOT_EVERY_S, terminated_progress
 
 from experiments.core.config import resolve_config
 from experiments.core.experiment_dir import ExperimentLock
@@ -174,10 +174,9 @@ def _sigterm_after_a_finished_trial(strategy: str, args: list[str], env: dict, e
     """Run ``run_<strategy>.py``, send its driver SIGTERM (as `kill PID` does) once Tune has saved a trial as
     TERMINATED (finished or stopped by its scheduler); return its exit status and output.
 
-    Tune snapshots the state polled here every 10 s or more by default; every second (its own
-    `TUNE_GLOBAL_CHECKPOINT_S`) keeps the poll close to the run, so the signal meets the sweep unfinished.
+    Tune snapshots the polled state every second (``SNAPSHOT_EVERY_S``), so the signal meets the sweep unfinished.
     """
-    proc = _script(strategy, args, {**env, "TUNE_GLOBAL_CHECKPOINT_S": "1"})
+    proc = _script(strategy, args, {**env, **SNAPSHOT_EVERY_S})
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and "TERMINATED" not in saved_trial_states(exp):
         time.sleep(0.5)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from saved_results import SNAPSHOT_EVERY_S
 
 from experiments.core.runner import main
 from experiments.core.tune_state import saved_trial_states
@@ -100,9 +101,7 @@ def test_driver_killed_with_sigkill_resumes_without_losing_finished_trials(tmp_p
     args = ["--smoke-test", "--num-samples", "4", "--max-epochs", str(epochs), "--checkpoint-frequency", "5",
             "--max-concurrent-trials", "1", "--storage-path", str(tmp_path), "--name", "killed"]
     exp = tmp_path / "killed"
-    # Tune snapshots the state polled here every second (default: 10 s or more), so the kill meets the sweep
-    # unfinished.
-    proc = _run_script(args, {**env, "TUNE_GLOBAL_CHECKPOINT_S": "1"})
+    proc = _run_script(args, {**env, **SNAPSHOT_EVERY_S})  # the kill meets the sweep unfinished
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and "TERMINATED" not in saved_trial_states(exp):
         time.sleep(0.5)

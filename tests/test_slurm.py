@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from saved_results import SNAPSHOT_EVERY_S  # noqa: E402
 from saved_results import terminated_progress as _terminated  # noqa: E402
 from slurm_cluster import SlurmCluster, missing_slurm_binaries  # noqa: E402
 
@@ -321,11 +322,6 @@ def _wait_for_a_finished_trial(job: Job, experiment: Path, timeout: float) -> No
 # a clean-clone run the same day).
 ASHA_LONG = ["experiments/run_asha.py", "--smoke-test", "--num-samples", "4", "--max-epochs", "300",
              "--checkpoint-frequency", "5", "--cpus-per-trial", "1"]
-# The test polls Tune's saved experiment state (the trial folders on the storage path are synced with
-# it), which Tune snapshots every 10 s or more by default (`TUNE_GLOBAL_CHECKPOINT_S`, "auto"): a sweep
-# could end between a trial's end and the snapshot that shows it. Snapshotting every second keeps the
-# poll close to the run; what a stop saves is the same (a graceful stop forces a snapshot either way).
-SNAPSHOT_EVERY_S = {"TUNE_GLOBAL_CHECKPOINT_S": "1"}
 
 
 def test_scancel_mid_run_writes_the_summary_and_resume_finishes(slurm, tmp_path, cache_dir):
