@@ -210,7 +210,11 @@ def test_sigterm_mid_run_saves_the_summary_and_resume_keeps_finished_trials(tmp_
     assert len({t["trial_id"] for t in summary["trials"]}) == summary["num_trials"], summary["trials"]
     # Trials the stop left unfinished are interrupted, not stopped early (in memory Tune shows them stopped).
     assert sum(1 for t in summary["trials"] if t.get("interrupted")) == summary["num_unfinished"], summary
-    ended_early = [t for t in summary["trials"] if t["done"] and t["iteration"] < 20 and not t["diverged"]]
+    # A trial ASHA stopped while it saved its checkpoint (grace period = checkpoint frequency = 5) reports `done`,
+    # but Tune holds the stop until the save returns: a signal in between leaves it saved as RUNNING, so it is
+    # interrupted, not stopped early, and a resume judges it at that rung again (scheduler_state; CI, 2026-12-05).
+    ended_early = [t for t in summary["trials"]
+                   if t["done"] and t["iteration"] < 20 and not t["diverged"] and not t.get("interrupted")]
     assert summary["num_early_stopped"] == len(ended_early), summary
     assert "all done" not in out and "stopped unfinished" in out, out[-3000:]
     finished_before = terminated_progress(exp)

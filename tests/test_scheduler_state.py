@@ -86,6 +86,42 @@ def test_memory_puts_random_streams_back_at_setup():
     assert memory.restored == 0  # no trials re-added in this unit test
 
 
+def test_a_stop_tune_had_not_carried_out_is_decided_again_after_a_resume():
+    """ASHA stopped a trial at a rung, and a stop signal came before Tune completed it (its checkpoint save
+    was still out): the resumed trial must be judged at that rung again, not let through as recorded."""
+    np.random.seed(0)
+    scheduler = _ahb(brackets=1)
+    memory = SchedulerMemory(scheduler)
+    trials = [SimpleNamespace(trial_id=f"t{i}") for i in range(4)]
+    for trial in trials:
+        scheduler.on_trial_add(None, trial)
+    decisions = {}
+    for score, trial in zip((1.0, 2.0, 3.0, 0.0), trials, strict=True):  # the median cut-off stops only t3
+        result = {"training_iteration": 1, "score": score}
+        decisions[trial.trial_id] = scheduler.on_trial_result(None, trial, result)
+        # Tune marks a stopped trial's result done before the callbacks see it.
+        memory.on_trial_result(1, trials, trial, {**result, "done": decisions[trial.trial_id] == "STOP"})
+    assert decisions["t3"] == "STOP" and scheduler._num_stopped == 1
+    memory.on_trial_result(1, trials, trials[0], {"training_iteration": 16, "score": 9.0, "done": True})  # at max_t
+    saved = cloudpickle.loads(cloudpickle.dumps(memory.get_state()))
+    rung_1 = dict(saved["scheduler"]["rungs"][0])[1]
+    assert "t3" not in rung_1 and {"t0", "t1", "t2"} <= set(rung_1)  # only the score of the uncarried-out stop
+    assert saved["scheduler"]["num_stopped"] == 0
+
+    resumed = _ahb(brackets=1)
+    resumed_memory = SchedulerMemory(resumed)
+    for trial in trials:
+        resumed.on_trial_add(None, trial)
+    resumed_memory.set_state(saved)
+    resumed_memory.setup()
+    assert resumed.on_trial_result(None, trials[3], {"training_iteration": 1, "score": 0.0}) == "STOP"
+    assert resumed.on_trial_result(None, trials[1], {"training_iteration": 1, "score": 2.0}) == "CONTINUE"
+
+    # Once Tune completes the trial, the stop is carried out and its rung score is kept.
+    memory.on_trial_complete(1, trials, trials[3])
+    assert "t3" in dict(capture(scheduler, memory._ending)["rungs"][0])[1]
+
+
 # --- slow: a real Tune experiment interrupted and restored -----------------------------------
 
 _seen: dict[str, Any] = {"restored": None, "results": []}

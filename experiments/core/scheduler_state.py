@@ -19,6 +19,13 @@ state back (``set_state``) before it re-adds the trials, which makes the schedul
 (it registers each restored trial as new); the state is therefore put back in ``setup``, which
 Tune calls after the trials are re-added and before any result or new trial.
 
+A stop decision Tune has not carried out yet is not kept either. When ASHA stops a trial at a rung
+where the trial also checkpoints, Tune holds the stop until the save returns; a stop signal in
+between leaves the trial saved as running (with its rung score recorded), and a resume would run it
+again past the rung that stopped it (ASHA lets a trial recorded at a rung continue). The callback
+therefore notes each ending result until Tune reports the trial complete, and :func:`capture` leaves
+out the rung score such a result recorded: the resumed trial is judged at that rung again.
+
 Everything that reads or writes Ray's private scheduler attributes is in :func:`capture` and
 :func:`apply` (tests/test_scheduler_state.py checks both against Ray's classes).
 """
@@ -35,8 +42,12 @@ from ray.tune import Callback
 _PBT_TRIAL_FIELDS = ("last_score", "last_perturbation_time", "last_train_time", "last_result")
 
 
-def capture(scheduler: Any) -> dict[str, Any] | None:
+def capture(scheduler: Any, ending: dict[str, dict[str, Any]] | None = None) -> dict[str, Any] | None:
     """The state of ``scheduler`` that a restored experiment needs, keyed by trial id; None if it has none.
+
+    ``ending``: trial id -> its last result, for trials whose result ended them (``done``) while Tune has
+    not completed them yet. A rung score such a result recorded is left out (and its stop uncounted), so
+    the resumed trial is judged at that rung again instead of passing it.
 
     Ray 2.60's private attributes, read here only: ``AsyncHyperBandScheduler._brackets`` (each a
     ``_Bracket`` whose ``_rungs`` is a list of ``(milestone, {trial_id: score})``), ``_trial_info``
@@ -50,12 +61,24 @@ def capture(scheduler: Any) -> dict[str, Any] | None:
 
     if isinstance(scheduler, AsyncHyperBandScheduler):
         brackets = scheduler._brackets
+        rungs = [[(milestone, {tid: float(score) for tid, score in recorded.items()})
+                  for milestone, recorded in bracket._rungs] for bracket in brackets]
+        num_stopped = scheduler._num_stopped
+        for tid, result in (ending or {}).items():
+            if tid not in scheduler._trial_info or result.get(scheduler._metric) is None:
+                continue
+            at = result.get(scheduler._time_attr, 0)
+            score = float(scheduler._metric_op * result[scheduler._metric])
+            for milestone, recorded in rungs[brackets.index(scheduler._trial_info[tid])]:
+                if milestone <= at and recorded.get(tid) == score:  # this result's rung score: ASHA stopped it here
+                    del recorded[tid]
+                    num_stopped -= 1
+                    break
         return {
             "kind": "async_hyperband",
-            "rungs": [[(milestone, {tid: float(score) for tid, score in recorded.items()})
-                       for milestone, recorded in bracket._rungs] for bracket in brackets],
+            "rungs": rungs,
             "bracket_of": {tid: brackets.index(bracket) for tid, bracket in scheduler._trial_info.items()},
-            "num_stopped": scheduler._num_stopped,
+            "num_stopped": num_stopped,
         }
     if isinstance(scheduler, PopulationBasedTraining):
         return {
@@ -137,10 +160,21 @@ class SchedulerMemory(Callback):
     def __init__(self, scheduler: Any):
         self.scheduler = scheduler
         self._pending: dict[str, Any] | None = None
+        self._ending: dict[str, dict[str, Any]] = {}  # trial id -> the result that ended it, until Tune completes it
         self.restored: int | None = None
 
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if result.get("done"):
+            self._ending[trial.trial_id] = result
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ending.pop(trial.trial_id, None)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ending.pop(trial.trial_id, None)
+
     def get_state(self) -> dict[str, Any] | None:
-        return {"scheduler": capture(self.scheduler), "random_streams": random_streams()}
+        return {"scheduler": capture(self.scheduler, self._ending), "random_streams": random_streams()}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self._pending = state  # applied in setup, after Tune has re-added the restored trials
@@ -155,4 +189,4 @@ class SchedulerMemory(Callback):
 
     def __getstate__(self) -> dict[str, Any]:
         # In tuner.pkl: the scheduler as constructed; nothing pending.
-        return {"scheduler": self.scheduler, "_pending": None, "restored": None}
+        return {"scheduler": self.scheduler, "_pending": None, "_ending": {}, "restored": None}
