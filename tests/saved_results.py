@@ -31,8 +31,9 @@ def _saved_terminated(experiment: Path) -> dict[str, int] | None:
     return ended
 
 
-def _rows(progress: Path) -> list | None:
-    """The (training_iteration, val_mae) rows of a progress.csv; None if it is missing or empty."""
+def progress_rows(progress: Path) -> list | None:
+    """The (training_iteration, val_mae) rows of a progress.csv; None if it is missing or empty (a snapshot's
+    copy was rewriting it, or a kill stopped the copy: see :func:`terminated_progress`)."""
     try:
         text = progress.read_text()
     except OSError:
@@ -55,7 +56,7 @@ def terminated_progress(experiment: Path, timeout: float = 30) -> dict[str, list
     deadline = time.monotonic() + timeout
     while True:
         ended = _saved_terminated(experiment)
-        rows = {logdir: _rows(experiment / logdir / "progress.csv") for logdir in ended or {}}
+        rows = {logdir: progress_rows(experiment / logdir / "progress.csv") for logdir in ended or {}}
         behind = {logdir: (last, (rows[logdir] or [[None]])[-1][0]) for logdir, last in (ended or {}).items()
                   if not rows[logdir] or rows[logdir][-1][0] != last}
         if ended is not None and not behind:
