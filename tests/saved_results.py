@@ -4,9 +4,12 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+
+from experiments.core.tune_state import saved_trial_states
 
 # For a driver whose saved state a test polls: Tune snapshots it (and syncs the trial folders on the
 # storage path with it) every 10 s or more by default (`TUNE_GLOBAL_CHECKPOINT_S`, "auto"), long enough
@@ -65,3 +68,17 @@ def terminated_progress(experiment: Path, timeout: float = 30) -> dict[str, list
             raise AssertionError(f"{experiment}: saved state unreadable or progress.csv behind it after "
                                  f"{timeout:.0f} s (folder: (saved last iteration, last row)): {behind}")
         time.sleep(0.5)
+
+
+def wait_for_a_terminated_trial(experiment: Path, timeout: float, running: Callable[[], bool]) -> bool:
+    """Poll Tune's saved state of ``experiment`` until a trial in it is TERMINATED (finished or stopped by its
+    scheduler): True then; False if ``timeout`` seconds pass or ``running()`` (the driver or its job) says the
+    run has ended without one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "TERMINATED" in saved_trial_states(experiment):
+            return True
+        if not running():
+            return "TERMINATED" in saved_trial_states(experiment)
+        time.sleep(0.5)
+    return False

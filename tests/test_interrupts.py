@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from saved_results import SNAPSHOT_EVERY_S, terminated_progress
+from saved_results import SNAPSHOT_EVERY_S, terminated_progress, wait_for_a_terminated_trial
 
 from experiments.core.config import resolve_config
 from experiments.core.experiment_dir import ExperimentLock
 from experiments.core.interrupts import graceful_stop_signals
 from experiments.core.runner import main
 from experiments.core.strategies import STRATEGIES
-from experiments.core.tune_state import saved_trial_states
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -177,10 +176,7 @@ def _sigterm_after_a_finished_trial(strategy: str, args: list[str], env: dict, e
     Tune snapshots the polled state every second (``SNAPSHOT_EVERY_S``), so the signal meets the sweep unfinished.
     """
     proc = _script(strategy, args, {**env, **SNAPSHOT_EVERY_S})
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and "TERMINATED" not in saved_trial_states(exp):
-        time.sleep(0.5)
-    if "TERMINATED" not in saved_trial_states(exp):
+    if not wait_for_a_terminated_trial(exp, 240, lambda: proc.poll() is None):
         os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail(f"no trial of {exp.name} finished or was stopped within 240 s:\n{proc.communicate()[0][-3000:]}")
     proc.send_signal(signal.SIGTERM)

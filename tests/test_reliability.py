@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from saved_results import SNAPSHOT_EVERY_S, progress_rows
+from saved_results import SNAPSHOT_EVERY_S, progress_rows, wait_for_a_terminated_trial
 
 from experiments.core.runner import main
-from experiments.core.tune_state import saved_trial_states
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -102,10 +101,7 @@ def test_driver_killed_with_sigkill_resumes_without_losing_finished_trials(tmp_p
             "--max-concurrent-trials", "1", "--storage-path", str(tmp_path), "--name", "killed"]
     exp = tmp_path / "killed"
     proc = _run_script(args, {**env, **SNAPSHOT_EVERY_S})  # the kill meets the sweep unfinished
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and "TERMINATED" not in saved_trial_states(exp):
-        time.sleep(0.5)
-    assert "TERMINATED" in saved_trial_states(exp), "no trial finished before the deadline"
+    assert wait_for_a_terminated_trial(exp, 240, lambda: proc.poll() is None), "no trial finished before the deadline"
     os.killpg(proc.pid, signal.SIGKILL)  # driver and the Ray it started, as a crash would
     proc.wait()
     # The kill can stop a snapshot's copy of a trial folder half-way (an empty progress.csv): trials counted

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from saved_results import SNAPSHOT_EVERY_S  # noqa: E402
+from saved_results import SNAPSHOT_EVERY_S, wait_for_a_terminated_trial  # noqa: E402
 from saved_results import terminated_progress as _terminated  # noqa: E402
 from slurm_cluster import SlurmCluster, missing_slurm_binaries  # noqa: E402
 
@@ -299,21 +299,9 @@ def test_worker_that_cannot_start_is_named_and_ends_the_job(slurm, tmp_path, cac
 
 # -- graceful stops, requeue and privacy with the real run_asha.py driver ---------------------------
 
-def _saved_states(experiment: Path) -> list[str]:
-    from experiments.core.tune_state import saved_trial_states
-
-    return saved_trial_states(experiment)
-
-
 def _wait_for_a_finished_trial(job: Job, experiment: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if "TERMINATED" in _saved_states(experiment):
-            return
-        if job.info().get("JobState") in TERMINAL:
-            break
-        time.sleep(1)
-    pytest.fail(f"no trial of {experiment.name} finished within {timeout:.0f}s\n{job.report()}")
+    if not wait_for_a_terminated_trial(experiment, timeout, lambda: job.info().get("JobState") not in TERMINAL):
+        pytest.fail(f"no trial of {experiment.name} finished within {timeout:.0f}s\n{job.report()}")
 
 
 # Long enough that a scancel or requeue sent once the first trial has finished always meets a running
