@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "sinfo", "srun", "scancel")
@@ -43,6 +44,24 @@ def _exe(name: str) -> str:
     if not path:
         raise FileNotFoundError(name)
     return path
+
+
+def processes(match: Callable[[list[bytes], str], bool]) -> list[tuple[int, str]]:
+    """(pid, command line) of the live processes other than this one for which ``match(environment entries,
+    command line)`` holds (zombies left out)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and match(environ, cmdline):
+            found.append((int(proc.name), cmdline))
+    return found
 
 
 def _free_ports(count: int) -> list[int]:
@@ -126,20 +145,13 @@ class SlurmCluster:
         SLURM_CONF and SLURM_JOB_ID in its environment); returns their pids and command lines."""
         conf = f"SLURM_CONF={self.conf}".encode()
         killed = []
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit() or int(proc.name) == os.getpid():
-                continue
+        for pid, cmdline in processes(lambda environ, _: conf in environ
+                                      and any(var.startswith(b"SLURM_JOB_ID=") for var in environ)):
             try:
-                environ = (proc / "environ").read_bytes().split(b"\0")
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                os.kill(pid, signal.SIGKILL)
+                killed.append(f"{pid}: {cmdline[:120]}")
             except OSError:
-                continue
-            if conf in environ and any(var.startswith(b"SLURM_JOB_ID=") for var in environ):
-                try:
-                    os.kill(int(proc.name), signal.SIGKILL)
-                    killed.append(f"{proc.name}: {cmdline[:120]}")
-                except OSError:
-                    pass
+                pass
         return killed
 
     def __enter__(self) -> SlurmCluster:

@@ -24,7 +24,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from saved_results import SNAPSHOT_EVERY_S, wait_for_a_terminated_trial  # noqa: E402
 from saved_results import terminated_progress as _terminated  # noqa: E402
-from slurm_cluster import SlurmCluster, missing_slurm_binaries  # noqa: E402
+from slurm_cluster import SlurmCluster, missing_slurm_binaries, processes  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_ASHA = REPO / "experiments" / "run_asha.py"
@@ -145,21 +145,9 @@ class Job:
 def _job_processes(job_id: str) -> list[str]:
     """Processes started by job ``job_id``: Slurm puts SLURM_JOB_ID in all of their environments
     (Ray's processes inherit it), and Ray's temp dir of the job is named after it."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            environ = (proc / "environ").read_bytes().split(b"\0")
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state == "Z":
-            continue
-        if f"SLURM_JOB_ID={job_id}".encode() in environ or f"/hpo-ray-{job_id}-" in cmdline:
-            found.append(f"{proc.name}: {cmdline[:160]}")
-    return found
+    marker = f"SLURM_JOB_ID={job_id}".encode()
+    return [f"{pid}: {cmdline[:160]}" for pid, cmdline in
+            processes(lambda environ, cmdline: marker in environ or f"/hpo-ray-{job_id}-" in cmdline)]
 
 
 def _gcs_check(address: str, env_changes: dict[str, str | None], home: Path) -> subprocess.CompletedProcess:
